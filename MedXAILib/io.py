@@ -1,0 +1,271 @@
+"""Reading and writing Volumes through SimpleITK.
+
+On disk, files are in ITK's LPS convention; in memory a :class:`~MedXAILib.volume.Volume` carries an IJK→RAS
+matrix. The conversion happens here and nowhere else. Supported: NIfTI (``.nii``, ``.nii.gz``), NRRD, MHA/MHD,
+a folder holding one DICOM series, single-frame DICOM files, and 2D PNG/JPEG/BMP/TIFF images (read as one slice).
+
+Writes are atomic: the file is written under a temporary name in the destination folder and renamed into place,
+so an interrupted write never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .volume import LPS_TO_RAS, Volume
+
+IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for double in (".nii.gz", ".seg.nrrd"):
+        if name.endswith(double):
+            return double
+    return path.suffix.lower()
+
+
+def _ijk_to_ras_from_image(img: sitk.Image) -> np.ndarray:
+    dim = img.GetDimension()
+    spacing = np.ones(3)
+    origin = np.zeros(3)
+    direction = np.eye(3)
+    n = min(dim, 3)
+    spacing[:n] = img.GetSpacing()[:n]
+    origin[:n] = img.GetOrigin()[:n]
+    d = np.asarray(img.GetDirection(), dtype=float).reshape(dim, dim)
+    direction[:n, :n] = d[:n, :n]
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = direction * spacing[None, :]
+    ijk_to_lps[:3, 3] = origin
+    return LPS_TO_RAS @ ijk_to_lps
+
+
+def _apply_geometry(img: sitk.Image, ijk_to_ras: np.ndarray) -> None:
+    ijk_to_lps = LPS_TO_RAS @ ijk_to_ras
+    lin = ijk_to_lps[:3, :3]
+    spacing = np.linalg.norm(lin, axis=0)
+    direction = lin / spacing[None, :]
+    dim = img.GetDimension()
+    if dim == 2:
+        img.SetSpacing(tuple(float(s) for s in spacing[:2]))
+        img.SetOrigin(tuple(float(o) for o in ijk_to_lps[:2, 3]))
+        img.SetDirection(tuple(float(x) for x in direction[:2, :2].ravel()))
+    else:
+        img.SetSpacing(tuple(float(s) for s in spacing))
+        img.SetOrigin(tuple(float(o) for o in ijk_to_lps[:3, 3]))
+        img.SetDirection(tuple(float(x) for x in direction.ravel()))
+
+
+def image_to_volume(img: sitk.Image, name: str | None = None) -> Volume:
+    """Convert a SimpleITK image (2D, 3D, 4D or vector-valued) to a Volume (channels first)."""
+    arr = sitk.GetArrayFromImage(img)
+    dim = img.GetDimension()
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    if ncomp > 1:
+        # vector pixels: move components to the channel axis
+        arr = np.moveaxis(arr, -1, 0)
+        if dim == 2:
+            arr = arr[:, None]
+    elif dim == 2:
+        arr = arr[None, None]
+    elif dim == 3:
+        arr = arr[None]
+    elif dim == 4:
+        pass  # (T, K, J, I): the 4th axis is the channel axis
+    else:
+        raise InputError(f"{name or 'image'} has {dim} dimensions; expected 2, 3 or 4")
+    return Volume(arr, _ijk_to_ras_from_image(img), [name] * 0)
+
+
+def _rgb_to_gray(vol: Volume) -> Volume:
+    arr = vol.array.astype(np.float32)
+    if arr.shape[0] in (3, 4):
+        gray = 0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2]
+        return vol.with_array(gray[None], channel_names=[])
+    return vol
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{folder}: no DICOM series found in this folder")
+    if len(series) > 1:
+        raise InputError(
+            f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
+            "put one series per folder"
+        )
+    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader.SetFileNames(files)
+    return reader.Execute()
+
+
+def read_image(path: str | os.PathLike, grayscale_2d: bool = True) -> Volume:
+    """Read one file (or DICOM folder) as a Volume.
+
+    Args:
+        path: a NIfTI/NRRD/MHA/DICOM file, a folder with one DICOM series, or a 2D image.
+        grayscale_2d: convert RGB(A) 2D images to one luminance channel (X-rays stored as RGB).
+
+    Raises:
+        InputError: the path does not exist or cannot be read as an image.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    try:
+        if p.is_dir():
+            img = _read_dicom_folder(p)
+        else:
+            img = sitk.ReadImage(str(p))
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((line for line in first if "ERROR" in line or "Unable" in line), first[0] if first else "")
+        raise InputError(f"{p}: cannot be read as an image ({detail.strip()[:160]})") from None
+    vol = image_to_volume(img)
+    if grayscale_2d and vol.is_2d and vol.n_channels in (3, 4):
+        vol = _rgb_to_gray(vol)
+    if vol.n_channels == 1 and np.issubdtype(vol.array.dtype, np.floating):
+        vol = vol.with_array(vol.array.astype(np.float32, copy=False))
+    return vol
+
+
+def read_volume(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    channel_names: Sequence[str] | None = None,
+    dtype: type = np.float32,
+) -> Volume:
+    """Read a (multi-channel) input: one file per channel, or one 4D file whose last axis is the channel.
+
+    Args:
+        paths: one path or several; several files must share one voxel grid.
+        channel_names: names to give the channels (e.g. ``["t1", "t1ce", "t2", "flair"]``).
+        dtype: array type of the result (float32 for images).
+
+    Raises:
+        InputError: a file is missing or unreadable, or the files' grids differ (the message names the file).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise InputError("no input file given")
+    vols = [read_image(p) for p in paths]
+    first = vols[0]
+    for p, v in zip(paths[1:], vols[1:]):
+        diff = first.geometry_difference(v)
+        if diff is not None:
+            raise InputError(
+                f"{p} has {diff} than {paths[0]}; all channel files must share one voxel grid "
+                "(resample them onto the same grid first)"
+            )
+    arr = np.concatenate([v.array for v in vols], axis=0).astype(dtype, copy=False)
+    names = list(channel_names) if channel_names else []
+    if names and len(names) != arr.shape[0]:
+        raise InputError(f"{len(names)} channel names for {arr.shape[0]} channels read from {len(paths)} file(s)")
+    return Volume(arr, first.ijk_to_ras, names)
+
+
+def read_label_map(path: str | os.PathLike, reference: Volume | None = None, what: str = "reference") -> Volume:
+    """Read an integer label map (one channel) and optionally check it lies on ``reference``'s grid.
+
+    Raises:
+        InputError: unreadable, not a label map (non-integer values or several channels), or a grid mismatch.
+    """
+    vol = read_image(path, grayscale_2d=False)
+    if vol.n_channels != 1:
+        raise InputError(f"{path}: the {what} has {vol.n_channels} channels; a label map has one")
+    arr = vol.array
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not np.allclose(arr, np.round(arr)):
+            raise InputError(
+                f"{path}: the {what} holds non-integer values, so it is not a label map "
+                "(give a segmentation with integer labels, not an image or a heat map)"
+            )
+        arr = np.round(arr)
+    if arr.min() < 0:
+        raise InputError(f"{path}: the {what} has negative labels; a label map uses 0 for background and 1.. for labels")
+    vol = vol.with_array(arr.astype(np.int16 if arr.max() < 32767 else np.int32))
+    if reference is not None:
+        diff = reference.geometry_difference(vol)
+        if diff is not None:
+            raise InputError(f"{path}: the {what} has {diff} than the image; it must lie on the image's voxel grid")
+    return vol
+
+
+def volume_to_image(vol: Volume, channel: int | None = None, force_2d: bool = False) -> sitk.Image:
+    """Convert a Volume to a SimpleITK image (one channel → scalar image; several → vector image)."""
+    arr = vol.array if channel is None else vol.array[channel : channel + 1]
+    two_d = force_2d and vol.is_2d
+    if arr.shape[0] == 1:
+        data = arr[0, 0] if two_d else arr[0]
+        img = sitk.GetImageFromArray(np.ascontiguousarray(data))
+    else:
+        data = np.moveaxis(arr, 0, -1)
+        img = sitk.GetImageFromArray(np.ascontiguousarray(data[0] if two_d else data), isVector=True)
+    _apply_geometry(img, vol.ijk_to_ras)
+    return img
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = _suffix(dest) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write a Volume atomically; the format follows the extension (.nii.gz, .nrrd, .mha, .png…).
+
+    Multi-channel volumes are written as vector images (NRRD/MHA/NIfTI). A 2D image format needs ``K == 1``.
+    """
+    p = Path(path)
+    suffix = _suffix(p)
+    is_2d_format = suffix in IMAGE_2D_SUFFIXES
+    if is_2d_format and not vol.is_2d:
+        raise InputError(f"{p}: a {suffix} file holds one 2D slice; this volume has {vol.shape[0]} slices")
+    img = volume_to_image(vol, force_2d=is_2d_format)
+    with atomic_path(p) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
+    return p
+
+
+def write_json(data: object, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (indent 2, keys in insertion order)."""
+    import json
+
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    return p
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
