@@ -1,0 +1,8 @@
+"""Run ``python -m MedXAILib``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

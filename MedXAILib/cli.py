@@ -1,0 +1,78 @@
+"""``python -m MedXAILib <command>``: the headless entry point.
+
+Each command lives in its own module under :mod:`MedXAILib.commands` and provides ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Errors the user can fix (:class:`MedXAIError`) are printed as one
+line on stderr with exit status 2 and no traceback; outputs are written atomically so a failed or cancelled
+command leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+from .errors import MedXAIError
+
+# Command name -> module under MedXAILib.commands (in the order `--help` lists them).
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "segment": "segment",
+    "classify": "classify",
+    "explain": "explain",
+    "evaluate": "evaluate",
+    "methods": "methods",
+    "train": "train",
+    "benchmark": "benchmark",
+    "bench": "bench",
+}
+
+
+def _load(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"MedXAILib.commands.{COMMANDS[name]}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"MedXAILib.commands.{COMMANDS[name]}":
+            return None
+        raise
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """The shared ``--progress {bar,json,none}`` flag."""
+    parser.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help="bar: a progress bar on stderr; json: one {\"stage\", \"progress\"} object per line on stdout",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m MedXAILib",
+        description="MedXAI: segment, classify and explain medical images, and measure how far to trust it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MedXAIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
