@@ -1,0 +1,132 @@
+"""Intensity normalisation and grid changes between the input and the model.
+
+Arrays are channel-first ``(C, K, J, I)`` (or ``(C, J, I)`` for 2D helpers) float32. All spatial sizes and spacings in
+a model description are in tensor order: ``(K, J, I)`` in 3D and ``(J, I)`` in 2D, spacings in millimetres.
+
+Grid changes (resampling to the model's spacing, resizing an X-ray to the network's input size) keep the physical
+extent of the image: the new grid covers the same box of space, voxel corners to voxel corners. That is exactly what
+``torch.nn.functional.interpolate(..., align_corners=False)`` computes, so a map computed on the model grid can be
+brought back onto the input grid with the same call and lands on the same anatomy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ModelError
+
+NORMALIZERS = ("zscore_foreground", "zscore", "percentile", "hu_window", "minmax", "none")
+
+
+def normalize(array: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Normalise intensities per channel as the model description's ``preprocessing`` says.
+
+    Args:
+        array: ``(C, ...)`` float array; it is not modified.
+        spec: ``{"normalize": one of NORMALIZERS, "percentiles": [lo, hi], "hu_window": [lo, hi]}``.
+            - ``zscore_foreground``: (x − mean) / std over the foreground — voxels where any channel is non-zero —
+              and background set to 0 (BraTS-style skull-stripped inputs).
+            - ``zscore``: over all voxels.
+            - ``percentile``: clip to the given percentiles (default 0.5, 99.5), then scale to [0, 1].
+            - ``hu_window``: clip to the window in Hounsfield units, then scale to [0, 1].
+            - ``minmax``: scale to [0, 1].
+
+    Returns:
+        a new float32 array of the same shape.
+    """
+    mode = spec.get("normalize", "none")
+    x = np.asarray(array, dtype=np.float32)
+    out = np.empty_like(x)
+    if mode == "zscore_foreground":
+        fg = np.any(x != 0, axis=0)
+        if not fg.any():
+            fg = np.ones(x.shape[1:], dtype=bool)
+        for c in range(x.shape[0]):
+            vals = x[c][fg]
+            mean, std = float(vals.mean()), float(vals.std())
+            out[c] = np.where(fg, (x[c] - mean) / (std if std > 1e-8 else 1.0), 0.0)
+    elif mode == "zscore":
+        for c in range(x.shape[0]):
+            mean, std = float(x[c].mean()), float(x[c].std())
+            out[c] = (x[c] - mean) / (std if std > 1e-8 else 1.0)
+    elif mode in ("percentile", "hu_window", "minmax"):
+        for c in range(x.shape[0]):
+            if mode == "percentile":
+                lo, hi = np.percentile(x[c], spec.get("percentiles", [0.5, 99.5]))
+            elif mode == "hu_window":
+                lo, hi = spec.get("hu_window", [-1000.0, 1000.0])
+            else:
+                lo, hi = float(x[c].min()), float(x[c].max())
+            scale = float(hi - lo) if hi > lo else 1.0
+            out[c] = (np.clip(x[c], lo, hi) - lo) / scale
+    elif mode == "none":
+        out[...] = x
+    else:
+        raise ModelError(f"unknown normalisation {mode!r} in the model description; use one of {', '.join(NORMALIZERS)}")
+    return out
+
+
+@dataclass(frozen=True)
+class GridChange:
+    """How the input grid maps to the model grid (same physical box, different voxel counts).
+
+    Attributes:
+        input_shape: spatial shape of the input, tensor order.
+        model_shape: spatial shape on the model grid, tensor order.
+    """
+
+    input_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+
+    @property
+    def identity(self) -> bool:
+        return self.input_shape == self.model_shape
+
+    def model_ijk_to_ras(self, ijk_to_ras: np.ndarray) -> np.ndarray:
+        """IJK→RAS of the model grid given the input's (3D shapes, tensor order K, J, I)."""
+        shape_in = np.asarray(self.input_shape[::-1], dtype=float)
+        shape_out = np.asarray(self.model_shape[::-1], dtype=float)
+        if shape_in.size == 2:
+            shape_in = np.append(shape_in, 1.0)
+            shape_out = np.append(shape_out, 1.0)
+        scale = shape_in / shape_out  # new voxel size in old voxel units, per i, j, k
+        m = np.array(ijk_to_ras, dtype=float)
+        out = m.copy()
+        out[:3, :3] = m[:3, :3] * scale[None, :]
+        # voxel centre 0 of the new grid sits at old index (scale - 1) / 2
+        out[:3, 3] = m[:3, :3] @ ((scale - 1.0) / 2.0) + m[:3, 3]
+        return out
+
+
+def grid_for_spacing(
+    input_shape: Sequence[int], input_spacing: Sequence[float], target_spacing: Sequence[float] | None
+) -> GridChange:
+    """Model grid for a target spacing (tensor order, mm); None keeps the input grid."""
+    shape = tuple(int(s) for s in input_shape)
+    if target_spacing is None:
+        return GridChange(shape, shape)
+    new = tuple(
+        max(1, int(round(n * s / t))) if t and t > 0 else n
+        for n, s, t in zip(shape, input_spacing, target_spacing)
+    )
+    return GridChange(shape, new)
+
+
+def resize(tensor: torch.Tensor, shape: Sequence[int], mode: str = "linear") -> torch.Tensor:
+    """Resample a ``(B, C, *spatial)`` tensor to ``shape`` over the same physical box.
+
+    ``mode`` is ``linear`` (bi/trilinear, align_corners=False) or ``nearest`` (for label maps).
+    """
+    shape = tuple(int(s) for s in shape)
+    if tuple(tensor.shape[2:]) == shape:
+        return tensor
+    nd = tensor.ndim - 2
+    if mode == "nearest":
+        return F.interpolate(tensor, size=shape, mode="nearest-exact")
+    interp = {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
+    return F.interpolate(tensor, size=shape, mode=interp, align_corners=False)
