@@ -195,7 +195,9 @@ def read_label_map(path: str | os.PathLike, reference: Volume | None = None, wha
             )
         arr = np.round(arr)
     if arr.min() < 0:
-        raise InputError(f"{path}: the {what} has negative labels; a label map uses 0 for background and 1.. for labels")
+        raise InputError(
+            f"{path}: the {what} has negative labels; a label map uses 0 for background and 1.. for labels"
+        )
     vol = vol.with_array(arr.astype(np.int16 if arr.max() < 32767 else np.int32))
     if reference is not None:
         diff = reference.geometry_difference(vol)

@@ -67,7 +67,9 @@ def normalize(array: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     elif mode == "none":
         out[...] = x
     else:
-        raise ModelError(f"unknown normalisation {mode!r} in the model description; use one of {', '.join(NORMALIZERS)}")
+        raise ModelError(
+            f"unknown normalisation {mode!r} in the model description; use one of {', '.join(NORMALIZERS)}"
+        )
     return out
 
 

@@ -110,10 +110,10 @@ class Volume:
         """Volume of one voxel in millilitres (1 mL = 1000 mm³)."""
         return float(abs(np.linalg.det(self.ijk_to_ras[:3, :3]))) / 1000.0
 
-    def same_geometry(self, other: "Volume", atol: float = 1e-4) -> bool:
+    def same_geometry(self, other: Volume, atol: float = 1e-4) -> bool:
         return self.shape == other.shape and np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=atol)
 
-    def geometry_difference(self, other: "Volume", atol: float = 1e-4) -> str | None:
+    def geometry_difference(self, other: Volume, atol: float = 1e-4) -> str | None:
         """Describe how ``other``'s grid differs from this one (None when they agree)."""
         if self.shape != other.shape:
             return f"size {other.shape[::-1]} (i, j, k) instead of {self.shape[::-1]}"
@@ -126,7 +126,7 @@ class Volume:
         return None
 
     # ---- construction helpers ----------------------------------------------------------------------------------
-    def with_array(self, array: np.ndarray, channel_names: Sequence[str] | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, channel_names: Sequence[str] | None = None) -> Volume:
         """A new Volume on the same grid with another array (``(C, K, J, I)`` or ``(K, J, I)``)."""
         arr = np.asarray(array)
         if arr.ndim == 3:
@@ -138,11 +138,11 @@ class Volume:
         )
         return Volume(arr, self.ijk_to_ras.copy(), names)
 
-    def channel(self, index: int) -> "Volume":
+    def channel(self, index: int) -> Volume:
         name = [self.channel_names[index]] if self.channel_names else []
         return Volume(self.array[index : index + 1].copy(), self.ijk_to_ras.copy(), name)
 
-    def copy(self) -> "Volume":
+    def copy(self) -> Volume:
         return Volume(self.array.copy(), self.ijk_to_ras.copy(), list(self.channel_names))
 
     def check_finite(self, what: str = "the input") -> None:
@@ -158,7 +158,7 @@ class Volume:
             )
 
     @staticmethod
-    def stack(volumes: Sequence["Volume"], names: Sequence[str] | None = None) -> "Volume":
+    def stack(volumes: Sequence[Volume], names: Sequence[str] | None = None) -> Volume:
         """Concatenate single- or multi-channel volumes along the channel axis; grids must agree."""
         first = volumes[0]
         for i, v in enumerate(volumes[1:], start=1):
