@@ -1,0 +1,303 @@
+"""``python -m MedXAILib evaluate``: score a segmentation against a reference, or a heat map's localisation.
+
+Two modes share the command:
+
+- ``--prediction P --reference R`` — per-label Dice, IoU, HD95 (mm) and volumes (mL) →
+  ``{"labels": {"1": {...}, ...}, "regions": {...}, "inputs": {...}}``.
+- ``--heatmap H --reference R`` (and/or ``--box x,y,w,h`` for a 2D map) — localisation and complexity metrics of an
+  explanation → flat keys named after the metrics (``pointing_game``, ``relevance_mass``, ``relevance_rank``,
+  ``topk_dice_5pct``, ``sparseness_gini``, ``box_iobb``, …) plus ``inputs``.
+
+Metrics that need the model (faithfulness, stability, sanity: ``--model`` and ``--input``) are delegated to
+``MedXAILib.quality.model_based_metrics(args, heatmap, reference) -> dict`` when that module exists; the flags are
+accepted now and refused with a clear message until then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import cli
+from ..errors import InputError, MethodError
+from ..progress import Progress, ProgressCallback
+from ..volume import Volume
+
+HELP = "score a segmentation against a reference, or how well a heat map localises the reference"
+DESCRIPTION = (
+    "Segmentation mode (--prediction): Dice, IoU, HD95 in mm and volumes in mL per label. "
+    "Heat-map mode (--heatmap): pointing game, relevance mass and rank accuracy, top-k%% Dice/IoU, sparseness, "
+    "and the ChestX-ray14 box protocol (--box). Results are written as JSON."
+)
+DEFAULT_TOPK = "1,5,10"
+QUALITY_MODULE = "MedXAILib.quality"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--prediction", type=Path, help="predicted label map (segmentation mode)")
+    mode.add_argument("--heatmap", type=Path, help="explanation heat map (heat-map mode)")
+    parser.add_argument("--reference", type=Path, help="reference label map on the same voxel grid")
+    parser.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    parser.add_argument(
+        "--labels",
+        help="comma-separated label values, e.g. 1,2,4: the labels scored (segmentation) or merged into the "
+        "reference region (heat map); default: every non-zero label",
+    )
+    parser.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="NAME=L1,L2",
+        help="segmentation mode: also score labels merged into one region, e.g. whole_tumour=1,2,4 (repeatable)",
+    )
+    parser.add_argument("--heatmap-channel", type=int, default=None, help="channel of a multi-channel heat map")
+    parser.add_argument(
+        "--tolerance-mm", type=float, default=0.0, help="pointing-game tolerance in mm (adds pointing_game_tol*)"
+    )
+    parser.add_argument(
+        "--topk", default=DEFAULT_TOPK, help=f"top-k percentages for topk_dice/topk_iou (default {DEFAULT_TOPK})"
+    )
+    parser.add_argument("--box", help="reference box x,y,w,h in the heat map's pixels (2D ChestX-ray14 protocol)")
+    parser.add_argument(
+        "--box-threshold", type=float, default=0.5, help="threshold of the normalised map for the box (default 0.5)"
+    )
+    parser.add_argument("--model", help="model for faithfulness/stability/sanity metrics (not implemented yet)")
+    parser.add_argument("--input", nargs="+", type=Path, help="the explained image(s), for model-based metrics")
+    cli.add_progress_argument(parser)
+
+
+# ---- argument parsing helpers ------------------------------------------------------------------------------------
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated whole numbers (e.g. 1,2,4); got {text!r}") from None
+    if not values:
+        raise InputError(f"{what} is empty")
+    return values
+
+
+def _float_list(text: str, what: str, count: int | None = None) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated numbers; got {text!r}") from None
+    if not values or (count is not None and len(values) != count):
+        raise InputError(f"{what} needs {count or 'at least one'} comma-separated numbers; got {text!r}")
+    return values
+
+
+def _regions(items: list[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for item in items:
+        name, sep, labels = item.partition("=")
+        name = name.strip()
+        if not sep or not name or name.isdigit():
+            raise InputError(f"--region must look like NAME=1,2,4 with a non-numeric name; got {item!r}")
+        out[name] = _int_list(labels, f"--region {name}")
+    return out
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse inconsistent flag combinations before any file is read."""
+    if args.prediction is not None:
+        if args.reference is None:
+            raise InputError("--prediction needs --reference (the label map to compare with)")
+        if args.model or args.input:
+            raise InputError("--model/--input apply to heat-map mode (--heatmap), not to --prediction")
+        if args.box:
+            raise InputError("--box applies to heat-map mode (--heatmap), not to --prediction")
+    else:
+        if args.reference is None and not args.box:
+            raise InputError("--heatmap needs --reference (a label map) or --box x,y,w,h")
+        if args.region:
+            raise InputError("--region applies to segmentation mode (--prediction)")
+    if args.tolerance_mm < 0:
+        raise InputError(f"--tolerance-mm must be >= 0; got {args.tolerance_mm}")
+
+
+def _model_based_hook(args: argparse.Namespace) -> Callable[..., dict] | None:
+    """The plug-in ``model_based_metrics`` when ``--model``/``--input`` are given (MethodError if unavailable)."""
+    if not (args.model or args.input):
+        return None
+    if not (args.model and args.input):
+        raise InputError("model-based metrics need both --model and --input")
+    try:
+        module = importlib.import_module(QUALITY_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != QUALITY_MODULE:
+            raise
+        module = None
+    hook = getattr(module, "model_based_metrics", None)
+    if hook is None:
+        raise MethodError(
+            "faithfulness, stability and sanity metrics need the model and are not implemented yet; "
+            "drop --model/--input to get localisation and complexity metrics"
+        )
+    return hook
+
+
+# ---- segmentation mode -----------------------------------------------------------------------------------------
+def evaluate_segmentation(
+    prediction: Volume,
+    reference: Volume,
+    labels: list[int] | None = None,
+    regions: dict[str, list[int]] | None = None,
+) -> dict[str, object]:
+    """``{"labels": {...}, "regions": {...}}`` for a predicted label map against a reference (same grid)."""
+    from ..metrics.segmentation import segmentation_metrics
+
+    scores = segmentation_metrics(prediction, reference, labels=labels, regions=regions)
+    region_names = set(regions or {})
+    out: dict[str, object] = {"labels": {k: v for k, v in scores.items() if k not in region_names}}
+    if region_names:
+        out["regions"] = {k: v for k, v in scores.items() if k in region_names}
+    return out
+
+
+def _run_segmentation(args: argparse.Namespace, progress: ProgressCallback) -> dict[str, object]:
+    from .. import io
+
+    labels = _int_list(args.labels, "--labels") if args.labels else None
+    regions = _regions(args.region)
+    progress(0.0, "reading label maps")
+    reference = io.read_label_map(args.reference, what="reference")
+    prediction = io.read_label_map(args.prediction, what="prediction")
+    diff = reference.geometry_difference(prediction)
+    if diff is not None:
+        raise InputError(
+            f"{args.prediction}: the prediction has {diff} than the reference {args.reference}; "
+            "both must lie on the same voxel grid (resample first)"
+        )
+    progress(0.3, "scoring labels")
+    result = evaluate_segmentation(prediction, reference, labels, regions)
+    result["inputs"] = {
+        "prediction": str(args.prediction),
+        "reference": str(args.reference),
+        "spacing_mm": [float(s) for s in reference.spacing],
+    }
+    return result
+
+
+# ---- heat-map mode ---------------------------------------------------------------------------------------------
+def reference_region(reference: Volume, labels: list[int] | None) -> np.ndarray:
+    """The ``(K, J, I)`` boolean reference region: the given labels merged, or every non-zero label."""
+    arr = reference.array[0]
+    if labels is None:
+        region = arr > 0
+    else:
+        present = sorted(int(v) for v in np.unique(arr) if v != 0)
+        missing = [v for v in labels if v not in present]
+        if missing:
+            raise InputError(
+                f"label {', '.join(map(str, missing))} is not in the reference "
+                f"(labels present: {', '.join(map(str, present)) or 'none'})"
+            )
+        region = np.isin(arr, labels)
+    if not region.any():
+        raise InputError("the reference region is empty; localisation needs at least one reference voxel")
+    return region
+
+
+def localisation_metrics(
+    heatmap: np.ndarray,
+    region: np.ndarray,
+    spacing_kji: np.ndarray,
+    topk: list[float],
+    tolerance_mm: float = 0.0,
+) -> dict[str, object]:
+    """Mask-based localisation metrics of one ``(K, J, I)`` map against a boolean region (same grid)."""
+    from ..metrics import localisation as loc
+
+    out: dict[str, object] = {"pointing_game": loc.pointing_game(heatmap, region)}
+    if tolerance_mm > 0:
+        out[f"pointing_game_tol{tolerance_mm:g}mm"] = loc.pointing_game(heatmap, region, tolerance_mm, spacing_kji)
+    out["relevance_mass"] = loc.relevance_mass(heatmap, region)
+    out["relevance_rank"] = loc.relevance_rank(heatmap, region)
+    for k in topk:
+        overlap = loc.topk_overlap(heatmap, region, k)
+        out[f"topk_dice_{k:g}pct"] = overlap["dice"]
+        out[f"topk_iou_{k:g}pct"] = overlap["iou"]
+    return out
+
+
+def complexity_metrics(heatmap: np.ndarray) -> dict[str, float]:
+    """Sparseness (Gini) and entropy of a map (any shape)."""
+    from ..metrics.complexity import complexity_entropy, sparseness_gini
+
+    return {"sparseness_gini": sparseness_gini(heatmap), "complexity_entropy_nats": complexity_entropy(heatmap)}
+
+
+def _read_heatmap(args: argparse.Namespace) -> Volume:
+    from .. import io
+
+    vol = io.read_image(args.heatmap, grayscale_2d=False)
+    if args.heatmap_channel is not None:
+        if not 0 <= args.heatmap_channel < vol.n_channels:
+            raise InputError(f"--heatmap-channel {args.heatmap_channel}: the heat map has {vol.n_channels} channel(s)")
+        vol = vol.channel(args.heatmap_channel)
+    elif vol.n_channels != 1:
+        raise InputError(f"{args.heatmap}: the heat map has {vol.n_channels} channels; pick one with --heatmap-channel")
+    vol = vol.with_array(vol.array.astype(np.float64))
+    vol.check_finite(f"{args.heatmap}: the heat map")
+    return vol
+
+
+def _run_heatmap(
+    args: argparse.Namespace, progress: ProgressCallback, hook: Callable[..., dict] | None
+) -> dict[str, object]:
+    from .. import io
+    from ..metrics import localisation as loc
+
+    labels = _int_list(args.labels, "--labels") if args.labels else None
+    topk = _float_list(args.topk, "--topk")
+    box = _float_list(args.box, "--box", count=4) if args.box else None
+    progress(0.0, "reading heat map")
+    heat = _read_heatmap(args)
+    reference = None
+    result: dict[str, object] = {}
+    if args.reference is not None:
+        reference = io.read_label_map(args.reference, reference=heat, what="reference")
+        progress(0.3, "localisation")
+        region = reference_region(reference, labels)
+        result.update(localisation_metrics(heat.array[0], region, heat.spacing_kji, topk, args.tolerance_mm))
+    if box is not None:
+        if not heat.is_2d:
+            raise InputError(f"--box is for 2D heat maps; {args.heatmap} has {heat.shape[0]} slices")
+        found = loc.box_localisation(heat.array[0], box, args.box_threshold)
+        result.update({"box_iobb": found["iobb"], "box_iou": found["iou"], "box_detected_xywh": found["box"]})
+    progress(0.7, "complexity")
+    result.update(complexity_metrics(heat.array[0]))
+    if hook is not None:
+        progress(0.8, "model-based metrics")
+        result.update(hook(args, heat, reference))
+    result["inputs"] = {
+        "heatmap": str(args.heatmap),
+        "reference": None if args.reference is None else str(args.reference),
+        "reference_labels": labels if labels is not None else "all non-zero",
+        "box_xywh": box,
+        "box_threshold": args.box_threshold if box is not None else None,
+    }
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    progress = Progress(args.progress)
+    if args.prediction is not None:
+        result = _run_segmentation(args, progress)
+    else:
+        hook = _model_based_hook(args)
+        result = _run_heatmap(args, progress, hook)
+    from .. import io
+
+    io.write_json(result, args.output)
+    progress(1.0, "done")
+    if args.progress != "json":
+        print(f"wrote {args.output}")
+    return 0
