@@ -1,0 +1,19 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def test_data_dir() -> Path:
+    """The ``medxai-test-data`` folder (``$MEDXAI_TEST_DATA``, else ``../shared/medxai-test-data`` beside the repo)."""
+    path = Path(os.environ.get("MEDXAI_TEST_DATA", REPO / ".." / "shared" / "medxai-test-data"))
+    if not path.is_dir():
+        pytest.skip("real test data not found: set MEDXAI_TEST_DATA to the medxai-test-data folder")
+    return path
