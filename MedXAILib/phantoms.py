@@ -209,7 +209,7 @@ def make_brain_phantom(
     core_r = rng.uniform(8.0, 18.0)
     margin = rng.uniform(4.0, 14.0)
     has_necrosis = bool(rng.random() < 0.75)
-    nec_frac = rng.uniform(0.35, 0.65)
+    nec_frac = rng.uniform(0.45, 0.72)
     g1 = _smooth_field(rng, coords, (18.0, 40.0), 8)
     g2 = _smooth_field(rng, coords, (20.0, 50.0), 8)
     dist = np.sqrt((x - t_centre[0]) ** 2 + (y - t_centre[1]) ** 2 + (z - t_centre[2]) ** 2)
@@ -414,7 +414,7 @@ def make_chest_phantom(
             level = lung_bottom - depth
             # meniscus: the fluid climbs up the lateral chest wall
             t = ((u - lc) * lateral / lw).clip(-1.0, 1.5)
-            surface = level - 0.35 * depth * np.maximum(t, 0.0) ** 2 + 0.1 * depth * np.minimum(t, 0.0)
+            surface = level - 0.35 * depth * np.maximum(t, 0.0) ** 2 - 0.1 * depth * np.minimum(t, 0.0)
             fluid |= lung_fields[s] & (v > surface)
 
     # --- nodules ---------------------------------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def make_chest_phantom(
     rib_gap = lung_h / rng.uniform(8.5, 10.0)
     rib_w = rib_gap * rng.uniform(0.38, 0.48)
     rib_curve = rng.uniform(0.8, 1.4)
-    for s, (lc, lw) in enumerate(side_centres):
+    for s in range(2):
         sgn = -1.0 if s == 0 else 1.0
         off = (u - cx) * sgn  # distance from the midline, mm (positive towards this side)
         lateral_ok = np.clip((off - 10.0) / 15.0, 0.0, 1.0) * (off < thorax_half * 1.02)
