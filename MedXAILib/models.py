@@ -159,16 +159,19 @@ class Model:
 
     # ---- running ----------------------------------------------------------------------------------------------
     def divisor(self) -> int:
-        """Spatial sizes the network needs to be divisible by (product of its strides)."""
+        """Spatial sizes the network needs to be divisible by (the product of its strides; 1 for classifiers)."""
+        if self.task != "segmentation":
+            return 1
         arch = self.description.architecture or {}
         kwargs = arch.get("kwargs", {})
-        if "strides" in kwargs:
-            return int(np.prod([s if isinstance(s, int) else max(s) for s in kwargs["strides"]]))
-        if arch.get("name") in ("SegResNet",):
+        strides = kwargs.get("strides", getattr(self.network, "strides", None))
+        if strides is not None:
+            return int(np.prod([s if isinstance(s, int) else max(s) for s in strides]))
+        if arch.get("name") == "SegResNet":
             return 2 ** (len(kwargs.get("blocks_down", (1, 2, 2, 4))) - 1)
-        if arch.get("name") in ("BasicUNet",):
+        if arch.get("name") == "BasicUNet":
             return 16
-        return int(self.description.training.get("divisible_by", 1)) if self.description.training else 1
+        return int(self.description.training.get("divisible_by", 16))
 
     def uses_sliding_window(self, shape: tuple[int, ...]) -> bool:
         patch = self.description.patch_size

@@ -1,0 +1,176 @@
+"""The CAM family: one mechanism (activations and gradients at a layer), each variant only weighs channels.
+
+Mechanism: a forward hook on the chosen layer replaces its output ``A`` (``(1, K, *layer grid)``) with a detached
+leaf tensor that requires grad, and every parameter's ``requires_grad`` is switched off for the run. The forward pass
+then records nothing before the layer, and the backward pass from the target score stops at ``A`` — the cost is one
+forward plus a partial backward. Each variant turns ``(A, dS/dA)`` into a map on the layer grid; the map is upsampled
+(bi/trilinear, align_corners=False) to the model grid and the engine brings it to the input grid.
+
+The raw map is kept signed (no ReLU) — the display view shows its positive part, as the CAM papers do.
+
+- Grad-CAM (Selvaraju et al. 2017): ``w_k = mean(dS/dA_k)``; map ``Σ_k w_k A_k``.
+- Grad-CAM++ (Chattopadhay et al. 2018), in its exponential-score closed form: ``α = g² / (2g² + Σ A · g³)``
+  with ``g = dS/dA``, ``w_k = Σ α ReLU(g)``. Where the denominator vanishes (g = 0) α is 0, so no NaN appears in 3D
+  sparse gradients; the score is never exponentiated (MONAI's ``exp()`` overflows on region sums).
+- HiResCAM (Draelos & Carin 2020): ``Σ_k g_k ⊙ A_k`` (element-wise; faithful for conv-only heads).
+- LayerCAM (Jiang et al. 2021): ``Σ_k ReLU(g_k) ⊙ A_k``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import MethodError
+from ..models import Model
+from .base import ExplainContext, Method, MethodResult, register
+
+
+@contextlib.contextmanager
+def frozen_parameters(network: torch.nn.Module) -> Iterator[None]:
+    """Switch off ``requires_grad`` on every parameter for the block (restored afterwards)."""
+    flags = [(p, p.requires_grad) for p in network.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def layer_capture(model: Model, layer_name: str | None, leaf: bool = True) -> Iterator[list[torch.Tensor]]:
+    """Capture a layer's output during the forward passes made in the block.
+
+    With ``leaf`` the output is replaced by a detached tensor that requires grad, so a backward pass stops there.
+    """
+    if isinstance(model.network, torch.jit.ScriptModule):
+        raise MethodError("layer methods need hooks, which TorchScript models do not support; load a state_dict model")
+    layer = model.layer(layer_name)
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor):
+            raise MethodError(f"layer {layer_name or model.description.cam_layer!r} does not output a single tensor")
+        if leaf:
+            output = output.detach().requires_grad_(True)
+        captured.append(output)
+        return output
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def activations_and_gradients(ctx: ExplainContext, layer: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A`` and ``dS/dA`` at ``layer`` for the context's input and target, each ``(1, K, *layer grid)``."""
+    model = ctx.model
+    with frozen_parameters(model.network), layer_capture(model, layer) as captured:
+        with torch.enable_grad():
+            logits = model.forward(ctx.x, sliding_window=False)
+            ctx.forward_passes += 1
+            if len(captured) != 1:
+                raise MethodError(
+                    f"layer {layer or model.description.cam_layer!r} ran {len(captured)} times in one forward pass; "
+                    "choose a layer that runs once"
+                )
+            s = ctx.score_of_logits(logits).sum()
+            (grad,) = torch.autograd.grad(s, captured[0])
+            ctx.count_backward()
+    return captured[0].detach(), grad.detach()
+
+
+def upsample_to_grid(cam: torch.Tensor, model: Model, grid: tuple[int, ...]) -> torch.Tensor:
+    """``(1, *layer grid)`` → ``(1, *model grid)``, undoing the whole-grid padding of :meth:`Model.forward`.
+
+    The layer grid covers the padded input (sizes rounded up to the network's divisor), so the map is upsampled to
+    the padded size and cropped, which keeps every map voxel over the anatomy it was computed from.
+    """
+    div = model.divisor() if model.task == "segmentation" else 1
+    padded = tuple(-(-g // div) * div for g in grid)
+    mode = "bilinear" if cam.ndim == 3 else "trilinear"
+    up = F.interpolate(cam[None], size=padded, mode=mode, align_corners=False)[0]
+    return up[(slice(None),) + tuple(slice(0, g) for g in grid)]
+
+
+def gradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(2, grads.ndim))
+    return grads.mean(dim=dims, keepdim=True)
+
+
+def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(2, grads.ndim))
+    g2 = grads.double() ** 2
+    g3 = g2 * grads.double()
+    sum_a = acts.double().sum(dim=dims, keepdim=True)
+    denom = 2.0 * g2 + sum_a * g3
+    alpha = torch.where(denom.abs() > 1e-30, g2 / torch.where(denom.abs() > 1e-30, denom, torch.ones_like(denom)), 0.0)
+    return (alpha * F.relu(grads.double())).sum(dim=dims, keepdim=True).to(grads.dtype)
+
+
+class _CAM(Method):
+    tasks = ("classification", "segmentation")
+    display = "positive"
+    params = {"layer": ""}
+    cost_model = "1 forward + backward to the layer"
+
+    def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
+        layer = params.get("layer") or None
+        ctx.progress(0.1, f"{self.name}: forward and backward to the layer")
+        acts, grads = activations_and_gradients(ctx, layer)
+        cam = self.combine(acts, grads)[0]  # (1, *layer grid)
+        grid = tuple(ctx.x.shape[2:])
+        maps = upsample_to_grid(cam, ctx.model, grid)
+        return MethodResult(
+            maps,
+            details={"layer": layer or ctx.model.description.cam_layer, "layer_shape": list(acts.shape[1:])},
+        )
+
+
+@register
+class GradCAM(_CAM):
+    name = "gradcam"
+    title = "Grad-CAM"
+    reference = "Selvaraju et al., ICCV 2017"
+
+    def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return (gradcam_weights(acts, grads) * acts).sum(dim=1, keepdim=True)
+
+
+@register
+class GradCAMPlusPlus(_CAM):
+    name = "gradcampp"
+    title = "Grad-CAM++"
+    reference = "Chattopadhay et al., WACV 2018"
+
+    def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return (gradcampp_weights(acts, grads) * acts).sum(dim=1, keepdim=True)
+
+
+@register
+class HiResCAM(_CAM):
+    name = "hirescam"
+    title = "HiResCAM"
+    reference = "Draelos & Carin, 2020"
+
+    def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return (grads * acts).sum(dim=1, keepdim=True)
+
+
+@register
+class LayerCAM(_CAM):
+    name = "layercam"
+    title = "LayerCAM"
+    reference = "Jiang et al., IEEE TIP 2021"
+
+    def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return (F.relu(grads) * acts).sum(dim=1, keepdim=True)

@@ -1,0 +1,55 @@
+"""Cost before running: passes from the method's cost model, seconds and memory from one calibration pass.
+
+The calibration times one forward and one forward + backward pass of the model on the prepared input (after a
+warm-up), and measures the process's peak RSS over them. The estimate is::
+
+    seconds ≈ n_forward_only × t_forward + n_backward × (t_forward+backward − t_forward)
+    peak    ≈ the calibration's peak (methods that batch passes scale it by their batch size)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ..models import Model
+from ..resources import measure
+from ..targets import Target
+from ..volume import Volume
+from .base import get_method, parse_params
+
+
+def estimate_cost(
+    model: Model, volume: Volume, method: str, target: Target | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Estimate passes, seconds and peak memory (bytes) of ``explain`` without running the method."""
+    m = get_method(method)
+    full = {**m.params, **parse_params(m, params or {})}
+    prepared = model.prepare(volume)
+    n_fwd, n_bwd = m.passes(model, prepared, full)
+    x = prepared.tensor
+    with torch.no_grad():
+        model.forward(x)  # warm-up
+    with measure(model.device) as fwd:
+        with torch.no_grad():
+            model.forward(x)
+    with measure(model.device) as both:
+        xg = x.detach().clone().requires_grad_(True)
+        out = model.forward(xg)
+        out.float().sum().backward()
+    t_fwd = fwd.seconds
+    t_bwd = max(both.seconds - t_fwd, 0.0)
+    seconds = n_fwd * t_fwd + n_bwd * t_bwd
+    return {
+        "method": m.name,
+        "forward_passes": n_fwd,
+        "backward_passes": n_bwd,
+        "estimated_seconds": round(seconds, 2),
+        "estimated_peak_memory_bytes": both.peak_rss_bytes,
+        "calibration": {"forward_s": round(t_fwd, 4), "forward_backward_s": round(both.seconds, 4)},
+        "model_grid": list(prepared.grid.model_shape),
+        "cost_model": m.cost_model,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
