@@ -91,6 +91,9 @@ def surface_distances_mm(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Directed boundary distances (mm) between two non-empty masks.
 
+    A single-slice array (``K == 1``, a 2D image) is treated as 2D: boundaries use 4-connectivity in the (J, I)
+    plane, and the k spacing is ignored.
+
     Returns:
         ``(pred_to_ref, ref_to_pred)``: for every boundary voxel of the prediction, the Euclidean distance in mm
         (voxel centres, anisotropic spacing) to the nearest boundary voxel of the reference; and the reverse.
@@ -102,6 +105,8 @@ def surface_distances_mm(
     if not p.any() or not r.any():
         raise InputError("surface distances need two non-empty masks")
     spacing = _spacing(spacing_kji, p.ndim)
+    if p.shape[0] == 1:  # a 2D image (K == 1): boundaries and distances live in the (J, I) plane
+        p, r, spacing = p[0], r[0], spacing[1:]
     box = _bounding_box(p | r, margin=1)
     p, r = p[box], r[box]
     bp, br = boundary(p), boundary(r)
