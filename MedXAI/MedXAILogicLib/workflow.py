@@ -1,0 +1,657 @@
+"""What the Slicer logic does, without Qt: inputs to files, the CLI in the background, outputs to nodes.
+
+A :class:`Workflow` is bound to one MRML scene. Each ``start_*`` method writes the input nodes into a fresh
+temporary folder (through the bridge and :mod:`MedXAILib.io`), starts ``python -m MedXAILib <command> …
+--progress json`` with a :class:`~.jobs.JobRunner`, and returns a :class:`Task` at once. The caller drains the task
+from its own loop (:meth:`Task.process_events`, driven by a ``QTimer`` in the panel) or blocks with
+:meth:`Task.wait`. When the command succeeds the task turns its outputs into nodes on the calling thread; whatever
+the ending, the temporary folder is removed. Cancelling kills the process tree and removes any node the task made.
+
+Devices: ``cpu`` hides the GPUs from the child (``CUDA_VISIBLE_DEVICES=""``); ``cuda`` asks for one through
+``MEDXAI_DEVICE``. When a GPU job fails because memory ran out, it is run again on the CPU once (logged).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import slicer
+
+from MedXAILib.errors import CancelledError, InputError, MedXAIError
+from MedXAILib.volume import Volume
+
+from . import bridge
+from .jobs import JobEvent, JobResult, JobRunner, SubprocessJobRunner, is_out_of_memory, python_command
+
+#: Class names of the built-in demo models, used when the CLI does not report them.
+DEMO_CLASS_NAMES: dict[str, dict[int, str]] = {
+    "demo-brain-tumour": {1: "necrotic core", 2: "oedema", 3: "enhancing rim"},
+}
+#: Channel names the built-in demo models expect, in order.
+DEMO_CHANNELS: dict[str, list[str]] = {
+    "demo-brain-tumour": ["t1", "t1ce", "t2", "flair"],
+    "demo-chest-xray": ["xray"],
+}
+# Name patterns that pick a volume node for a channel (checked in this order, case-insensitive).
+_CHANNEL_PATTERNS: dict[str, str] = {
+    "t1ce": r"t1[-_ ]?(ce|c|gd|post|contrast)|t1\+c",
+    "t1": r"t1(?![-_ ]?(ce|c\b|gd|post|contrast|\+c))",
+    "t2": r"t2(?![-_ ]?(flair))",
+    "flair": r"flair",
+}
+
+
+class JobFailedError(MedXAIError):
+    """A background command failed; the message is the CLI's one-line error."""
+
+
+def match_channels(channel_names: Sequence[str], node_names: Sequence[str]) -> list[int | None]:
+    """For each channel (e.g. ``t1, t1ce, t2, flair``) the index of the node whose name fits it best (or None).
+
+    A node is used once. Exact names win over patterns (so ``t1`` never takes ``t1ce``'s node).
+    """
+    chosen: list[int | None] = [None] * len(channel_names)
+    used: set[int] = set()
+    lowered = [n.lower() for n in node_names]
+    for c, channel in enumerate(channel_names):  # exact or token match first
+        for i, name in enumerate(lowered):
+            tokens = re.split(r"[^a-z0-9+]+", name)
+            if i not in used and (name == channel.lower() or channel.lower() in tokens):
+                chosen[c] = i
+                used.add(i)
+                break
+    for c, channel in enumerate(channel_names):
+        if chosen[c] is not None:
+            continue
+        pattern = _CHANNEL_PATTERNS.get(channel.lower(), re.escape(channel.lower()))
+        for i, name in enumerate(lowered):
+            if i not in used and re.search(pattern, name):
+                chosen[c] = i
+                used.add(i)
+                break
+    return chosen
+
+
+def medxailib_root() -> str:
+    """The folder that holds the ``MedXAILib`` package (put on the child's ``PYTHONPATH``)."""
+    spec = importlib.util.find_spec("MedXAILib")
+    if spec is None or not spec.origin:
+        raise InputError("the MedXAILib package is not installed with this module; reinstall the MedXAI extension")
+    return str(Path(spec.origin).resolve().parent.parent)
+
+
+def child_environment(device: str = "cpu", base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a CLI child: MedXAILib importable, unbuffered output, the device chosen."""
+    env = dict(os.environ if base is None else base)
+    root = medxailib_root()
+    paths = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["MEDXAI_DEVICE"] = device
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "volume"
+
+
+@dataclass
+class Task:
+    """One background command and how its outputs become nodes.
+
+    Attributes:
+        command: the CLI command (``segment``, ``explain``, ``evaluate``, …).
+        status: ``running``, ``done``, ``failed`` or ``cancelled``.
+        fraction, stage: the latest progress.
+        log: everything the command printed (stdout and stderr lines) and what the task did.
+        outputs: what :meth:`wait` returns: nodes by role (``"heatmap"``, ``"segmentation"``, …) and other results.
+        error: the one-line message when it failed.
+    """
+
+    command: str
+    args: list[str]
+    workdir: Path
+    start_job: Callable[[list[str], str], Any]
+    finish: Callable[[Task, JobResult], dict[str, Any]]
+    device: str = "cpu"
+    cpu_fallback: bool = True
+    keep_files: bool = False
+    status: str = "running"
+    fraction: float = 0.0
+    stage: str = "starting"
+    log: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    created_nodes: list[Any] = field(default_factory=list)
+    result: JobResult | None = None
+    listeners: list[Callable[[Task, JobEvent], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.job = self.start_job(self.args, self.device)
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+    def process_events(self) -> list[JobEvent]:
+        """Drain the job's events, update progress and log; finish the task when the job has ended."""
+        if self.finished:
+            return []
+        events = self.job.events()
+        for event in events:
+            if event.kind == "progress":
+                self.fraction, self.stage = event.fraction, event.stage
+            elif event.kind == "log":
+                self.log.append(event.text)
+            for listener in self.listeners:
+                listener(self, event)
+        if not self.job.is_running() and not self.finished:
+            self._finalize(self.job.wait())
+        return events
+
+    def _finalize(self, result: JobResult | None) -> None:
+        self.result = result
+        # drain anything still queued
+        for event in self.job.events():
+            if event.kind == "log":
+                self.log.append(event.text)
+        try:
+            if result is None or result.cancelled:
+                self.status = "cancelled"
+                self._remove_created()
+                return
+            if not result.ok:
+                if self.cpu_fallback and self.device != "cpu" and is_out_of_memory(result.error):
+                    self.log.append("GPU out of memory; running again on the CPU")
+                    self.device = "cpu"
+                    self.fraction, self.stage = 0.0, "retrying on the CPU"
+                    self.job = self.start_job(self.args, "cpu")
+                    return
+                self.status, self.error = "failed", result.error
+                return
+            try:
+                self.outputs = self.finish(self, result) or {}
+            except Exception as exc:  # turn partial results into nothing
+                self._remove_created()
+                self.status = "failed"
+                self.error = str(exc) if isinstance(exc, MedXAIError) else f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, MedXAIError):
+                    raise
+                return
+            self.status, self.fraction, self.stage = "done", 1.0, "done"
+        finally:
+            if self.status != "running" and not self.keep_files:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def track(self, node: Any) -> Any:
+        """Remember a node this task created (removed again if the task fails or is cancelled)."""
+        self.created_nodes.append(node)
+        return node
+
+    def _remove_created(self) -> None:
+        scene = next((n.GetScene() for n in self.created_nodes if n is not None and n.GetScene()), None)
+        if scene is not None:
+            bridge.remove_nodes(scene, reversed(self.created_nodes))
+        self.created_nodes.clear()
+
+    def cancel(self) -> None:
+        """Kill the process tree, remove the temporary folder and any node this task created."""
+        if self.finished:
+            return
+        self.job.cancel()
+        self._finalize(self.job.wait(30.0) or JobResult(returncode=-1, cancelled=True))
+        self.status = "cancelled"
+
+    def wait(self, poll_s: float = 0.05, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task ends and return its outputs.
+
+        Raises:
+            JobFailedError: the command failed (message: its one-line error).
+            CancelledError: the task was cancelled.
+        """
+        start = time.monotonic()
+        while not self.finished:
+            self.process_events()
+            if self.finished:
+                break
+            if timeout is not None and time.monotonic() - start > timeout:
+                self.cancel()
+                raise CancelledError(f"{self.command} did not finish within {timeout:g} s and was cancelled")
+            time.sleep(poll_s)
+        if self.status == "failed":
+            raise JobFailedError(self.error or f"{self.command} failed")
+        if self.status == "cancelled":
+            raise CancelledError(f"{self.command} was cancelled; no partial output was kept")
+        return self.outputs
+
+
+class Workflow:
+    """Runs MedXAI commands on the nodes of one scene.
+
+    Args:
+        scene: the MRML scene results are added to.
+        runner: starts the background processes (:class:`~.jobs.SubprocessJobRunner` by default).
+        command_prefix: how to call the CLI; default ``[<Slicer's Python>, "-m", "MedXAILib"]``.
+        temp_root: where temporary folders are made (the system's default temp folder by default).
+        environment: base environment of the child (``os.environ`` by default).
+    """
+
+    input_suffix = ".nii.gz"
+    output_suffix = ".nrrd"
+
+    def __init__(
+        self,
+        scene: slicer.vtkMRMLScene,
+        runner: JobRunner | None = None,
+        command_prefix: Sequence[str] | None = None,
+        temp_root: str | os.PathLike | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self.scene = scene
+        self.runner = runner or SubprocessJobRunner()
+        self.command_prefix = list(command_prefix) if command_prefix else python_command() + ["-m", "MedXAILib"]
+        self.temp_root = str(temp_root) if temp_root else None
+        self.environment = environment
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+    def _workdir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="MedXAI-", dir=self.temp_root))
+
+    def _starter(self, workdir: Path) -> Callable[[list[str], str], Any]:
+        def start(args: list[str], device: str) -> Any:
+            env = child_environment(device, self.environment)
+            return self.runner.start(self.command_prefix + args, cwd=str(workdir), env=env)
+
+        return start
+
+    def _task(self, command: str, args: list[str], workdir: Path, finish: Callable, device: str,
+              cpu_fallback: bool = True) -> Task:
+        try:
+            return Task(command, args, workdir, self._starter(workdir), finish, device=device,
+                        cpu_fallback=cpu_fallback)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+    def write_inputs(self, workdir: Path, input_nodes: Sequence[Any]) -> list[Path]:
+        """Write each input node to ``workdir`` (one file per channel); grids must agree."""
+        bridge.nodes_to_volume(input_nodes)  # checks geometry and voxels, names the node that differs
+        paths = []
+        from MedXAILib.io import write_volume
+
+        for index, node in enumerate(input_nodes):
+            volume = bridge.node_to_volume(node)
+            if np.issubdtype(volume.array.dtype, np.floating) and volume.array.dtype != np.float32:
+                volume = volume.with_array(volume.array.astype(np.float32))
+            path = workdir / f"input_{index}_{_safe(node.GetName())}{self.input_suffix}"
+            write_volume(volume, path)
+            paths.append(path)
+        return paths
+
+    def _write_mask(self, workdir: Path, mask: Volume, name: str) -> Path:
+        from MedXAILib.io import write_volume
+
+        path = workdir / f"{name}{self.output_suffix}"
+        write_volume(mask.with_array(mask.array.astype(np.uint8)), path)
+        return path
+
+    @staticmethod
+    def _read_on_grid(path: Path, reference: Any, what: str, label_map: bool = False) -> Volume:
+        """Read an output and put it exactly on the reference node's grid (files carry float32 geometry)."""
+        from MedXAILib.io import read_image, read_label_map
+
+        if not path.exists():
+            raise InputError(f"the command did not write its {what} ({path.name})")
+        volume = read_label_map(path, what=what) if label_map else read_image(path, grayscale_2d=False)
+        ref = Volume(np.zeros((1,) + bridge._shape_kji(reference), np.uint8), bridge.ijk_to_ras_of(reference))
+        diff = ref.geometry_difference(volume, atol=1e-3)
+        if diff is not None:
+            raise InputError(f"the {what} has {diff} than {reference.GetName()}")
+        return Volume(volume.array, ref.ijk_to_ras, volume.channel_names)
+
+    def _place(self, nodes: Sequence[Any], reference: Any) -> None:
+        bridge.place_in_subject_hierarchy(self.scene, [n for n in nodes if n is not None], reference)
+
+    @staticmethod
+    def _sidecar(path: Path) -> dict[str, Any]:
+        """Merge every JSON object written beside ``path`` (``heatmap.nrrd.json``, ``heatmap.json``, …)."""
+        merged: dict[str, Any] = {}
+        stem = path.name.split(".")[0]
+        for candidate in sorted(path.parent.glob(f"{stem}*.json")):
+            try:
+                data = json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                merged.update(data)
+        return merged
+
+    # -- segment -------------------------------------------------------------------------------------------------
+    def start_segment(
+        self,
+        input_nodes: Sequence[Any],
+        model: str,
+        device: str = "cpu",
+        class_names: Mapping[int, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> Task:
+        """Segment the inputs; the task's outputs hold ``"segmentation"`` (named, coloured segments)."""
+        workdir = self._workdir()
+        try:
+            inputs = self.write_inputs(workdir, input_nodes)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        output = workdir / f"prediction{self.output_suffix}"
+        args = ["segment", "--model", model]
+        for path in inputs:
+            args += ["--input", str(path)]
+        args += ["--output", str(output), "--progress", "json", *extra_args]
+        reference = input_nodes[0]
+
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            labels = self._read_on_grid(output, reference, "prediction", label_map=True)
+            names = dict(DEMO_CLASS_NAMES.get(model, {}))
+            sidecar = self._sidecar(output)
+            for key in ("class_names", "labels", "classes"):
+                value = sidecar.get(key)
+                if isinstance(value, dict):
+                    names.update({int(k): str(v) for k, v in value.items() if str(k).isdigit()})
+                elif isinstance(value, list):
+                    names.update({i: str(v) for i, v in enumerate(value) if i > 0})
+            names.update(dict(class_names or {}))
+            seg = task.track(bridge.labelmap_to_segmentation(self.scene, labels, reference, names,
+                                                             name=f"{reference.GetName()} prediction"))
+            seg.SetAttribute("MedXAI.Model", model)
+            self._place([seg], reference)
+            return {"segmentation": seg}
+
+        return self._task("segment", args, workdir, finish, device)
+
+    # -- classify -----------------------------------------------------------------------------------------------
+    def start_classify(self, input_node: Any, model: str, device: str = "cpu") -> Task:
+        """Classify a (2D) image; the outputs hold ``"table"`` (class, probability) and ``"scores"``."""
+        workdir = self._workdir()
+        try:
+            inputs = self.write_inputs(workdir, [input_node])
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        output = workdir / "classification.json"
+        args = ["classify", "--model", model, "--input", str(inputs[0]), "--output", str(output)]
+
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            data = json.loads(output.read_text()) if output.exists() else {}
+            scores = _numbers(data.get("probabilities", data.get("scores", data)))
+            table = task.track(bridge.add_table_node(
+                self.scene, f"{input_node.GetName()} classification", ["class", "probability"],
+                [[k, v] for k, v in scores.items()]))
+            self._place([table], input_node)
+            return {"table": table, "scores": scores, "raw": data}
+
+        return self._task("classify", args, workdir, finish, device)
+
+    # -- explain --------------------------------------------------------------------------------------------------
+    def _explain_args(
+        self,
+        workdir: Path,
+        input_nodes: Sequence[Any],
+        model: str,
+        method: str,
+        target: str | None,
+        region: tuple[Any, str] | None,
+        voxel: tuple[int, int, int] | None,
+        method_args: str | Sequence[str],
+    ) -> tuple[list[str], Path]:
+        inputs = self.write_inputs(workdir, input_nodes)
+        output = workdir / f"heatmap{self.output_suffix}"
+        args = ["explain", "--model", model]
+        for path in inputs:
+            args += ["--input", str(path)]
+        args += ["--method", method]
+        if target not in (None, ""):
+            args += ["--target", str(target)]
+        if region is not None:
+            segmentation_node, segment = region
+            mask = bridge.segment_to_mask(segmentation_node, segment, input_nodes[0])
+            if not mask.array.any():
+                raise InputError(f"the segment {segment!r} is empty; paint it or choose another target")
+            args += ["--region", str(self._write_mask(workdir, mask, "region"))]
+        if voxel is not None:
+            args += ["--voxel", ",".join(str(int(v)) for v in voxel)]
+        extra = shlex.split(method_args) if isinstance(method_args, str) else list(method_args)
+        args += ["--output", str(output), *extra]
+        return args, output
+
+    def start_explain(
+        self,
+        input_nodes: Sequence[Any],
+        model: str,
+        method: str = "gradcam",
+        target: str | None = None,
+        region: tuple[Any, str] | None = None,
+        voxel: tuple[int, int, int] | None = None,
+        method_args: str | Sequence[str] = "",
+        device: str = "cpu",
+        opacity: float = 0.5,
+        show: bool = True,
+    ) -> Task:
+        """Explain the model's output; outputs: ``"heatmap"``, ``"overlay"``, maybe ``"importance"`` and ``"cost"``.
+
+        Args:
+            region: ``(segmentation node, segment name or ID)`` to explain the summed logits inside it.
+            voxel: ``(i, j, k)`` of a voxel to explain (see :func:`bridge.markup_point_to_ijk`).
+            method_args: more ``explain`` flags for the method's parameters (a string is split like a shell does).
+        """
+        workdir = self._workdir()
+        try:
+            args, output = self._explain_args(workdir, input_nodes, model, method, target, region, voxel,
+                                              method_args)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        args += ["--progress", "json"]
+        reference = input_nodes[0]
+
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            heat = self._read_on_grid(output, reference, "heat map")
+            base = f"{reference.GetName()} {method}"
+            heat_node = task.track(bridge.add_heatmap_node(self.scene, heat, reference, name=f"{base} heat map"))
+            heat_node.SetAttribute("MedXAI.Method", method)
+            overlay = task.track(bridge.add_relevance_overlay(self.scene, heat, reference,
+                                                              name=f"{base} relevance levels"))
+            outputs: dict[str, Any] = {"heatmap": heat_node, "overlay": overlay}
+            sidecar = self._sidecar(output)
+            importance = _importance(sidecar, [n.GetName() for n in input_nodes])
+            if importance:
+                table = task.track(bridge.add_table_node(
+                    self.scene, f"{base} per-sequence importance", ["sequence", "importance"],
+                    [[k, v] for k, v in importance.items()]))
+                outputs["importance"] = table
+            if "cost" in sidecar:
+                outputs["cost"] = sidecar["cost"]
+            self._place([heat_node, overlay, outputs.get("importance")], reference)
+            if show:
+                bridge.show_in_slice_views(self.scene, background=reference, foreground=heat_node, label=overlay,
+                                           foreground_opacity=opacity)
+            return outputs
+
+        return self._task("explain", args, workdir, finish, device)
+
+    def start_estimate(
+        self,
+        input_nodes: Sequence[Any],
+        model: str,
+        method: str = "gradcam",
+        target: str | None = None,
+        region: tuple[Any, str] | None = None,
+        voxel: tuple[int, int, int] | None = None,
+        method_args: str | Sequence[str] = "",
+    ) -> Task:
+        """``explain --dry-run``: outputs hold ``"cost"`` (a dict, possibly empty) and ``"text"`` (for display)."""
+        workdir = self._workdir()
+        try:
+            args, output = self._explain_args(workdir, input_nodes, model, method, target, region, voxel,
+                                              method_args)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        args.append("--dry-run")
+
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            cost: dict[str, Any] = {}
+            text_lines = []
+            for line in result.stdout:
+                stripped = line.strip()
+                if stripped.startswith("{"):
+                    try:
+                        data = json.loads(stripped)
+                    except ValueError:
+                        data = None
+                    if isinstance(data, dict):
+                        cost.update(data.get("cost", data) if isinstance(data.get("cost", data), dict) else data)
+                        continue
+                if stripped:
+                    text_lines.append(stripped)
+            sidecar = self._sidecar(output)
+            if isinstance(sidecar.get("cost"), dict):
+                cost.update(sidecar["cost"])
+            return {"cost": cost, "text": format_cost(cost) if cost else "\n".join(text_lines)}
+
+        return self._task("estimate", args, workdir, finish, "cpu", cpu_fallback=False)
+
+    # -- evaluate -------------------------------------------------------------------------------------------------
+    def start_evaluate(
+        self,
+        prediction: Any,
+        reference_segmentation: Any,
+        reference_volume: Any,
+        pairs: Sequence[tuple[str, str]] | None = None,
+    ) -> Task:
+        """Dice, IoU, HD95 and volumes of prediction segments against reference segments (a table node).
+
+        Args:
+            pairs: ``(prediction segment, reference segment)`` names or IDs. By default segments with the same name
+                are paired; if none match, the union of all prediction segments is compared with the union of all
+                reference segments ("all segments"). Pair *n* becomes label *n* in both maps, so each map's chosen
+                segments should not overlap (where they do, the later pair wins).
+        """
+        pairs = list(pairs) if pairs else _default_pairs(prediction, reference_segmentation)
+        workdir = self._workdir()
+        try:
+            k, j, i = bridge._shape_kji(reference_volume)
+            pred = np.zeros((k, j, i), np.int16)
+            ref = np.zeros((k, j, i), np.int16)
+            names: dict[int, str] = {}
+            for label, (p_seg, r_seg) in enumerate(pairs, start=1):
+                for node, segs, out in ((prediction, p_seg, pred), (reference_segmentation, r_seg, ref)):
+                    ids = segs if isinstance(segs, (list, tuple)) else [segs]
+                    for segment in ids:
+                        out[bridge.segment_to_mask(node, segment, reference_volume).array[0] > 0] = label
+                names[label] = p_seg if isinstance(p_seg, str) else "all segments"
+            grid = bridge.ijk_to_ras_of(reference_volume)
+            p_path = self._write_mask(workdir, Volume(pred[None], grid), "prediction")
+            r_path = self._write_mask(workdir, Volume(ref[None], grid), "reference")
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        output = workdir / "metrics.json"
+        args = ["evaluate", "--prediction", str(p_path), "--reference", str(r_path),
+                "--labels", *[str(n) for n in names], "--output", str(output)]
+
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            if not output.exists():
+                raise InputError("evaluate did not write its metrics")
+            metrics = json.loads(output.read_text())
+            table = task.track(metrics_table(self.scene, metrics, names, f"{prediction.GetName()} metrics"))
+            self._place([table], reference_volume)
+            return {"table": table, "metrics": metrics}
+
+        return self._task("evaluate", args, workdir, finish, "cpu", cpu_fallback=False)
+
+
+METRIC_COLUMNS = ("dice", "iou", "hd95_mm", "volume_ml_prediction", "volume_ml_reference")
+
+
+def metrics_table(scene: Any, metrics: Mapping[str, Any], names: Mapping[int, str], title: str) -> Any:
+    """A table node with one row per label: segment, Dice, IoU, HD95 (mm), volumes (mL)."""
+    rows = []
+    for key, values in (metrics.get("labels") or {}).items():
+        label = int(key) if str(key).isdigit() else key
+        row: list[object] = [names.get(label, str(key)) if isinstance(label, int) else str(key)]
+        for column in METRIC_COLUMNS:
+            value = values.get(column) if isinstance(values, dict) else None
+            row.append(float(value) if isinstance(value, (int, float)) and value is not None else None)
+        rows.append(row)
+    return bridge.add_table_node(scene, title, ["segment", "Dice", "IoU", "HD95 (mm)",
+                                                "volume prediction (mL)", "volume reference (mL)"], rows)
+
+
+def _default_pairs(prediction: Any, reference: Any) -> list[tuple[Any, Any]]:
+    p_names = {prediction.GetSegmentation().GetSegment(s).GetName(): s for s in bridge.segment_ids(prediction)}
+    r_names = {reference.GetSegmentation().GetSegment(s).GetName(): s for s in bridge.segment_ids(reference)}
+    pairs = [(name, name) for name in p_names if name in r_names]
+    if pairs:
+        return pairs
+    return [(list(p_names.values()), list(r_names.values()))]
+
+
+def _numbers(data: Any) -> dict[str, float]:
+    """A flat ``name → number`` dict from a dict or list (tolerant of the CLI's exact JSON layout)."""
+    if isinstance(data, dict):
+        return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if isinstance(data, list):
+        out = {}
+        for index, item in enumerate(data):
+            if isinstance(item, (int, float)):
+                out[str(index)] = float(item)
+            elif isinstance(item, dict):
+                name = item.get("name", item.get("class", index))
+                value = item.get("probability", item.get("score", item.get("value")))
+                if isinstance(value, (int, float)):
+                    out[str(name)] = float(value)
+        return out
+    return {}
+
+
+def _importance(sidecar: Mapping[str, Any], node_names: Sequence[str]) -> dict[str, float]:
+    for key in ("channel_importance", "per_channel_importance", "importance", "sequence_importance"):
+        if key in sidecar:
+            values = _numbers(sidecar[key])
+            if isinstance(sidecar[key], list) and len(values) == len(node_names):
+                return {node_names[i]: v for i, v in enumerate(values.values())}
+            return values
+    return {}
+
+
+def format_cost(cost: Mapping[str, Any]) -> str:
+    """A one-line human description of an explanation's (estimated) cost."""
+    parts = []
+    for key, label in (("forward_passes", "forward passes"), ("backward_passes", "backward passes")):
+        if key in cost:
+            parts.append(f"{cost[key]} {label}")
+    for key in ("seconds", "estimated_seconds", "time_s"):
+        if key in cost:
+            parts.append(f"about {float(cost[key]):.1f} s")
+            break
+    for key in ("peak_memory_bytes", "memory_bytes"):
+        if key in cost:
+            parts.append(f"{float(cost[key]) / 2**20:.0f} MiB peak memory")
+            break
+    known = {"forward_passes", "backward_passes", "seconds", "estimated_seconds", "time_s", "peak_memory_bytes",
+             "memory_bytes"}
+    parts += [f"{k}: {v}" for k, v in cost.items() if k not in known]
+    return ", ".join(parts)
