@@ -187,3 +187,32 @@ def test_random_pair_baseline() -> None:
     assert random_pair_baseline(maps, n_pairs=20) == out  # seeded
     with pytest.raises(InputError):
         random_pair_baseline(maps[:1])
+
+
+def test_chestxray14_boxes_on_real_images(test_data_dir) -> None:
+    """Real ChestX-ray14 boxes (1024² pixel coordinates) scaled to a 224² map: a map centred on each box hits it."""
+    import csv
+
+    from MedXAILib.io import read_image
+
+    folder = test_data_dir / "nih-chestxray14"
+    if not (folder / "bboxes.csv").exists():
+        pytest.skip("nih-chestxray14/bboxes.csv not in the test data")
+    with (folder / "bboxes.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if (folder / "images" / r["Image Index"]).exists()]
+    if not rows:
+        pytest.skip("no ChestX-ray14 image with a box in the test data")
+    jj, ii = np.mgrid[0:224, 0:224] + 0.5
+    good, bad = [], []
+    for row in rows[:4]:
+        image = read_image(folder / "images" / row["Image Index"])
+        box = loc.scale_box([float(row[k]) for k in "xywh"], image.shape[1:], (224, 224))
+        x, y, w, h = box
+        centred = np.exp(-(((ii - x - w / 2) / (w / 4)) ** 2 + ((jj - y - h / 2) / (h / 4)) ** 2) / 2)
+        good.append(loc.box_localisation(centred, box)["iobb"])
+        cy, cx = (8 if y + h / 2 > 112 else 216), (8 if x + w / 2 > 112 else 216)  # the farthest corner
+        corner = np.exp(-(((ii - cx) / 5) ** 2 + ((jj - cy) / 5) ** 2) / 2)
+        bad.append(loc.box_localisation(corner, box)["iobb"])
+    assert min(good) > 0.9
+    assert loc.box_accuracy(good)["T=0.75"] == 1.0
+    assert loc.box_accuracy(bad)["T=0.1"] == 0.0
