@@ -43,40 +43,42 @@ DEMO_CHANNELS: dict[str, list[str]] = {
     "demo-brain-tumour": ["t1", "t1ce", "t2", "flair"],
     "demo-chest-xray": ["xray"],
 }
-# Name patterns that pick a volume node for a channel (checked in this order, case-insensitive).
-_CHANNEL_PATTERNS: dict[str, str] = {
-    "t1ce": r"t1[-_ ]?(ce|c|gd|post|contrast)|t1\+c",
-    "t1": r"t1(?![-_ ]?(ce|c\b|gd|post|contrast|\+c))",
-    "t2": r"t2(?![-_ ]?(flair))",
-    "flair": r"flair",
-}
+# What a node name says about its MRI sequence, checked in this order (case-insensitive).
+_SEQUENCE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("flair", r"flair"),
+    ("t1ce", r"t1[-_ ]?(ce|c|gd|post|contrast|\+c)|t1.*(post|contrast|gad)"),
+    ("t1", r"t1(?!\d)"),
+    ("t2", r"t2(?!\d)"),
+)
 
 
 class JobFailedError(MedXAIError):
     """A background command failed; the message is the CLI's one-line error."""
 
 
-def match_channels(channel_names: Sequence[str], node_names: Sequence[str]) -> list[int | None]:
-    """For each channel (e.g. ``t1, t1ce, t2, flair``) the index of the node whose name fits it best (or None).
+def sequence_of(name: str) -> str | None:
+    """The MRI sequence (``t1``, ``t1ce``, ``t2``, ``flair``) a node name suggests, or None."""
+    lowered = name.lower()
+    for sequence, pattern in _SEQUENCE_PATTERNS:
+        if re.search(pattern, lowered):
+            return sequence
+    return None
 
-    A node is used once. Exact names win over patterns (so ``t1`` never takes ``t1ce``'s node).
+
+def match_channels(channel_names: Sequence[str], node_names: Sequence[str]) -> list[int | None]:
+    """For each channel (e.g. ``t1, t1ce, t2, flair``) the index of the node whose name fits it (or None).
+
+    Names are read as sequences first (``T1 post-contrast`` is t1ce, ``T2-FLAIR`` is flair); channels outside that
+    vocabulary match a node whose name contains them. A node is used once, the first fitting node wins.
     """
     chosen: list[int | None] = [None] * len(channel_names)
     used: set[int] = set()
-    lowered = [n.lower() for n in node_names]
-    for c, channel in enumerate(channel_names):  # exact or token match first
-        for i, name in enumerate(lowered):
-            tokens = re.split(r"[^a-z0-9+]+", name)
-            if i not in used and (name == channel.lower() or channel.lower() in tokens):
-                chosen[c] = i
-                used.add(i)
-                break
+    sequences = [sequence_of(n) for n in node_names]
     for c, channel in enumerate(channel_names):
-        if chosen[c] is not None:
-            continue
-        pattern = _CHANNEL_PATTERNS.get(channel.lower(), re.escape(channel.lower()))
-        for i, name in enumerate(lowered):
-            if i not in used and re.search(pattern, name):
+        wanted = channel.lower()
+        for i, name in enumerate(node_names):
+            fits = sequences[i] == wanted if sequences[i] else wanted in name.lower()
+            if i not in used and fits:
                 chosen[c] = i
                 used.add(i)
                 break

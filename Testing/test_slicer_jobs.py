@@ -1,0 +1,360 @@
+"""The background job runner and the Qt-free workflow, with real subprocesses (no Qt, no model needed).
+
+The child processes are small Python scripts written by the tests: one that reports progress and writes a file
+atomically, one that starts a grandchild and waits (to be cancelled), one that fails like the CLI does, and a
+stand-in for ``python -m MedXAILib`` that writes the files the real commands write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT, ROOT / "MedXAI"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import slicer  # noqa: E402
+from MedXAILogicLib import bridge, jobs, workflow  # noqa: E402
+
+from MedXAILib.errors import CancelledError, InputError  # noqa: E402
+from MedXAILib.volume import Volume, make_ijk_to_ras  # noqa: E402
+
+PROGRESS_SCRIPT = """
+import json, os, sys, time
+out = sys.argv[1]
+for i, stage in enumerate(["loading", "inference", "writing"]):
+    print(json.dumps({"stage": stage, "progress": (i + 1) / 3}), flush=True)
+    print("a plain log line", flush=True)
+    time.sleep(0.05)
+tmp = out + ".part"
+with open(tmp, "w") as f:
+    f.write("done")
+os.replace(tmp, out)
+print("warning: something mild", file=sys.stderr, flush=True)
+"""
+
+TREE_SCRIPT = """
+import subprocess, sys, time, json
+pids = sys.argv[1]
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(pids, "w") as f:
+    f.write(f"{child.pid}")
+print(json.dumps({"stage": "working", "progress": 0.1}), flush=True)
+time.sleep(60)
+"""
+
+FAIL_SCRIPT = """
+import sys, json
+print(json.dumps({"stage": "loading", "progress": 0.0}), flush=True)
+print("some context", file=sys.stderr)
+print("error: input_0_t1.nii.gz has 12 NaN or infinite voxels (channel t1); fix or mask them", file=sys.stderr)
+sys.exit(2)
+"""
+
+# A stand-in for `python -m MedXAILib`, speaking its flags and writing the files its commands write.
+FAKE_CLI = """
+import argparse, json, os, sys, time
+import numpy as np
+from MedXAILib.io import read_image, read_volume, write_volume, write_json
+
+p = argparse.ArgumentParser()
+p.add_argument("command")
+p.add_argument("--model"); p.add_argument("--input", action="append"); p.add_argument("--output")
+p.add_argument("--method"); p.add_argument("--target"); p.add_argument("--region"); p.add_argument("--voxel")
+p.add_argument("--dry-run", action="store_true"); p.add_argument("--progress")
+p.add_argument("--prediction"); p.add_argument("--reference"); p.add_argument("--labels", nargs="*")
+p.add_argument("--layer")
+a = p.parse_args()
+log = os.environ.get("FAKE_CLI_LOG")
+if log:
+    with open(log, "a") as f:
+        f.write(json.dumps({"argv": sys.argv[1:], "device": os.environ.get("MEDXAI_DEVICE"),
+                            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\\n")
+if os.environ.get("FAKE_CLI_OOM") and os.environ.get("MEDXAI_DEVICE") == "cuda":
+    print("error: CUDA out of memory (tried to allocate 2.00 GiB); choose the CPU", file=sys.stderr)
+    sys.exit(2)
+if a.model == "missing-model":
+    print("error: unknown model 'missing-model'; choose demo-brain-tumour or demo-chest-xray", file=sys.stderr)
+    sys.exit(2)
+def progress(f, stage):
+    if a.progress == "json":
+        print(json.dumps({"stage": stage, "progress": f}), flush=True)
+if a.command in ("segment", "explain"):
+    vol = read_volume(a.input)
+    progress(0.5, "inference")
+    if a.model == "slow":
+        time.sleep(60)
+if a.command == "segment":
+    t1 = vol.array[0]
+    labels = np.zeros(t1.shape, np.int16)
+    labels[t1 > 0.5] = 2
+    labels[t1 > 1.5] = 1
+    write_volume(vol.with_array(labels[None]), a.output)
+elif a.command == "explain" and a.dry_run:
+    print(json.dumps({"cost": {"forward_passes": 1, "backward_passes": 1, "seconds": 0.25}}))
+elif a.command == "explain":
+    heat = vol.array.mean(axis=0).astype(np.float32)
+    if a.region:
+        heat = heat * (read_image(a.region).array[0] > 0)
+    write_volume(vol.with_array(heat[None]), a.output)
+    write_json({"cost": {"forward_passes": 1, "backward_passes": 1},
+                "channel_importance": {n: float(i + 1) for i, n in enumerate(["t1", "t1ce", "t2", "flair"])}},
+               a.output + ".json")
+elif a.command == "evaluate":
+    pred = read_image(a.prediction).array[0]; ref = read_image(a.reference).array[0]
+    out = {"labels": {}}
+    for lab in a.labels:
+        x, y = pred == int(lab), ref == int(lab)
+        inter = float((x & y).sum())
+        out["labels"][lab] = {"dice": 2 * inter / max(x.sum() + y.sum(), 1), "iou": inter / max((x | y).sum(), 1),
+                              "hd95_mm": 0.0, "volume_ml_prediction": float(x.sum()) / 1000,
+                              "volume_ml_reference": float(y.sum()) / 1000}
+    write_json(out, a.output)
+progress(1.0, "done")
+"""
+
+
+def write_script(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie waiting for its parent counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+# ---- the runner ----------------------------------------------------------------------------------------------------
+def test_parse_progress_accepts_only_progress_objects():
+    assert jobs.parse_progress('{"stage": "inference", "progress": 0.42}') == (0.42, "inference")
+    assert jobs.parse_progress('{"progress": 1.7}') == (1.0, "")
+    for line in ("", "plain text", '{"stage": "x"}', "{not json}", '{"progress": "abc"}', "[1, 2]"):
+        assert jobs.parse_progress(line) is None
+
+
+def test_error_message_prefers_the_cli_error_line():
+    assert jobs.error_message(["Traceback", "error: bad input"], 2) == "bad input"
+    assert "ValueError: boom" in jobs.error_message(["Traceback (most recent call last):", "ValueError: boom"], 1)
+    assert "exit status 3" in jobs.error_message([], 3)
+    assert jobs.is_out_of_memory("CUDA out of memory. Tried to allocate 2 GiB")
+    assert not jobs.is_out_of_memory("file not found")
+
+
+def test_progress_is_parsed_and_output_written(tmp_path):
+    script = write_script(tmp_path, "progress.py", PROGRESS_SCRIPT)
+    out = tmp_path / "out.txt"
+    job = jobs.SubprocessJobRunner().start([sys.executable, str(script), str(out)])
+    events: list[jobs.JobEvent] = []
+    deadline = time.monotonic() + 20
+    while job.is_running() and time.monotonic() < deadline:
+        events += job.events()
+        time.sleep(0.02)
+    result = job.wait(10)
+    events += job.events()
+    assert result is not None and result.ok and result.error is None
+    progress = [(e.fraction, e.stage) for e in events if e.kind == "progress"]
+    assert progress == [(pytest.approx(1 / 3), "loading"), (pytest.approx(2 / 3), "inference"), (1.0, "writing")]
+    logs = [e.text for e in events if e.kind == "log"]
+    assert logs.count("a plain log line") == 3 and "warning: something mild" in logs
+    assert result.stdout == ["a plain log line"] * 3 and result.stderr == ["warning: something mild"]
+    assert events[-1].kind == "finished"
+    assert out.read_text() == "done" and not (tmp_path / "out.txt.part").exists()
+
+
+def test_failure_comes_back_as_the_one_line_message(tmp_path):
+    script = write_script(tmp_path, "fail.py", FAIL_SCRIPT)
+    result = jobs.SubprocessJobRunner().start([sys.executable, str(script)]).wait(20)
+    assert result is not None and not result.ok and result.returncode == 2
+    assert result.error == "input_0_t1.nii.gz has 12 NaN or infinite voxels (channel t1); fix or mask them"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="process-group check uses POSIX signals")
+def test_cancel_kills_the_whole_process_tree(tmp_path):
+    script = write_script(tmp_path, "tree.py", TREE_SCRIPT)
+    pids = tmp_path / "pids.txt"
+    job = jobs.SubprocessJobRunner().start([sys.executable, str(script), str(pids)])
+    deadline = time.monotonic() + 20
+    while not (pids.exists() and pids.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    grandchild = int(pids.read_text())
+    child = job.process.pid
+    assert pid_alive(child) and pid_alive(grandchild)
+    start = time.monotonic()
+    job.cancel()
+    assert time.monotonic() - start < jobs.TERMINATE_GRACE_S + 3
+    result = job.wait(5)
+    assert result is not None and result.cancelled and result.error is None and not result.ok
+    deadline = time.monotonic() + 5
+    while pid_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(child) and not pid_alive(grandchild)
+
+
+# ---- the workflow, with a stand-in CLI ---------------------------------------------------------------------------
+@pytest.fixture
+def scene() -> slicer.vtkMRMLScene:
+    return slicer.vtkMRMLScene()
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch) -> list[str]:
+    script = write_script(tmp_path, "fake_cli.py", FAKE_CLI)
+    monkeypatch.setenv("FAKE_CLI_LOG", str(tmp_path / "calls.jsonl"))
+    return [sys.executable, str(script)]
+
+
+def brain_nodes(scene: slicer.vtkMRMLScene) -> list:
+    """Four channels on an oblique, anisotropic grid; t1 holds a two-level 'tumour'."""
+    matrix = make_ijk_to_ras(spacing=(1.2, 0.9, 2.5), origin=(10.0, -20.0, 5.0),
+                             direction=np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    t1 = np.zeros((6, 8, 10), np.float32)
+    t1[2:5, 2:6, 3:8] = 1.0
+    t1[3, 3:5, 4:6] = 2.0
+    nodes = []
+    for c, name in enumerate(["t1", "t1ce", "t2", "flair"]):
+        nodes.append(bridge.add_volume_node(scene, Volume((t1 + c)[None], matrix), name, channel=None))
+    return nodes
+
+
+def calls(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+
+
+def leftover_dirs(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.name.startswith("MedXAI-")]
+
+
+def test_segment_explain_evaluate_through_the_workflow(scene, cli, tmp_path):
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=temp_root)
+    nodes = brain_nodes(scene)
+    before = {n.GetID(): bridge.node_to_volume(n).array.copy() for n in nodes}
+
+    seg = flow.start_segment(nodes, "demo-brain-tumour").wait()["segmentation"]
+    names = [seg.GetSegmentation().GetSegment(s).GetName() for s in bridge.segment_ids(seg)]
+    assert names == ["necrotic core", "oedema"]
+    oedema = bridge.segment_to_mask(seg, "oedema", nodes[0]).array[0]
+    assert int(oedema.sum()) == 3 * 4 * 5 - 4
+
+    task = flow.start_explain(nodes, "demo-brain-tumour", region=(seg, "oedema"), method_args="--layer enc.2")
+    seen: list[float] = []
+    task.listeners.append(lambda t, e: seen.append(e.fraction) if e.kind == "progress" else None)
+    out = task.wait()
+    assert seen and seen[-1] == 1.0 and task.status == "done" and task.fraction == 1.0
+    heat = out["heatmap"]
+    assert np.array_equal(bridge.ijk_to_ras_of(heat), bridge.ijk_to_ras_of(nodes[0]))
+    heat_array = bridge.node_to_volume(heat).array[0]
+    assert np.all(heat_array[oedema == 0] == 0) and heat_array.max() > 0  # the region reached the CLI
+    assert out["overlay"].IsA("vtkMRMLLabelMapVolumeNode")
+    _cols, rows = bridge.table_to_rows(out["importance"])
+    assert [r[0] for r in rows] == ["t1", "t1ce", "t2", "flair"]
+    assert out["cost"]["forward_passes"] == 1
+    argv = calls(tmp_path)[-1]["argv"]
+    assert argv[0] == "explain" and argv.count("--input") == 4 and "--region" in argv
+    assert argv[argv.index("--layer") + 1] == "enc.2" and argv[argv.index("--progress") + 1] == "json"
+
+    reference = bridge.labelmap_to_segmentation(
+        scene, bridge.segmentation_to_labelmap(seg, nodes[0]), nodes[0], {1: "necrotic core", 2: "oedema"},
+        name="truth")
+    ev = flow.start_evaluate(seg, reference, nodes[0]).wait()
+    columns, rows = bridge.table_to_rows(ev["table"])
+    assert columns[:3] == ["segment", "Dice", "IoU"]
+    assert sorted(r[0] for r in rows) == ["necrotic core", "oedema"]
+    assert all(r[1] == pytest.approx(1.0) for r in rows)
+
+    cost = flow.start_estimate(nodes, "demo-brain-tumour", target="oedema").wait()
+    assert cost["cost"]["forward_passes"] == 1 and "1 forward passes" in cost["text"]
+    assert "--dry-run" in calls(tmp_path)[-1]["argv"]
+
+    # inputs untouched, temporary folders gone, CPU hidden from the GPU-less child
+    for n in nodes:
+        assert np.array_equal(bridge.node_to_volume(n).array, before[n.GetID()])
+    assert leftover_dirs(temp_root) == []
+    assert all(c["cuda"] == "" and c["device"] == "cpu" for c in calls(tmp_path))
+
+
+def test_cli_error_comes_back_and_leaves_nothing(scene, cli, tmp_path):
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=temp_root)
+    nodes = brain_nodes(scene)
+    n_before = scene.GetNumberOfNodes()
+    task = flow.start_segment(nodes, "missing-model")
+    with pytest.raises(workflow.JobFailedError, match="unknown model 'missing-model'"):
+        task.wait()
+    assert task.status == "failed" and scene.GetNumberOfNodes() == n_before
+    assert leftover_dirs(temp_root) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="process-group check uses POSIX signals")
+def test_cancel_removes_temp_folder_and_creates_no_node(scene, cli, tmp_path):
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=temp_root)
+    nodes = brain_nodes(scene)
+    n_before = scene.GetNumberOfNodes()
+    task = flow.start_explain(nodes, "slow")
+    deadline = time.monotonic() + 20
+    while task.fraction < 0.5 and time.monotonic() < deadline:  # wait until it is really working
+        task.process_events()
+        time.sleep(0.02)
+    assert task.stage == "inference"
+    task.cancel()
+    assert task.status == "cancelled" and scene.GetNumberOfNodes() == n_before
+    assert leftover_dirs(temp_root) == []
+    with pytest.raises(CancelledError):
+        task.wait()
+
+
+def test_gpu_out_of_memory_falls_back_to_cpu(scene, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_CLI_OOM", "1")
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    task = flow.start_segment(brain_nodes(scene), "demo-brain-tumour", device="cuda")
+    task.wait()
+    assert task.device == "cpu" and any("running again on the CPU" in line for line in task.log)
+    assert [c["device"] for c in calls(tmp_path)] == ["cuda", "cpu"]
+
+
+def test_inputs_on_different_grids_are_refused_before_anything_runs(scene, cli, tmp_path):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    nodes = brain_nodes(scene)
+    odd = bridge.add_volume_node(scene, Volume(np.zeros((1, 6, 8, 11), np.float32)), "flair_resampled",
+                                 channel=None)
+    with pytest.raises(InputError, match="flair_resampled"):
+        flow.start_segment(nodes[:3] + [odd], "demo-brain-tumour")
+    assert leftover_dirs(tmp_path) == [] and not (tmp_path / "calls.jsonl").exists()
+
+
+def test_channel_matching_from_node_names():
+    channels = ["t1", "t1ce", "t2", "flair"]
+    names = ["BraTS_001_flair", "BraTS_001_t1ce", "BraTS_001_t2", "BraTS_001_t1", "MRHead"]
+    assert workflow.match_channels(channels, names) == [3, 1, 2, 0]
+    assert workflow.match_channels(channels, ["T1 post-contrast", "T1", "T2-FLAIR", "T2w"]) == [1, 0, 3, 2]
+    assert workflow.match_channels(channels, ["CT"]) == [None, None, None, None]
+
+
+def test_child_environment_makes_the_core_importable():
+    env = workflow.child_environment("cuda", base={"PYTHONPATH": "/elsewhere"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/elsewhere"]
+    assert env["MEDXAI_DEVICE"] == "cuda" and "CUDA_VISIBLE_DEVICES" not in env
+    assert workflow.child_environment("cpu", base={})["CUDA_VISIBLE_DEVICES"] == ""
