@@ -141,6 +141,8 @@ def test_only_requested_labels_and_unknown_label() -> None:
     assert list(segmentation_metrics(Volume(pred), Volume(ref), labels=[2])) == ["2"]
     with pytest.raises(InputError, match="label 7 is in neither.*labels present: 1, 2"):
         segmentation_metrics(Volume(pred), Volume(ref), labels=[7])
+    with pytest.raises(InputError, match="background"):
+        segmentation_metrics(Volume(pred), Volume(ref), labels=[0, 1])
 
 
 def test_grid_mismatch_is_named() -> None:

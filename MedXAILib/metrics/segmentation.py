@@ -242,6 +242,8 @@ def segmentation_metrics(
     ref = _label_array(reference, "reference")
     present = labels_present(pred, ref)
     wanted = present if labels is None else [int(v) for v in labels]
+    if 0 in wanted:
+        raise InputError("label 0 is the background and is not scored; ask for labels 1 and up")
     missing = [v for v in wanted if v not in present]
     if missing:
         raise InputError(
