@@ -72,14 +72,14 @@ p.add_argument("--model"); p.add_argument("--input", action="append"); p.add_arg
 p.add_argument("--method"); p.add_argument("--target"); p.add_argument("--region"); p.add_argument("--voxel")
 p.add_argument("--dry-run", action="store_true"); p.add_argument("--progress")
 p.add_argument("--prediction"); p.add_argument("--reference"); p.add_argument("--labels", nargs="*")
-p.add_argument("--layer")
+p.add_argument("--layer"); p.add_argument("--device", default="cpu"); p.add_argument("--param", action="append")
 a = p.parse_args()
 log = os.environ.get("FAKE_CLI_LOG")
 if log:
     with open(log, "a") as f:
-        f.write(json.dumps({"argv": sys.argv[1:], "device": os.environ.get("MEDXAI_DEVICE"),
+        f.write(json.dumps({"argv": sys.argv[1:], "device": a.device, "env_device": os.environ.get("MEDXAI_DEVICE"),
                             "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\\n")
-if os.environ.get("FAKE_CLI_OOM") and os.environ.get("MEDXAI_DEVICE") == "cuda":
+if os.environ.get("FAKE_CLI_OOM") and a.device == "cuda":
     print("error: CUDA out of memory (tried to allocate 2.00 GiB); choose the CPU", file=sys.stderr)
     sys.exit(2)
 if a.model == "missing-model":
@@ -100,14 +100,18 @@ if a.command == "segment":
     labels[t1 > 1.5] = 1
     write_volume(vol.with_array(labels[None]), a.output)
 elif a.command == "explain" and a.dry_run:
-    print(json.dumps({"cost": {"forward_passes": 1, "backward_passes": 1, "seconds": 0.25}}))
+    est = {"method": a.method, "forward_passes": 1, "backward_passes": 1, "estimated_seconds": 0.25,
+           "estimated_peak_memory_bytes": 3 * 2**20}
+    print(json.dumps(est, indent=None if a.progress == "json" else 2))
 elif a.command == "explain":
     heat = vol.array.mean(axis=0).astype(np.float32)
     if a.region:
         heat = heat * (read_image(a.region).array[0] > 0)
     write_volume(vol.with_array(heat[None]), a.output)
+    names = ["t1", "t1ce", "t2", "flair"]
     write_json({"cost": {"forward_passes": 1, "backward_passes": 1},
-                "channel_importance": {n: float(i + 1) for i, n in enumerate(["t1", "t1ce", "t2", "flair"])}},
+                "channel_importance": {"overall": {n: 0.25 for n in names},
+                                       "inside_target": {n: (i + 1) / 10 for i, n in enumerate(names)}}},
                a.output + ".json")
 elif a.command == "evaluate":
     pred = read_image(a.prediction).array[0]; ref = read_image(a.reference).array[0]
@@ -266,8 +270,9 @@ def test_segment_explain_evaluate_through_the_workflow(scene, cli, tmp_path):
     heat_array = bridge.node_to_volume(heat).array[0]
     assert np.all(heat_array[oedema == 0] == 0) and heat_array.max() > 0  # the region reached the CLI
     assert out["overlay"].IsA("vtkMRMLLabelMapVolumeNode")
-    _cols, rows = bridge.table_to_rows(out["importance"])
-    assert [r[0] for r in rows] == ["t1", "t1ce", "t2", "flair"]
+    cols, rows = bridge.table_to_rows(out["importance"])
+    assert cols == ["sequence", "overall", "inside target"]
+    assert [r[0] for r in rows] == ["t1", "t1ce", "t2", "flair"] and rows[3][2] == pytest.approx(0.4)
     assert out["cost"]["forward_passes"] == 1
     argv = calls(tmp_path)[-1]["argv"]
     assert argv[0] == "explain" and argv.count("--input") == 4 and "--region" in argv
@@ -283,14 +288,17 @@ def test_segment_explain_evaluate_through_the_workflow(scene, cli, tmp_path):
     assert all(r[1] == pytest.approx(1.0) for r in rows)
 
     cost = flow.start_estimate(nodes, "demo-brain-tumour", target="oedema").wait()
-    assert cost["cost"]["forward_passes"] == 1 and "1 forward passes" in cost["text"]
+    assert cost["cost"]["forward_passes"] == 1
+    assert cost["text"] == "gradcam, 1 forward passes, 1 backward passes, about 0.2 s, 3 MiB peak memory"
     assert "--dry-run" in calls(tmp_path)[-1]["argv"]
 
     # inputs untouched, temporary folders gone, CPU hidden from the GPU-less child
     for n in nodes:
         assert np.array_equal(bridge.node_to_volume(n).array, before[n.GetID()])
     assert leftover_dirs(temp_root) == []
-    assert all(c["cuda"] == "" and c["device"] == "cpu" for c in calls(tmp_path))
+    assert all(c["cuda"] == "" and c["env_device"] == "cpu" for c in calls(tmp_path))
+    assert all(c["device"] == "cpu" for c in calls(tmp_path) if c["argv"][0] != "evaluate")
+    assert "--device" not in calls(tmp_path)[2]["argv"]  # evaluate takes no device
 
 
 def test_cli_error_comes_back_and_leaves_nothing(scene, cli, tmp_path):

@@ -272,18 +272,20 @@ class Workflow:
     def _workdir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="MedXAI-", dir=self.temp_root))
 
-    def _starter(self, workdir: Path) -> Callable[[list[str], str], Any]:
+    def _starter(self, workdir: Path, device_flag: bool) -> Callable[[list[str], str], Any]:
         def start(args: list[str], device: str) -> Any:
             env = child_environment(device, self.environment)
-            return self.runner.start(self.command_prefix + args, cwd=str(workdir), env=env)
+            full = self.command_prefix + args + (["--device", device] if device_flag else [])
+            return self.runner.start(full, cwd=str(workdir), env=env)
 
         return start
 
-    def _task(self, command: str, args: list[str], workdir: Path, finish: Callable, device: str,
+    def _task(self, command: str, args: list[str], workdir: Path, finish: Callable, device: str | None,
               cpu_fallback: bool = True) -> Task:
+        """Start ``args``; ``device`` None means the command takes no ``--device`` flag."""
         try:
-            return Task(command, args, workdir, self._starter(workdir), finish, device=device,
-                        cpu_fallback=cpu_fallback)
+            return Task(command, args, workdir, self._starter(workdir, device is not None), finish,
+                        device=device or "cpu", cpu_fallback=cpu_fallback and device is not None)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -479,10 +481,13 @@ class Workflow:
             sidecar = self._sidecar(output)
             importance = _importance(sidecar, [n.GetName() for n in input_nodes])
             if importance:
+                columns = list(importance)
+                sequences = list(dict.fromkeys(k for values in importance.values() for k in values))
                 table = task.track(bridge.add_table_node(
-                    self.scene, f"{base} per-sequence importance", ["sequence", "importance"],
-                    [[k, v] for k, v in importance.items()]))
+                    self.scene, f"{base} per-sequence importance", ["sequence", *columns],
+                    [[name, *[importance[c].get(name) for c in columns]] for name in sequences]))
                 outputs["importance"] = table
+                outputs["importance_values"] = importance
             if "cost" in sidecar:
                 outputs["cost"] = sidecar["cost"]
             self._place([heat_node, overlay, outputs.get("importance")], reference)
@@ -502,6 +507,7 @@ class Workflow:
         region: tuple[Any, str] | None = None,
         voxel: tuple[int, int, int] | None = None,
         method_args: str | Sequence[str] = "",
+        device: str = "cpu",
     ) -> Task:
         """``explain --dry-run``: outputs hold ``"cost"`` (a dict, possibly empty) and ``"text"`` (for display)."""
         workdir = self._workdir()
@@ -511,12 +517,17 @@ class Workflow:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        args.append("--dry-run")
+        args += ["--dry-run", "--progress", "json"]
 
         def finish(task: Task, result: JobResult) -> dict[str, Any]:
             cost: dict[str, Any] = {}
             text_lines = []
-            for line in result.stdout:
+            try:  # one JSON document, possibly indented over several lines
+                whole = json.loads("\n".join(result.stdout))
+            except ValueError:
+                whole = None
+            lines = [json.dumps(whole)] if isinstance(whole, dict) else result.stdout
+            for line in lines:
                 stripped = line.strip()
                 if stripped.startswith("{"):
                     try:
@@ -533,7 +544,8 @@ class Workflow:
                 cost.update(sidecar["cost"])
             return {"cost": cost, "text": format_cost(cost) if cost else "\n".join(text_lines)}
 
-        return self._task("estimate", args, workdir, finish, "cpu", cpu_fallback=False)
+        return self._task("estimate", args, workdir, finish, device, cpu_fallback=False)
+
 
     # -- evaluate -------------------------------------------------------------------------------------------------
     def start_evaluate(
@@ -582,7 +594,7 @@ class Workflow:
             self._place([table], reference_volume)
             return {"table": table, "metrics": metrics}
 
-        return self._task("evaluate", args, workdir, finish, "cpu", cpu_fallback=False)
+        return self._task("evaluate", args, workdir, finish, None)
 
 
 METRIC_COLUMNS = ("dice", "iou", "hd95_mm", "volume_ml_prediction", "volume_ml_reference")
@@ -629,13 +641,22 @@ def _numbers(data: Any) -> dict[str, float]:
     return {}
 
 
-def _importance(sidecar: Mapping[str, Any], node_names: Sequence[str]) -> dict[str, float]:
+def _importance(sidecar: Mapping[str, Any], node_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per-sequence importance as ``{column: {sequence: share}}`` (e.g. ``overall`` and ``inside target``).
+
+    Accepts ``{"overall": {...}, "inside_target": {...}}`` (the CLI's sidecar), a flat ``{sequence: value}``
+    dict, or a list in channel order.
+    """
     for key in ("channel_importance", "per_channel_importance", "importance", "sequence_importance"):
-        if key in sidecar:
-            values = _numbers(sidecar[key])
-            if isinstance(sidecar[key], list) and len(values) == len(node_names):
-                return {node_names[i]: v for i, v in enumerate(values.values())}
-            return values
+        value = sidecar.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+            return {str(k).replace("_", " "): _numbers(v) for k, v in value.items() if isinstance(v, dict)}
+        values = _numbers(value)
+        if isinstance(value, list) and len(values) == len(node_names):
+            values = {node_names[i]: v for i, v in enumerate(values.values())}
+        return {"importance": values} if values else {}
     return {}
 
 
@@ -645,15 +666,16 @@ def format_cost(cost: Mapping[str, Any]) -> str:
     for key, label in (("forward_passes", "forward passes"), ("backward_passes", "backward passes")):
         if key in cost:
             parts.append(f"{cost[key]} {label}")
-    for key in ("seconds", "estimated_seconds", "time_s"):
-        if key in cost:
+    seconds = ("seconds", "estimated_seconds", "time_s")
+    memory = ("peak_memory_bytes", "estimated_peak_memory_bytes", "memory_bytes")
+    for key in seconds:
+        if isinstance(cost.get(key), (int, float)):
             parts.append(f"about {float(cost[key]):.1f} s")
             break
-    for key in ("peak_memory_bytes", "memory_bytes"):
-        if key in cost:
+    for key in memory:
+        if isinstance(cost.get(key), (int, float)):
             parts.append(f"{float(cost[key]) / 2**20:.0f} MiB peak memory")
             break
-    known = {"forward_passes", "backward_passes", "seconds", "estimated_seconds", "time_s", "peak_memory_bytes",
-             "memory_bytes"}
-    parts += [f"{k}: {v}" for k, v in cost.items() if k not in known]
-    return ", ".join(parts)
+    if "method" in cost:
+        parts.insert(0, str(cost["method"]))
+    return ", ".join(parts) or ", ".join(f"{k}: {v}" for k, v in cost.items())
