@@ -217,8 +217,11 @@ class Task:
         self._finalize(self.job.wait(30.0) or JobResult(returncode=-1, cancelled=True))
         self.status = "cancelled"
 
-    def wait(self, poll_s: float = 0.05, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, poll_s: float = 0.05, timeout: float | None = None,
+             idle: Callable[[], None] | None = None) -> dict[str, Any]:
         """Block until the task ends and return its outputs.
+
+        ``idle`` is called between polls (in Slicer: ``slicer.app.processEvents`` keeps the GUI painting).
 
         Raises:
             JobFailedError: the command failed (message: its one-line error).
@@ -232,6 +235,8 @@ class Task:
             if timeout is not None and time.monotonic() - start > timeout:
                 self.cancel()
                 raise CancelledError(f"{self.command} did not finish within {timeout:g} s and was cancelled")
+            if idle is not None:
+                idle()
             time.sleep(poll_s)
         if self.status == "failed":
             raise JobFailedError(self.error or f"{self.command} failed")
