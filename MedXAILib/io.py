@@ -86,6 +86,42 @@ def image_to_volume(img: sitk.Image, name: str | None = None) -> Volume:
     return Volume(arr, _ijk_to_ras_from_image(img), [name] * 0)
 
 
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def _nifti_nonfinite(path: Path) -> np.ndarray | None:
+    """Non-finite voxels of a float NIfTI file as a raw-order bool array ``(…, K, J, I)``, or None.
+
+    ITK's NIfTI reader silently turns NaN and Inf voxels into 0, which would hide corrupt inputs, so float NIfTI
+    files are scanned here from their raw bytes (NIfTI-1 header: ``dim`` at byte 40, ``datatype`` at 70,
+    ``vox_offset`` at 108; the voxel order is i fastest, as in the array).
+    """
+    import gzip
+    import struct
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(348)
+            if len(header) < 348:
+                return None
+            endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+            dims = struct.unpack(endian + "8h", header[40:56])
+            datatype = struct.unpack(endian + "h", header[70:72])[0]
+            if datatype not in _NIFTI_FLOAT_TYPES:
+                return None
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            fh.read(max(offset - 348, 0))
+            shape = [max(int(d), 1) for d in dims[1 : 1 + max(int(dims[0]), 1)]]
+            raw = np.frombuffer(fh.read(), dtype=endian + _NIFTI_FLOAT_TYPES[datatype], count=int(np.prod(shape)))
+    except (OSError, EOFError, ValueError, struct.error):
+        return None
+    bad = ~np.isfinite(raw)
+    if not bad.any():
+        return None
+    return bad.reshape(shape[::-1])
+
+
 def _rgb_to_gray(vol: Volume) -> Volume:
     arr = vol.array.astype(np.float32)
     if arr.shape[0] in (3, 4):
@@ -134,6 +170,12 @@ def read_image(path: str | os.PathLike, grayscale_2d: bool = True) -> Volume:
         detail = next((line for line in first if "ERROR" in line or "Unable" in line), first[0] if first else "")
         raise InputError(f"{p}: cannot be read as an image ({detail.strip()[:160]})") from None
     vol = image_to_volume(img)
+    if p.is_file() and _suffix(p) in (".nii", ".nii.gz") and np.issubdtype(vol.array.dtype, np.floating):
+        bad = _nifti_nonfinite(p)
+        if bad is not None and bad.size == vol.array.size:
+            arr = vol.array.copy()
+            arr[bad.reshape(arr.shape)] = np.nan
+            vol = vol.with_array(arr)
     if grayscale_2d and vol.is_2d and vol.n_channels in (3, 4):
         vol = _rgb_to_gray(vol)
     if vol.n_channels == 1 and np.issubdtype(vol.array.dtype, np.floating):

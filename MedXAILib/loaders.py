@@ -74,13 +74,17 @@ def load_state_dict(path: str | Path, allow_unsafe_pickle: bool = False) -> dict
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise ModelError(f"{p}: unreadable checkpoint (not a PyTorch weights file)") from None
         if not allow_unsafe_pickle:
             raise ModelError(
                 f"{p}: this checkpoint needs arbitrary unpickling, which can run code hidden in the file; "
                 f"re-save it as a state_dict or TorchScript, or pass {UNSAFE_FLAG} if you trust its source"
             ) from None
-        del exc
-        obj = torch.load(str(p), map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(str(p), map_location="cpu", weights_only=False)
+        except Exception as exc2:  # noqa: BLE001 - anything here means the file cannot be used
+            raise ModelError(f"{p}: unreadable checkpoint ({str(exc2).splitlines()[0][:160]})") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
         raise ModelError(f"{p}: unreadable checkpoint ({str(exc).splitlines()[0][:160]})") from None
     if isinstance(obj, torch.nn.Module):
