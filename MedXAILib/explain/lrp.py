@@ -1,0 +1,739 @@
+"""Layer-wise Relevance Propagation (LRP) with rules per layer type, composites by name, and a conservation report.
+
+Definitions
+-----------
+LRP (Bach et al., PLoS ONE 2015; Montavon et al., "Layer-wise relevance propagation: an overview", 2019) starts from
+the explained score ``S = Σ W ⊙ logits`` with output relevance ``R_out = W ⊙ logits`` (so ``Σ R_out = S``) and sends it
+back layer by layer. For a layer with pre-activations ``z_j = Σ_i x_i w_ij + b_j``:
+
+- **ε** — ``R_i = Σ_j x_i w_ij R_j / (z_j + ε sign z_j)``; bias and ε absorb ``R_j (b_j + ε sign z_j) / (z_j + …)``.
+- **z⁺** (α1β0) — only positive contributions ``(x_i w_ij)⁺``: ``x⁺`` with ``W⁺`` and ``x⁻`` with ``W⁻``; bias ignored.
+  Non-negative output relevance stays non-negative.
+- **γ** (sign-aware) — for an output with ``z_j ≥ 0`` the positive contributions are boosted (``W + γW⁺`` on ``x⁺``,
+  ``W + γW⁻`` on ``x⁻``), for ``z_j < 0`` the negative ones; bias ignored. So ``|z_γ| ≥ |z|`` and the denominator
+  never crosses 0 — the textbook γ rule (positive boost only) does on signed inputs such as InstanceNorm/PReLU
+  outputs, which gave values ~1e6 × the score on a MONAI UNet. ``γ = 0`` gives LRP-0; for ``z ≥ 0`` and
+  ``γ → ∞`` it tends to z⁺.
+- **flat** — ``R_i = Σ_j R_j / n_j`` over each output's receptive field (input values ignored); first layer only.
+- **w²** — ``R_i = Σ_j w_ij² R_j / Σ_i w_ij²``; first layer only.
+- **z^B (box)** — ``x_i w_ij − l_i w⁺_ij − h_i w⁻_ij`` with the input bounded by ``l ≤ x ≤ h`` (default: each
+  channel's min and max over the input); first layer only.
+
+Composites (``composite`` parameter) assign rules by layer kind: ``first`` (the weighted layers reading the network
+input), ``conv`` (Conv / ConvTranspose) and ``linear`` (fully connected):
+
+=====================  ======  ======  ======
+composite              first   conv    linear
+=====================  ======  ======  ======
+``epsilon``            ε       ε       ε
+``epsilon-plus``       z⁺      z⁺      ε
+``epsilon-plus-flat``  flat    z⁺      ε
+``epsilon-gamma``      γ       γ       ε
+``epsilon-gamma-box``  z^B     γ       ε
+``gamma``              γ       γ       γ
+``zplus``              z⁺      z⁺      z⁺
+=====================  ======  ======  ======
+
+A custom composite is written ``first=flat,conv=gamma,linear=epsilon``.
+
+Other layers
+------------
+- **Canonisation**: a BatchNorm whose input is exactly a convolution's (or linear layer's) output is folded into it
+  (eval-mode running statistics), on a private copy of the network; the fold is kept only if the logits do not move.
+- **BatchNorm** (not foldable, e.g. DenseNet's pre-activation BN after a concatenation): an affine map with constant
+  running statistics, ε rule; its shift absorbs relevance like a bias.
+- **InstanceNorm / GroupNorm** depend on the input. ``norm_rule=centered`` (default; the conservative LayerNorm rule
+  of Ali et al., ICML 2022): the standard deviation is a constant, the mean subtraction stays a linear map, so
+  ``y = γ (x − μ(x)) / σ + β`` is linear in ``x`` apart from ``β`` → ε rule on it conserves relevance exactly when
+  ``β = 0`` (MONAI's default, ``affine=False``). ``norm_rule=affine``: mean and standard deviation both constants,
+  ``y = (γ/σ) x + (β − γμ/σ)``, ε rule; the input-dependent shift ``−γμ/σ`` then absorbs (or injects) relevance.
+- **ReLU, LeakyReLU, PReLU**: identity for relevance (``R_z = R_y``). Smooth activations (ELU, GELU, SiLU, Tanh…):
+  identity as well, through ``y/z``.
+- **Residual add, concatenation, slicing, reshapes, padding**: the plain gradient. Because relevance is carried as
+  ``R = t ⊙ m`` at every tensor ``t`` (``m`` a modified gradient), an add ``y = a + b`` splits ``R_y`` into
+  ``a/(a+b)·R_y`` and ``b/(a+b)·R_y`` exactly, and a concatenation hands each branch its own channel slice — with no
+  division, so nothing explodes where ``a + b ≈ 0``.
+- **Max pooling**: winner takes all. **Average / adaptive average pooling, upsampling**: linear maps without bias
+  (LRP-0 = plain gradient; exact conservation).
+
+Implementation ("modified gradient", as zennit structures it, but without its gaps): every weighted or normalising
+layer gets a forward hook that returns ``y.detach() + (g − g.detach())`` with ``g = z_rule(x) ⊙ (y / stab(z)).detach()``
+— the forward value is unchanged and the backward pass computes ``m_x = ∂z_ruleᵀ (m_y ⊙ y / stab(z))``, so one
+autograd backward runs the whole propagation and ``R_x = x ⊙ m_x``. The first layers' inputs are cut from the graph,
+and their rule (flat, w², z^B need the raw output relevance) is applied explicitly afterwards.
+
+Conservation
+------------
+``details["conservation"] = Σ R_input / S`` on the model grid. It is not exactly 1 because (a) ε-rule biases and
+affine normalisation shifts absorb ``R_j b_j / z_j`` (reported per layer and in total as ``absorbed_share``); (b) ε
+absorbs ``R_j ε / z_j``; (c) z⁺ / γ lose the relevance of outputs whose rule denominator is 0; (d) relevance given to
+padding voxels (segmentation inputs are padded to the network's divisor) is cut away (``padding_share``).
+``1 − conservation − absorbed_share − padding_share`` (``unexplained_share``) only holds float round-off. With zero
+biases, folded BatchNorm, ``norm_rule=centered`` and ε ≤ 1e-9, conservation holds to 1e-3 (tested on MONAI UNet 2D/3D,
+DenseNet and ResNet); with biases it is reported, not forced. The engine's linear resampling to the input grid does
+not preserve sums, so conservation is computed before it.
+
+Layers with no rule (attention, gating products, custom modules with their own parameters…) are refused: unknown leaf
+modules before anything runs, unknown operations between modules (e.g. a product of two input-dependent tensors)
+during the forward pass, before any relevance is computed; the message names the layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ..errors import MethodError
+from ..models import Model
+from ..targets import Target
+from .base import ExplainContext, Method, MethodResult, register
+
+# ---- layer kinds -----------------------------------------------------------------------------------------------------
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONVT_TYPES: tuple[type[nn.Module], ...] = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+WEIGHTED_TYPES = CONV_TYPES + CONVT_TYPES + (nn.Linear,)
+BN_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+IN_TYPES: tuple[type[nn.Module], ...] = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+NORM_TYPES = BN_TYPES + IN_TYPES + (nn.GroupNorm,)
+# relevance passes by the plain gradient (piecewise linear through 0, linear without bias, or selection)
+GRADIENT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.AlphaDropout, nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.PixelShuffle, nn.PixelUnshuffle,
+)
+# element-wise activations: identity for relevance through y / z
+RATIO_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Tanh, nn.Hardtanh, nn.ReLU6, nn.Hardswish,
+)
+SUPPORTED_TEXT = (
+    "LRP rules exist for Conv/ConvTranspose/Linear, BatchNorm/InstanceNorm/GroupNorm, ReLU-family and element-wise "
+    "activations, pooling, upsampling, dropout, flatten, and residual adds / concatenations between them"
+)
+
+RULES = ("epsilon", "zplus", "gamma", "flat", "wsquare", "zbox")
+FIRST_ONLY = ("flat", "wsquare", "zbox")
+_RULE_ALIASES = {"eps": "epsilon", "plus": "zplus", "z+": "zplus", "alpha1beta0": "zplus", "box": "zbox",
+                 "w2": "wsquare", "w^2": "wsquare"}
+COMPOSITES: dict[str, dict[str, str]] = {
+    "epsilon": {"first": "epsilon", "conv": "epsilon", "linear": "epsilon"},
+    "epsilon-plus": {"first": "zplus", "conv": "zplus", "linear": "epsilon"},
+    "epsilon-plus-flat": {"first": "flat", "conv": "zplus", "linear": "epsilon"},
+    "epsilon-gamma": {"first": "gamma", "conv": "gamma", "linear": "epsilon"},
+    "epsilon-gamma-box": {"first": "zbox", "conv": "gamma", "linear": "epsilon"},
+    "gamma": {"first": "gamma", "conv": "gamma", "linear": "gamma"},
+    "zplus": {"first": "zplus", "conv": "zplus", "linear": "zplus"},
+}
+
+
+def resolve_composite(text: str) -> dict[str, str]:
+    """A composite name (see the module docstring) or ``first=…,conv=…,linear=…`` → rule per layer kind."""
+    name = text.strip().lower()
+    if name in COMPOSITES:
+        return dict(COMPOSITES[name])
+    if "=" not in name:
+        raise MethodError(f"lrp: unknown composite {text!r}; known: {', '.join(COMPOSITES)} or first=…,conv=…,linear=…")
+    out = dict(COMPOSITES["epsilon"])
+    for part in name.split(","):
+        key, _, rule = part.partition("=")
+        key, rule = key.strip(), _RULE_ALIASES.get(rule.strip(), rule.strip())
+        if key not in out:
+            raise MethodError(f"lrp: composite key {key!r} is not one of first, conv, linear")
+        if rule not in RULES:
+            raise MethodError(f"lrp: unknown rule {rule!r}; rules: {', '.join(RULES)}")
+        if rule in FIRST_ONLY and key != "first":
+            raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+        out[key] = rule
+    return out
+
+
+def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
+    """``z + ε·sign(z)`` with ``sign(0) = +1`` (never 0 for ε > 0)."""
+    return z + eps * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+
+# ---- static check ----------------------------------------------------------------------------------------------------
+def unsupported_layers(network: nn.Module) -> list[tuple[str, str]]:
+    """``(name, type)`` of every module no rule covers: unknown leaves, and containers holding their own parameters."""
+    known = WEIGHTED_TYPES + NORM_TYPES + GRADIENT_TYPES + RATIO_TYPES
+    bad: list[tuple[str, str]] = []
+    for name, module in network.named_modules():
+        leaf = next(iter(module.children()), None) is None
+        if isinstance(module, known):
+            continue
+        own_params = any(p is not None for p in module._parameters.values())
+        if leaf and (own_params or type(module).forward is not nn.Module.forward):
+            # a parameter-free leaf with a custom forward is still unknown arithmetic
+            bad.append((name or "<network>", type(module).__name__))
+        elif not leaf and own_params:
+            bad.append((name or "<network>", type(module).__name__))
+    return bad
+
+
+def check_network(network: nn.Module) -> None:
+    """Refuse, before running, a network with a layer no LRP rule covers (the first such layer is named)."""
+    if isinstance(network, torch.jit.ScriptModule):
+        raise MethodError("lrp needs module hooks, which TorchScript models do not support; load a state_dict model")
+    bad = unsupported_layers(network)
+    if bad:
+        name, kind = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise MethodError(f"lrp has no rule for layer {name!r} ({kind}){more}; {SUPPORTED_TEXT}")
+
+
+# ---- canonisation ----------------------------------------------------------------------------------------------------
+def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _fold(layer: nn.Module, bn: nn.Module) -> None:
+    """Fold an eval-mode BatchNorm into the conv / linear layer that feeds it (in place)."""
+    assert bn.running_var is not None and bn.running_mean is not None
+    scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+    w = layer.weight.data
+    layer.weight.data = w * scale.reshape((-1,) + (1,) * (w.ndim - 1)).to(w.dtype)
+    b = layer.bias.data if layer.bias is not None else torch.zeros_like(scale)
+    layer.bias = nn.Parameter((b * scale + shift).to(w.dtype).detach())
+
+
+def canonize(network: nn.Module, x: torch.Tensor) -> tuple[nn.Module, list[str], int]:
+    """A private eval-mode copy of ``network`` with BatchNorms folded into the layer feeding them.
+
+    A pair is folded when the BatchNorm (running statistics) reads exactly the conv / linear output in a forward pass
+    on ``x`` and each module runs once; the fold is kept only if the logits do not move (max |Δ| ≤ 1e-4 · max |y|).
+
+    Returns:
+        the copy, the folded BatchNorm names, and the forward passes spent (0 when there is no BatchNorm).
+    """
+    net = copy.deepcopy(network).eval()
+    for m in net.modules():
+        if hasattr(m, "inplace") and isinstance(m.inplace, bool):
+            m.inplace = False  # in-place ops would overwrite tensors the modified backward needs
+        for p in m.parameters(recurse=False):
+            p.requires_grad_(False)
+    bns = {n: m for n, m in net.named_modules() if isinstance(m, BN_TYPES) and m.track_running_stats
+           and m.running_mean is not None}
+    if not bns:
+        return net, [], 0
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}
+    calls: dict[str, int] = {}
+    pairs: list[tuple[str, str]] = []
+    handles = []
+
+    def keep_output(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(out, torch.Tensor):
+                outputs[id(out)] = (name, out)
+        return hook
+
+    def find_source(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, inputs: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            src = outputs.get(id(inputs[0])) if inputs else None
+            if src is not None and src[1] is inputs[0]:
+                pairs.append((src[0], name))
+        return hook
+
+    for n, m in net.named_modules():
+        if isinstance(m, CONV_TYPES + (nn.Linear,)):
+            handles.append(m.register_forward_hook(keep_output(n)))
+        elif n in bns:
+            handles.append(m.register_forward_pre_hook(find_source(n)))
+    try:
+        with torch.no_grad():
+            before = net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    outputs.clear()
+    pairs = [(c, b) for c, b in pairs if calls.get(c) == 1 and calls.get(b) == 1]
+    if not pairs:
+        return net, [], 1
+    folded = copy.deepcopy(net)
+    for conv_name, bn_name in pairs:
+        _fold(folded.get_submodule(conv_name), folded.get_submodule(bn_name))
+        _set_module(folded, bn_name, nn.Identity())
+    with torch.no_grad():
+        after = folded(x)
+    if (after - before).abs().max() > 1e-4 * max(float(before.abs().max()), 1.0):
+        return net, [], 2
+    return folded, [b for _, b in pairs], 2
+
+
+# ---- rule forwards ---------------------------------------------------------------------------------------------------
+def _linear_op(module: nn.Module, like: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The module's linear map with a given weight and no bias: ``op(x, w)``."""
+    if isinstance(module, CONV_TYPES):
+        return lambda x, w: module._conv_forward(x, w, None)  # type: ignore[operator]
+    if isinstance(module, CONVT_TYPES):
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[module.weight.ndim - 2]
+
+        def convt(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            out = fn(x, w, None, module.stride, module.padding, module.output_padding, module.groups, module.dilation)
+            if out.shape[2:] != like.shape[2:]:
+                raise MethodError("lrp: a ConvTranspose called with output_size is not supported")
+            return out
+        return convt
+    return lambda x, w: F.linear(x, w)
+
+
+def rule_forward(module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``z_rule(x)``: the rule's modified pre-activation (no bias), differentiable in ``x`` (ε, z⁺, γ)."""
+    op = _linear_op(module, y)
+    w = module.weight
+    if rule == "epsilon":
+        return op(x, w)
+    signed = bool((x < 0).any())
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+
+    def split(w_pos_in: torch.Tensor, w_neg_in: torch.Tensor) -> torch.Tensor:
+        out = op(xp, w_pos_in)
+        return out + op(xn, w_neg_in) if signed else out
+
+    wpos, wneg = w.clamp(min=0), w.clamp(max=0)
+    if rule == "zplus":
+        return split(wpos, wneg)
+    if rule != "gamma":
+        raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+    # sign-aware γ: boost the contributions that share the output's sign, so |z_γ| ≥ |z| never crosses 0
+    up = split(w + gamma * wpos, w + gamma * wneg)
+    down = split(w + gamma * wneg, w + gamma * wpos)
+    z = op(x, w).detach()
+    return torch.where(z >= 0, up, down)
+
+
+def first_layer_relevance(
+    module: nn.Module, rule: str, x: torch.Tensor, relevance_out: torch.Tensor, eps: float, gamma: float,
+    low: torch.Tensor | None = None, high: torch.Tensor | None = None, support: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input relevance of one first layer from its output relevance, for any rule.
+
+    Args:
+        x: the layer input ``(B, C, …)``; relevance_out: ``R_y`` shaped like the output.
+        low, high: the z^B bounds, broadcastable to ``x``. support: 1 on real input voxels, 0 on padding (flat, w²).
+
+    Returns:
+        ``R_x`` (shaped like ``x``) and the relevance absorbed (per output unit; ``Σ R_y − Σ R_x`` summed).
+    """
+    w = module.weight.detach()
+    op = _linear_op(module, relevance_out)
+    with torch.enable_grad():
+        if rule in ("flat", "wsquare"):
+            u = (torch.ones_like(x) if support is None else support.to(x.dtype)).requires_grad_(True)
+            z = op(u, torch.ones_like(w) if rule == "flat" else w * w)
+            s = (relevance_out / stabilize(z, eps)).detach()
+            (g,) = torch.autograd.grad((z * s).sum(), u)
+            rel = g * u.detach()
+        elif rule == "zbox":
+            assert low is not None and high is not None
+            xs = x.detach().requires_grad_(True)
+            inside = torch.ones_like(x) if support is None else support.to(x.dtype)
+            lo = (low * inside).requires_grad_(True)  # padding voxels are fixed zeros, not free inputs
+            hi = (high * inside).requires_grad_(True)
+            z = op(xs, w) - op(lo, w.clamp(min=0)) - op(hi, w.clamp(max=0))
+            s = (relevance_out / stabilize(z, eps)).detach()
+            gx, gl, gh = torch.autograd.grad((z * s).sum(), (xs, lo, hi))
+            rel = xs.detach() * gx + lo.detach() * gl + hi.detach() * gh
+        else:
+            xs = x.detach().requires_grad_(True)
+            z = rule_forward(module, rule, xs, relevance_out, gamma)
+            if rule == "epsilon":
+                bias = module.bias
+                full = z if bias is None else z + bias.detach().reshape((1, -1) + (1,) * (z.ndim - 2))
+            else:
+                full = z
+            s = (relevance_out / stabilize(full, eps)).detach()
+            (g,) = torch.autograd.grad((z * s).sum(), xs)
+            rel = xs.detach() * g
+    z = z.detach()
+    absorbed = relevance_out.sum() - (z * s).sum()
+    return rel.detach(), absorbed.detach()
+
+
+# ---- the propagation -------------------------------------------------------------------------------------------------
+@dataclass
+class _LayerRecord:
+    name: str
+    kind: str
+    rule: str
+    relevance: float = 0.0  # Σ R at the layer's output
+    absorbed: float = 0.0  # Σ R_y − Σ R_x of this layer (bias, ε, lost denominators)
+
+
+@dataclass
+class _State:
+    x: torch.Tensor
+    depth: int = 0
+    stack: list[str] = field(default_factory=list)
+    first: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    records: list[_LayerRecord] = field(default_factory=list)
+    kept: list[tuple[_LayerRecord, torch.Tensor]] = field(default_factory=list)
+
+
+def _input_dependent(a: Any) -> bool:
+    return isinstance(a, torch.Tensor) and a.requires_grad
+
+
+# operations allowed between modules (their plain gradient is a conservative relevance split or pass)
+_PASS_OPS = {
+    "add", "add_", "__add__", "__iadd__", "__radd__", "sub", "sub_", "__sub__", "__isub__", "__rsub__", "cat",
+    "concat", "concatenate", "stack", "flatten", "view", "reshape", "contiguous", "__getitem__", "narrow", "squeeze",
+    "unsqueeze", "permute", "transpose", "pad", "chunk", "split", "clone", "relu", "relu_", "leaky_relu", "prelu",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "interpolate", "upsample", "dropout", "dropout2d", "dropout3d", "mean", "sum", "to", "float", "double", "type_as",
+    "expand", "expand_as", "view_as", "reshape_as", "movedim", "crop", "__neg__", "neg", "max_pool2d_with_indices",
+    "max_pool3d_with_indices", "max_pool1d_with_indices", "_max_pool1d", "_max_pool2d", "_max_pool3d", "unbind",
+}
+_SCALE_OPS = {"mul", "mul_", "__mul__", "__imul__", "__rmul__", "div", "div_", "__truediv__", "__itruediv__"}
+_META_OPS = {
+    "__get__", "size", "dim", "numel", "__len__", "is_floating_point", "is_complex", "__format__", "__repr__",
+    "__bool__", "__iter__", "__setstate__", "__hash__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+    "item", "tolist", "detach_", "requires_grad_", "__contains__", "element_size", "nelement", "stride",
+    "is_contiguous", "data_ptr", "get_device", "__index__", "__int__", "__float__", "ndimension",
+}
+
+
+class _OpCheck(TorchFunctionMode):
+    """Refuse operations between modules that no rule covers (products of input-dependent tensors, softmax, …)."""
+
+    def __init__(self, state: _State, modules: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.state = state
+        self.modules = modules
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if self.state.depth == 0:
+            self._check(getattr(func, "__name__", str(func)), args, kwargs)
+        return func(*args, **kwargs)
+
+    def _check(self, name: str, args: Any, kwargs: Any) -> None:
+        if name in _META_OPS or name in _PASS_OPS:
+            return
+        flat = list(args) + list(kwargs.values())
+        tensors = [a for a in flat if isinstance(a, torch.Tensor)]
+        for a in flat:
+            if isinstance(a, (list, tuple)):
+                tensors += [t for t in a if isinstance(t, torch.Tensor)]
+        if not any(_input_dependent(t) for t in tensors):
+            return  # arithmetic on constants only (shapes, masks)
+        if name in _SCALE_OPS:
+            dep = [_input_dependent(a) for a in args[:2]]
+            if sum(dep) == 1 and not (name.startswith(("div", "__truediv", "__itruediv")) and dep[1:] == [True]):
+                return
+        where = self.state.stack[-1] if self.state.stack else "<network>"
+        kind = type(self.modules.get(where, None)).__name__ if where in self.modules else "network"
+        raise MethodError(
+            f"lrp has no rule for layer {where!r} ({kind}); it computes {name} on input-dependent tensors, which no "
+            f"LRP rule covers. {SUPPORTED_TEXT}"
+        )
+
+
+class LRP:
+    """LRP on a (canonised) network. Build once, call :meth:`attribute` per input.
+
+    Args:
+        network: the canonised network (see :func:`canonize`); its parameters must not require grad.
+        composite: rule per layer kind (``first``, ``conv``, ``linear``), see :func:`resolve_composite`.
+        epsilon: the ε stabiliser (in the units of each layer's pre-activation). gamma: the γ of the γ rule.
+        norm_rule: ``centered`` or ``affine`` (InstanceNorm / GroupNorm, see the module docstring).
+        low, high: z^B bounds per input channel (``(C,)``), or None for the input's min / max.
+    """
+
+    def __init__(
+        self, network: nn.Module, composite: dict[str, str], epsilon: float = 1e-6, gamma: float = 0.25,
+        norm_rule: str = "centered", low: torch.Tensor | None = None, high: torch.Tensor | None = None,
+    ) -> None:
+        if norm_rule not in ("centered", "affine"):
+            raise MethodError(f"lrp: norm_rule must be centered or affine, got {norm_rule!r}")
+        self.network = network
+        self.composite = composite
+        self.eps = float(epsilon)
+        self.gamma = float(gamma)
+        self.norm_rule = norm_rule
+        self.low, self.high = low, high
+        self.modules = dict(network.named_modules())
+
+    # -- hooks
+    @contextlib.contextmanager
+    def _hooks(self, state: _State) -> Iterator[None]:
+        handles = []
+        for name, module in self.modules.items():
+            leaf = next(iter(module.children()), None) is None
+            if leaf:
+                handles.append(module.register_forward_pre_hook(self._enter(state)))
+                handles.append(module.register_forward_hook(self._leaf_hook(state, name)))
+            else:
+                handles.append(module.register_forward_pre_hook(self._push(state, name)))
+                handles.append(module.register_forward_hook(self._pop(state)))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    @staticmethod
+    def _push(state: _State, name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any) -> None:
+            state.stack.append(name)
+        return hook
+
+    @staticmethod
+    def _pop(state: _State) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+            state.stack.pop()
+        return hook
+
+    @staticmethod
+    def _enter(state: _State) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any) -> None:
+            state.depth += 1
+        return hook
+
+    def _leaf_hook(self, state: _State, name: str) -> Callable[..., Any]:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            try:
+                return self._apply(state, name, module, inputs[0] if inputs else None, output)
+            finally:
+                state.depth -= 1
+        return hook
+
+    def _kind(self, module: nn.Module) -> str:
+        return "linear" if isinstance(module, nn.Linear) else "conv"
+
+    def _apply(self, state: _State, name: str, module: nn.Module, x: Any, y: Any) -> Any:
+        if not isinstance(y, torch.Tensor) or not isinstance(x, torch.Tensor) or not y.requires_grad:
+            return None
+        if isinstance(module, WEIGHTED_TYPES):
+            if x is state.x:  # a first layer: cut here, apply its rule explicitly after the backward pass
+                leaf = y.detach().requires_grad_(True)
+                state.first.append((name, module, x, leaf))
+                return leaf
+            rule = self.composite[self._kind(module)]
+            if rule == "epsilon":
+                z = y
+                b = module.bias
+                numer = y if b is None else y - b.reshape((1, -1) + (1,) * (y.ndim - 2))
+                den = stabilize(y, self.eps)
+            else:
+                z = rule_forward(module, rule, x, y, self.gamma)
+                numer = z
+                den = stabilize(z, self.eps)
+            return self._modified(state, name, type(module).__name__, rule, y, z, numer, den)
+        if isinstance(module, NORM_TYPES):
+            lin = self._norm_linear(module, x)
+            den = stabilize(y, self.eps)
+            return self._modified(state, name, type(module).__name__, f"epsilon/{self._norm_mode(module)}", y, lin,
+                                  lin, den)
+        if isinstance(module, RATIO_TYPES):
+            ratio = (y / stabilize(x, self.eps)).detach()
+            return y.detach() + (x - x.detach()) * ratio
+        return None  # gradient pass
+
+    def _modified(
+        self, state: _State, name: str, kind: str, rule: str, y: torch.Tensor, z: torch.Tensor,
+        numer: torch.Tensor, den: torch.Tensor,
+    ) -> torch.Tensor:
+        factor = (y / den).detach()
+        g = z * factor
+        out = y.detach() + (g - g.detach())
+        rec = _LayerRecord(name, kind, rule)
+        state.records.append(rec)
+        keep = (numer / den).detach()
+        yd = y.detach()
+
+        def grad_hook(m: torch.Tensor) -> None:
+            r = yd * m
+            rec.relevance += float(r.sum())
+            rec.absorbed += float((r * (1 - keep)).sum())
+
+        out.register_hook(grad_hook)
+        return out
+
+    def _norm_mode(self, module: nn.Module) -> str:
+        if isinstance(module, BN_TYPES) or (getattr(module, "track_running_stats", False)
+                                            and module.running_mean is not None):
+            return "constant"
+        return self.norm_rule
+
+    def _norm_linear(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The linear part of a normalisation layer (its shift dropped), differentiable in ``x``."""
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mode = self._norm_mode(module)
+        if mode == "constant" and module.running_var is not None and not module.training:
+            lin = x / torch.sqrt(module.running_var + module.eps).reshape(shape)
+        elif isinstance(module, nn.GroupNorm):
+            b, c = x.shape[:2]
+            xg = x.reshape(b, module.num_groups, -1)
+            std = torch.sqrt(xg.detach().var(-1, unbiased=False, keepdim=True) + module.eps)
+            mean = xg.mean(-1, keepdim=True)
+            lin = ((xg - mean) if mode == "centered" else xg) / std
+            lin = lin.reshape(x.shape)
+        else:
+            dims = tuple(range(2, x.ndim)) if not isinstance(module, BN_TYPES) else (0,) + tuple(range(2, x.ndim))
+            std = torch.sqrt(x.detach().var(dims, unbiased=False, keepdim=True) + module.eps)
+            lin = ((x - x.mean(dims, keepdim=True)) if mode == "centered" else x) / std
+        if getattr(module, "affine", False) and module.weight is not None:
+            lin = lin * module.weight.reshape(shape)
+        return lin
+
+    # -- run
+    def attribute(
+        self, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor], support: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Input relevance for ``score_fn(network(x))``.
+
+        Args:
+            x: ``(1, C, *grid)`` input (already padded for the network).
+            score_fn: logits → ``(1,)`` score (a weighted sum of logits, so ``R_out = W ⊙ logits``).
+            support: ``(1, 1 or C, *grid)`` 1 on real voxels, 0 on padding (for flat / w² and the padding share).
+
+        Returns:
+            ``R`` shaped like ``x`` and a details dict (score, per-layer sums, absorbed relevance).
+        """
+        xin = x.detach().clone().requires_grad_(True)
+        state = _State(x=xin)
+        with torch.enable_grad(), self._hooks(state), _OpCheck(state, self.modules):
+            logits = self.network(xin)
+        with torch.enable_grad():
+            s = score_fn(logits).sum()
+            leaves = [f[3] for f in state.first]
+            grads = torch.autograd.grad(s, [xin] + leaves, allow_unused=True)
+        rel = torch.zeros_like(x) if grads[0] is None else (x * grads[0]).detach()
+        first_records = []
+        low, high = self._bounds(x)
+        for (name, module, xi, leaf), m in zip(state.first, grads[1:]):
+            r_out = leaf.detach() * (torch.zeros_like(leaf) if m is None else m)
+            rule = self.composite["first"]
+            r_in, absorbed = first_layer_relevance(module, rule, xi, r_out, self.eps, self.gamma, low, high, support)
+            rel = rel + r_in
+            first_records.append(_LayerRecord(name, type(module).__name__, f"{rule} (first)", float(r_out.sum()),
+                                              float(absorbed)))
+        records = state.records + first_records
+        details = {
+            "score": float(s.detach()),
+            "first_layers": [r.name for r in first_records],
+            "layers": [{"name": r.name, "type": r.kind, "rule": r.rule, "relevance": r.relevance,
+                        "absorbed": r.absorbed} for r in records],
+            "absorbed": float(sum(r.absorbed for r in records)),
+        }
+        return rel, details
+
+    def _bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        dims = (0,) + tuple(range(2, x.ndim))
+        low = self.low.reshape(shape).to(x) if self.low is not None else x.amin(dims, keepdim=True)
+        high = self.high.reshape(shape).to(x) if self.high is not None else x.amax(dims, keepdim=True)
+        return low.detach(), high.detach()
+
+
+def conservation_report(rel: torch.Tensor, details: dict[str, Any], real: torch.Tensor | None) -> dict[str, Any]:
+    """Add ``conservation``, ``absorbed_share``, ``padding_share``, ``unexplained_share`` and the peak ratio."""
+    s = details["score"]
+    total = float(rel.sum())
+    inside = float((rel * real).sum()) if real is not None else total
+    scale = s if abs(s) > 1e-30 else float("nan")
+    out = dict(details)
+    out.update({
+        "input_relevance_sum": inside,
+        "conservation": inside / scale,
+        "absorbed_share": details["absorbed"] / scale,
+        "padding_share": (total - inside) / scale,
+        "unexplained_share": 1.0 - total / scale - details["absorbed"] / scale,
+        "max_abs_relevance_over_score": float(rel.abs().max()) / abs(scale),
+    })
+    return out
+
+
+def lrp_relevance(
+    network: nn.Module, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor],
+    composite: str = "epsilon-plus-flat", epsilon: float = 1e-6, gamma: float = 0.25, norm_rule: str = "centered",
+    divisor: int = 1, canonise: bool = True,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """LRP relevance of ``score_fn(network(x))`` w.r.t. ``x`` — the whole pipeline, for tests and scripts.
+
+    Args:
+        network: any supported network (it is copied, never modified).
+        x: ``(1, C, *grid)`` input. divisor: zero-pad the grid at its end to a multiple of this (cropped after).
+        score_fn: logits → ``(1,)``.
+
+    Returns:
+        ``R`` ``(1, C, *grid)`` and details with the conservation report.
+    """
+    check_network(network)
+    spatial = tuple(x.shape[2:])
+    pads = [(-s) % divisor for s in spatial]
+    xp = x
+    if any(pads):
+        flat: list[int] = []
+        for p in reversed(pads):
+            flat.extend([0, p])
+        xp = F.pad(x, flat)
+    crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)
+    real = torch.zeros_like(xp[:, :1])
+    real[crop] = 1
+    if canonise:
+        net, folded, n_fwd = canonize(network, xp.detach())
+    else:
+        net, folded, n_fwd = copy.deepcopy(network).eval().requires_grad_(False), [], 0
+    dims = (0,) + tuple(range(2, x.ndim))
+    low, high = x.detach().amin(dims), x.detach().amax(dims)  # z^B bounds: each channel's range on real voxels
+    engine = LRP(net, resolve_composite(composite), epsilon, gamma, norm_rule, low, high)
+    rel, details = engine.attribute(xp, lambda logits: score_fn(logits[crop]) if any(pads) else score_fn(logits),
+                                    support=real.expand_as(xp))
+    details = conservation_report(rel, details, real)
+    details.update({"folded_batchnorms": folded, "canonisation_forward_passes": n_fwd})
+    return rel[crop].detach(), details
+
+
+# ---- the registered method -------------------------------------------------------------------------------------------
+@register
+class LayerwiseRelevancePropagation(Method):
+    """LRP with per-layer-type rules; see the module docstring."""
+
+    name = "lrp"
+    title = "Layer-wise Relevance Propagation"
+    reference = "Bach et al., PLoS ONE 2015; Montavon et al., 2019"
+    display = "signed"
+    params = {"composite": "epsilon-plus-flat", "epsilon": 1e-6, "gamma": 0.25, "norm_rule": "centered",
+              "per_channel": True, "layers": False}
+    cost_model = "1 forward + 1 backward (modified rules, ~2× a gradient), +2 forwards to fold BatchNorms"
+
+    def check(self, model: Model, target: Target, params: dict[str, Any]) -> None:
+        super().check(model, target, params)
+        resolve_composite(str(params.get("composite", self.params["composite"])))
+        check_network(model.network)
+
+    def passes(self, model: Model, prepared: Any, params: dict[str, Any]) -> tuple[int, int]:
+        has_bn = any(isinstance(m, BN_TYPES) for m in model.network.modules())
+        return (3 if has_bn else 1, 1)
+
+    def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
+        model = ctx.model
+        ctx.progress(0.1, "lrp: canonising and propagating relevance")
+        div = model.divisor() if model.task == "segmentation" else 1
+        rel, details = lrp_relevance(
+            model.network, ctx.x, ctx.score_of_logits, composite=str(params["composite"]),
+            epsilon=float(params["epsilon"]), gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]),
+            divisor=div,
+        )
+        ctx.forward_passes += 1 + int(details.pop("canonisation_forward_passes"))
+        ctx.count_backward()
+        if not params.get("layers"):
+            details.pop("layers", None)
+        details["composite"] = resolve_composite(str(params["composite"]))
+        maps = rel[0] if params.get("per_channel", True) else rel[0].sum(0, keepdim=True)
+        return MethodResult(maps, per_channel=bool(params.get("per_channel", True)), details=details)
