@@ -322,7 +322,8 @@ def first_layer_relevance(
 
     Args:
         x: the layer input ``(B, C, …)``; relevance_out: ``R_y`` shaped like the output.
-        low, high: the z^B bounds, broadcastable to ``x``. support: 1 on real input voxels, 0 on padding (flat, w²).
+        low, high: the z^B bounds, broadcastable to ``x``. support: 1 on real input voxels, 0 on padding voxels
+            (fixed zeros with zero bounds for z^B; flat / w² do spread relevance onto padding: padding_share).
 
     Returns:
         ``R_x`` (shaped like ``x``) and the relevance absorbed (per output unit; ``Σ R_y − Σ R_x`` summed).
@@ -331,7 +332,7 @@ def first_layer_relevance(
     op = _linear_op(module, relevance_out)
     with torch.enable_grad():
         if rule in ("flat", "wsquare"):
-            u = (torch.ones_like(x) if support is None else support.to(x.dtype)).requires_grad_(True)
+            u = torch.ones_like(x).requires_grad_(True)
             z = op(u, torch.ones_like(w) if rule == "flat" else w * w)
             s = (relevance_out / stabilize(z, eps)).detach()
             (g,) = torch.autograd.grad((z * s).sum(), u)
@@ -599,7 +600,8 @@ class LRP:
         Args:
             x: ``(1, C, *grid)`` input (already padded for the network).
             score_fn: logits → ``(1,)`` score (a weighted sum of logits, so ``R_out = W ⊙ logits``).
-            support: ``(1, 1 or C, *grid)`` 1 on real voxels, 0 on padding (for flat / w² and the padding share).
+            support: ``(1, C, *grid)`` 1 on real voxels, 0 on padding (see :func:`first_layer_relevance`); None: all
+                real.
 
         Returns:
             ``R`` shaped like ``x`` and a details dict (score, per-layer sums, absorbed relevance).
@@ -692,6 +694,7 @@ def lrp_relevance(
     dims = (0,) + tuple(range(2, x.ndim))
     low, high = x.detach().amin(dims), x.detach().amax(dims)  # z^B bounds: each channel's range on real voxels
     engine = LRP(net, resolve_composite(composite), epsilon, gamma, norm_rule, low, high)
+    # flat / w² spread relevance over padding voxels too (they are network inputs); it shows as padding_share
     rel, details = engine.attribute(xp, lambda logits: score_fn(logits[crop]) if any(pads) else score_fn(logits),
                                     support=real.expand_as(xp))
     details = conservation_report(rel, details, real)
