@@ -73,3 +73,33 @@ def test_refusals() -> None:
         explain(model, img, "edges", label="a", params={"sigma_mm": 0.0})
     with pytest.raises(MethodError, match="no parameter"):
         explain(model, img, "random", label="a", params={"sed": 1})
+
+
+CHEAP = {
+    "random": {"smooth_mm": 20.0},
+    "edges": {},
+    "occlusion": {"window_mm": [256.0], "stride_mm": [256.0]},
+    "scorecam": {"top_k": 3, "error_samples": 1},
+    "ig": {"steps": 4},
+    "saliency": {"smoothgrad_samples": 2},
+    "gradientshap": {"n_samples": 2},
+}
+
+
+@pytest.mark.parametrize("method", sorted(CHEAP))
+def test_every_method_real_nih_chest_xray_geometry(test_data_dir, method: str) -> None:
+    """A real 1024² NIH ChestX-ray14 image through a 64² classifier: each map comes back at 1024² in its geometry."""
+    from MedXAILib.io import read_image
+    from MedXAILib.model_description import ModelDescription
+    from MedXAILib.models import Model
+
+    img = read_image(test_data_dir / "nih-chestxray14" / "images" / "00000075_000.png")
+    img = img.with_array(img.array.astype(np.float32))
+    base = classifier(2, channels=1)
+    d = base.description
+    desc = ModelDescription(name=d.name, task=d.task, spatial_dims=2, channel_names=d.channel_names,
+                            class_names=d.class_names, cam_layer=d.cam_layer,
+                            preprocessing={"normalize": "minmax", "input_size": [64, 64]})
+    e = explain(Model(base.network, desc), img, method, label="b", params=CHEAP[method])
+    assert e.heatmap.shape == img.shape and e.heatmap.same_geometry(img)
+    assert np.isfinite(e.heatmap.array).all() and np.abs(e.heatmap.array).max() > 0

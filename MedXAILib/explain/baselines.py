@@ -7,8 +7,9 @@
   SSIM of random map pairs as their pass threshold). The engine brings it onto the input grid by linear interpolation
   like every map, which smooths white noise slightly where the model grid is coarser than the input.
 - ``edges`` — the input's gradient magnitude in intensity per millimetre, ``sqrt(Σ_axes (∂(G_σ * x)/∂u / Δu)²)``
-  summed over channels (Gaussian derivative, σ = ``sigma_mm``). Adebayo et al. (NeurIPS 2018) showed that several
-  saliency methods look like an edge detector; a method whose map is close to this one says little about the model.
+  summed over channels (Gaussian derivative, σ = ``sigma_mm``, at least half a model-grid voxel). Adebayo et al.
+  (NeurIPS 2018) showed that several saliency methods look like an edge detector; a method whose map is close to
+  this one says little about the model.
 
 Neither runs the network: cost is 0 forward and 0 backward passes (the engine may still make one prediction to
 resolve a default target).
@@ -77,7 +78,7 @@ def edge_map(x: np.ndarray, spacing: np.ndarray, sigma_mm: float = 1.0) -> np.nd
     """Gradient magnitude (intensity / mm) of ``x`` ``(C, *spatial)``, summed over channels → ``(*spatial)`` float32."""
     from scipy.ndimage import gaussian_filter
 
-    sigma = [sigma_mm / s for s in spacing]
+    sigma = [max(sigma_mm / s, 0.5) for s in spacing]  # below half a voxel the derivative kernel would vanish
     out = np.zeros(x.shape[1:], dtype=np.float64)
     for c in range(x.shape[0]):
         sq = np.zeros(x.shape[1:], dtype=np.float64)
