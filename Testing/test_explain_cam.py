@@ -91,3 +91,31 @@ def test_classification_target_on_2d_geometry():
     np.testing.assert_array_equal(e.heatmap.ijk_to_ras, vol.ijk_to_ras)
     norm = e.normalized().array
     assert norm.min() >= 0 and norm.max() <= 1
+
+
+def test_windowed_explanation_stitches_to_the_input_geometry():
+    from MedXAILib.explain.engine import sliding_windows
+
+    model = tiny_unet_model()
+    model.description.patch_size = [8, 12, 12]
+    vol = oblique_volume(shape=(12, 20, 18))
+    whole = explain(model, vol, "gradcam", label=1, voxel=None, windowed=False)
+    win = explain(model, vol, "gradcam", label=1, windowed=True)
+    assert win.details["windowed"] and win.details["n_windows"] > 1
+    assert win.heatmap.shape == vol.shape and np.isfinite(win.heatmap.array).all()
+    np.testing.assert_array_equal(win.heatmap.ijk_to_ras, vol.ijk_to_ras)
+    assert win.cost.backward_passes == win.details["n_windows"]
+    assert whole.cost.backward_passes == 1
+    windows = sliding_windows((12, 20, 18), (8, 12, 12))
+    covered = np.zeros((12, 20, 18), bool)
+    for w in windows:
+        covered[w] = True
+    assert covered.all()
+
+
+def test_windowed_skips_patches_without_the_target():
+    model = tiny_unet_model()
+    model.description.patch_size = [8, 8, 8]
+    vol = oblique_volume(shape=(16, 16, 16))
+    e = explain(model, vol, "gradcam", voxel=(1, 1, 1), label=1, windowed=True)
+    assert e.details["n_windows"] == 1  # only the corner window holds the voxel

@@ -74,14 +74,24 @@ class ExplainContext:
         self.model = model
         self.prepared = prepared
         self.target = target
+        self.x: torch.Tensor = prepared.tensor
         self.weights = target.weights(model, prepared)
         self.progress = progress
         self.forward_passes = 0
         self.backward_passes = 0
+        self.window: tuple[slice, ...] | None = None
 
-    @property
-    def x(self) -> torch.Tensor:
-        return self.prepared.tensor
+    def for_window(self, window: tuple[slice, ...], progress: ProgressCallback) -> ExplainContext:
+        """A context over one window of the model grid: the input and the target weights cropped to it."""
+        sub = ExplainContext.__new__(ExplainContext)
+        sub.model, sub.prepared, sub.target = self.model, self.prepared, self.target
+        index = (slice(None), slice(None)) + window
+        sub.x = self.x[index]
+        sub.weights = self.weights[index]
+        sub.progress = progress
+        sub.forward_passes = sub.backward_passes = 0
+        sub.window = window
+        return sub
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch ``(B, C, *grid)``; counts B forward passes."""
