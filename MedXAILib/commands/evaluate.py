@@ -66,8 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--box-threshold", type=float, default=0.5, help="threshold of the normalised map for the box (default 0.5)"
     )
-    parser.add_argument("--model", help="model for faithfulness/stability/sanity metrics (not implemented yet)")
+    parser.add_argument("--model", help="model for faithfulness/stability/sanity metrics")
     parser.add_argument("--input", nargs="+", type=Path, help="the explained image(s), for model-based metrics")
+    parser.add_argument(
+        "--method", help="the method that made the heat map (re-run by stability/sanity; default: the explain sidecar)"
+    )
+    parser.add_argument(
+        "--quality", help="model-based metric families: faithfulness,stability,sanity (default all three)"
+    )
     cli.add_progress_argument(parser)
 
 
