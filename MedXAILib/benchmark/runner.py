@@ -1,0 +1,323 @@
+"""Running a benchmark: plan the (case, method) units, run the missing ones, in one process or a process pool.
+
+A unit is a pure function of the settings and its (case, method): :func:`run_unit` reads the case, predicts,
+explains, scores, and commits one record to the :class:`~.store.UnitStore`. It needs nothing from the process that
+planned it but the settings dict (JSON-ready), so the same call can be shipped to a Dask or Ray worker unchanged;
+locally, ``workers > 1`` uses a ``ProcessPoolExecutor`` with the ``spawn`` start method (safe with torch threads).
+Each worker loads the dataset listing and the model once (:func:`_context`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InputError, MedXAIError
+from ..progress import ProgressCallback, no_progress
+from .store import UnitStore
+
+DEFAULT_METRICS = ("localisation", "faithfulness", "complexity")
+SETTINGS_FILE = "benchmark.json"
+#: Settings a rerun in the same folder must share (methods may be added).
+FIXED_SETTINGS = ("dataset", "model", "metrics", "folds", "seed", "steps", "baseline", "blur_sigma_mm",
+                  "stability_snr_db", "stability_rotations_deg", "stability_scales", "sanity_stages")
+
+
+@dataclass
+class BenchmarkSettings:
+    """Everything a unit needs (JSON-ready, so it can travel to another process or machine).
+
+    Attributes:
+        dataset: ``KIND:PATH`` spec. model: built-in name or model path. methods: method names.
+        metrics: families (localisation, complexity, faithfulness, stability, sanity).
+        folds: K of the patient-level K-fold. seed: folds, tie-breaking, noise, randomisation.
+        output: the output folder. steps / baseline / blur_sigma_mm / batch_size: faithfulness options.
+        stability_*: perturbations. sanity_stages: cascade stages. threads: torch threads per worker.
+        params: per-method parameters, method → {key: value}.
+    """
+
+    dataset: str
+    model: str
+    methods: list[str]
+    output: str
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    folds: int = 5
+    seed: int = 0
+    steps: int = 16
+    baseline: str = "blur"
+    blur_sigma_mm: float = 8.0
+    batch_size: int = 8
+    stability_snr_db: list[float] = field(default_factory=lambda: [20.0, 30.0])
+    stability_rotations_deg: list[float] = field(default_factory=lambda: [-5.0, 5.0])
+    stability_scales: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    sanity_stages: int = 3
+    threads: int = 1
+    device: str = "cpu"
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- per-process context ---------------------------------------------------------------------------------------
+_CTX: dict[str, Any] = {}
+
+
+def _context(settings: dict[str, Any]) -> dict[str, Any]:
+    """Dataset listing and model, loaded once per process (keyed by dataset and model)."""
+    key = (settings["dataset"], settings["model"], settings.get("device", "cpu"))
+    if _CTX.get("key") != key:
+        from ..datasets import open_dataset
+        from ..models import load_model
+
+        _CTX.clear()
+        _CTX.update(key=key, dataset=open_dataset(settings["dataset"]),
+                    model=load_model(settings["model"], device=settings.get("device", "cpu")))
+    return _CTX
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def _load_case(ctx: dict[str, Any], case_id: str) -> tuple[Any, Any, Any]:
+    """``(case, image, truth)`` with the last case kept in memory (units of one case usually follow each other)."""
+    cached = ctx.get("case")
+    if cached is not None and cached[0].case_id == case_id:
+        return cached
+    case = ctx["dataset"][case_id]
+    image, truth = case.load()
+    ctx["case"] = (case, image, truth)
+    return ctx["case"]
+
+
+# ---- task performance and targets ------------------------------------------------------------------------------
+def segmentation_task(prediction: Any, reference: Any) -> dict[str, Any]:
+    """Dice, IoU and HD95 (mm) of the whole predicted foreground against the reference, and mean Dice over the
+    reference's labels."""
+    from ..metrics.segmentation import segmentation_metrics
+
+    pred, ref = prediction.labels, reference
+    present = sorted({int(v) for v in np.unique(pred.array) if v} | {int(v) for v in np.unique(ref.array) if v})
+    if not present:
+        return {"task_dice": None, "task_iou": None, "task_hd95_mm": None, "task_dice_labels_mean": None}
+    scores = segmentation_metrics(pred, ref, labels=present, regions={"whole": present})
+    whole = scores["whole"]
+    ref_labels = [str(v) for v in np.unique(ref.array) if v]
+    dices = [scores[k]["dice"] for k in ref_labels if k in scores and scores[k]["dice"] is not None]
+    return {
+        "task_dice": whole["dice"],
+        "task_iou": whole["iou"],
+        "task_hd95_mm": whole["hd95_mm"],
+        "task_dice_labels_mean": float(np.mean(dices)) if dices else None,
+    }
+
+
+def _classification_target(model: Any, prediction: Any, truth: dict[str, int] | None) -> tuple[int, str]:
+    """The explained class: the first finding that is present in the truth and known to the model, else the top."""
+    names = [n.lower() for n in model.description.class_names]
+    for finding, value in (truth or {}).items():
+        if int(value) and finding.lower() in names:
+            return names.index(finding.lower()), "first positive finding"
+    return int(np.argmax(prediction.class_probabilities)), "top predicted class"
+
+
+def _box_region(case: Any, image: Any, finding: str) -> np.ndarray | None:
+    boxes = {k.lower(): v for k, v in case.boxes_for(image.shape[1:]).items()} if case.boxes else {}
+    box = boxes.get(finding.lower())
+    if box is None:
+        return None
+    x, y, w, h = box
+    region = np.zeros(image.shape, dtype=bool)
+    region[0, int(round(y)) : int(round(y + h)), int(round(x)) : int(round(x + w))] = True
+    return region if region.any() else None
+
+
+# ---- one unit --------------------------------------------------------------------------------------------------
+def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> dict[str, Any]:
+    """Compute and commit one (case, method) unit; returns its record (the stored one if already finished)."""
+    store = UnitStore(settings["output"])
+    done = store.read(case_id, method)
+    if done is not None and done.get("status") == "ok":
+        return done
+    t_start = time.perf_counter()
+    record: dict[str, Any] = {"case_id": case_id, "method": method, "fold": int(fold)}
+    heat: np.ndarray | None = None
+    try:
+        from ..quality import evaluate_explanation
+        from ..quality.stability import explain_map
+        from ..targets import Target, resolve_target
+
+        ctx = _context(settings)
+        model = ctx["model"]
+        case, image, truth = _load_case(ctx, case_id)
+        record["patient_id"] = case.patient_id
+        t0 = time.perf_counter()
+        prediction = model.predict(image)
+        record["seconds_predict"] = round(time.perf_counter() - t0, 4)
+        region = None
+        if model.task == "segmentation":
+            if truth is not None and hasattr(truth, "array"):
+                record.update(segmentation_task(prediction, truth))
+                region = truth.array[0] > 0
+            try:
+                target = resolve_target(model, image, prediction=prediction)
+            except MedXAIError:
+                if region is None or not region.any():
+                    raise
+                target = Target("region", 1, model.description.class_names[1], region=region)
+                record["target_note"] = "no predicted foreground: the reference region, class 1"
+        else:
+            idx, why = _classification_target(model, prediction, truth if isinstance(truth, dict) else None)
+            target = Target("class", idx, model.description.class_names[idx])
+            record["target_note"] = why
+            probs = prediction.class_probabilities
+            record["class_probabilities"] = {n: float(p) for n, p in zip(model.description.class_names, probs)}
+            if isinstance(truth, dict):
+                lower = {k.lower(): int(v) for k, v in truth.items()}
+                record["class_truth"] = {n: lower.get(n.lower()) for n in model.description.class_names}
+            region = _box_region(case, image, target.class_name)
+        record["target"] = target.describe()
+        params = dict(settings.get("params", {}).get(method, {}))
+        t0 = time.perf_counter()
+        heat = explain_map(model, image, method, target, params)
+        record["seconds_explain"] = round(time.perf_counter() - t0, 4)
+        t0 = time.perf_counter()
+        quality = evaluate_explanation(
+            model, image, heat, region, settings["metrics"], method=method, target=target, params=params,
+            seed=int(settings.get("seed", 0)),
+            faithfulness_options={"steps": settings["steps"], "baseline": settings["baseline"],
+                                  "blur_sigma_mm": settings["blur_sigma_mm"], "batch_size": settings["batch_size"]},
+            stability_options={"snr_db": settings["stability_snr_db"],
+                               "rotations_deg": settings["stability_rotations_deg"],
+                               "scales": settings["stability_scales"]},
+            sanity_options={"n_stages": settings["sanity_stages"]},
+        )
+        record["seconds_metrics"] = round(time.perf_counter() - t0, 4)
+        record["quality_seconds"] = quality.pop("quality_seconds", {})
+        record.update(quality)
+        record["status"] = "ok"
+    except MedXAIError as exc:
+        record.update(status="error", error=str(exc))
+    except Exception as exc:  # a bug: keep the traceback in the record, let the rest of the cohort run
+        record.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record["seconds"] = round(time.perf_counter() - t_start, 4)
+    store.write(record, heat if record["status"] == "ok" else None)
+    return record
+
+
+# ---- planning and running --------------------------------------------------------------------------------------
+def check_settings(output: Path, settings: BenchmarkSettings) -> None:
+    """Write ``benchmark.json``, or check a rerun uses the same settings (methods may be added)."""
+    from ..io import write_json
+
+    path = output / SETTINGS_FILE
+    new = settings.as_dict()
+    if path.exists():
+        import json
+
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+        diff = [k for k in FIXED_SETTINGS if old.get(k) != new.get(k)]
+        if diff:
+            raise InputError(
+                f"{output} holds a benchmark run with different {', '.join(diff)} "
+                f"({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); rerun with the same settings to resume, "
+                "or choose another --output"
+            )
+        new["methods"] = list(dict.fromkeys([*old.get("methods", []), *settings.methods]))
+    write_json(new, path)
+
+
+def plan(settings: BenchmarkSettings) -> tuple[Any, list[Any], list[tuple[str, str, int]]]:
+    """``(dataset, folds, units)``: folds written to/read from ``splits.json``, units = cases × methods."""
+    from ..datasets import open_dataset
+    from ..splits import patient_kfold, read_splits, write_splits
+
+    dataset = open_dataset(settings.dataset)
+    out = Path(settings.output)
+    split_file = out / "splits.json"
+    folds = patient_kfold(dataset, settings.folds, settings.seed)
+    if split_file.exists():
+        stored = read_splits(split_file)
+        if [f.test for f in stored] != [f.test for f in folds]:
+            raise InputError(f"{split_file} does not match the folds of this dataset and seed; use another --output")
+    else:
+        write_splits(folds, split_file)
+    fold_of = {cid: f.index for f in folds for cid in f.test}
+    units = [(c.case_id, m, fold_of[c.case_id]) for c in dataset for m in settings.methods]
+    return dataset, folds, units
+
+
+def run_benchmark(
+    settings: BenchmarkSettings,
+    workers: int = 1,
+    progress: ProgressCallback = no_progress,
+    on_unit: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run every missing unit, then write ``cases.csv``, ``summary.csv``, ``folds.csv`` and ``report.html``.
+
+    Returns ``{"units": N, "computed": n, "skipped": N − n, "errors": e, "seconds": s, "outputs": {...}}``.
+    """
+    from ..explain import available_methods
+    from .report import write_outputs
+
+    start = time.perf_counter()
+    known = set(available_methods()) | {"random"}
+    unknown = [m for m in settings.methods if m not in known]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(sorted(known))}")
+    out = Path(settings.output)
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out, settings)
+    store = UnitStore(out)
+    store.prepare()
+    _context(settings.as_dict())  # fail early (unknown model, unreadable dataset) before any unit runs
+    _dataset, _folds, units = plan(settings)
+    pending = [u for u in units if not store.has(u[0], u[1])]
+    total = len(pending)
+    progress(0.0, f"{len(units) - total} of {len(units)} units already done; {total} to run")
+    cfg = settings.as_dict()
+    errors = 0
+    done = 0
+
+    def finished(rec: dict[str, Any]) -> None:
+        nonlocal errors, done
+        done += 1
+        errors += rec.get("status") != "ok"
+        if on_unit is not None:
+            on_unit(rec)
+        progress(0.97 * done / max(total, 1), f"{rec['case_id']} × {rec['method']} ({done}/{total})")
+
+    if workers <= 1 or total <= 1:
+        _init_worker(settings.threads)
+        for case_id, method, fold in pending:
+            finished(run_unit(cfg, case_id, method, fold))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker,
+                                    initargs=(settings.threads,)) as pool:
+            futures = [pool.submit(run_unit, cfg, c, m, f) for c, m, f in pending]
+            for fut in cf.as_completed(futures):
+                finished(fut.result())
+    progress(0.97, "writing cases.csv, summary.csv and report.html")
+    outputs = write_outputs(out)
+    progress(1.0, "benchmark done")
+    return {"units": len(units), "computed": total, "skipped": len(units) - total, "errors": errors,
+            "seconds": round(time.perf_counter() - start, 2), "outputs": {k: str(v) for k, v in outputs.items()},
+            "pid": os.getpid()}
+
+
+__all__ = ["BenchmarkSettings", "DEFAULT_METRICS", "plan", "run_benchmark", "run_unit", "segmentation_task"]
