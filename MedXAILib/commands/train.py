@@ -1,0 +1,111 @@
+"""``train``: k-fold, patient-level training of your own U-Net or classifier; each fold loads back as a model.
+
+Writes ``DIR/splits.json``, ``DIR/fold{k}/model.json`` + ``weights.pt`` (use with ``--model DIR/fold{k}``),
+``DIR/folds.json`` (every fold's cases and metrics) and ``DIR/summary.csv`` (mean ± sd over folds), and prints the
+summary table. A rerun skips the folds already trained with the same options. See :mod:`MedXAILib.crossval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Sequence
+
+from ..cli import add_progress_argument
+from ..errors import InputError
+
+HELP = "train your own U-Net or classifier with patient-level k-fold cross-validation"
+DESCRIPTION = (
+    "Train a segmentation U-Net or an image classifier on a dataset with the same patient-level folds as "
+    "`benchmark` (DIR/splits.json). Each fold is evaluated on its held-out patients and saved as DIR/fold{k} "
+    "(model.json + weights.pt), loadable with --model DIR/fold{k}. Fold metrics go to DIR/folds.json and "
+    "DIR/summary.csv. Rerunning the same command skips finished folds."
+)
+
+
+def _numbers(kind: type, what: str):  # noqa: ANN202 - argparse type factory
+    def parse(text: str) -> list:
+        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+        try:
+            values = [kind(p.strip()) for p in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..crossval import PRESETS
+
+    parser.add_argument("--dataset", required=True, metavar="KIND:PATH",
+                        help="e.g. brats2021:/data/BraTS2021, chestxray14:/data/nih, phantom:6, phantom-chest:40")
+    parser.add_argument("--task", required=True, choices=("segmentation", "classification"))
+    parser.add_argument("--folds", type=int, default=5, help="number of patient-level folds (default 5)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder (created; reruns resume)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the folds, the initial weights and the sampling")
+    parser.add_argument(
+        "--architecture", default=None, metavar="PRESET|JSON",
+        help=f"a preset ({', '.join(PRESETS)}) or a MONAI network as JSON "
+             "'{\"name\": \"UNet\", \"kwargs\": {\"channels\": [8, 16, 32], \"strides\": [2, 2]}}' "
+             "(channel counts and spatial_dims are filled in); default unet / resnet",
+    )
+    parser.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    parser.add_argument("--steps-per-epoch", type=int, default=25, help="optimiser steps per epoch (default 25)")
+    parser.add_argument("--patch", type=_numbers(int, "--patch"), default=None, metavar="K,J,I",
+                        help="segmentation training patch in voxels of the model grid (default 32,64,64; 2D 128,128)")
+    parser.add_argument("--spacing", type=_numbers(float, "--spacing"), default=None, metavar="K,J,I",
+                        help="model grid spacing in mm (default 2,2,2 for 3D segmentation)")
+    parser.add_argument("--input-size", type=_numbers(int, "--input-size"), default=None, metavar="J,I",
+                        help="classifier input size in pixels (default 256,256)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW; default 0.002)")
+    parser.add_argument("--batch-size", type=int, default=2, help="samples per step (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    add_progress_argument(parser)
+
+
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, imported lazily
+    from ..crossval import TrainConfig
+
+    if args.folds < 2:
+        raise InputError(f"--folds must be 2 or more; got {args.folds}")
+    return TrainConfig(
+        dataset=args.dataset, task=args.task, output=args.output, folds=args.folds, seed=args.seed,
+        architecture=args.architecture, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, patch=args.patch,
+        spacing=args.spacing, input_size=args.input_size, lr=args.lr, batch_size=args.batch_size, device=args.device,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..crossval import cross_validate, format_table
+    from ..models import resolve_device
+    from ..progress import Progress
+
+    config = config_from_args(args)
+    resolve_device(config.device)  # refuse an unavailable device before any work
+    progress = Progress(getattr(args, "progress", "bar"))
+    result = cross_validate(config, progress)
+    kept = sum(1 for f in result.folds if f.get("skipped"))
+    if args.progress == "json":
+        print(json.dumps({"result": {"output": str(result.output), "task": result.task, "summary": result.summary,
+                                     "folds_kept": kept}}))
+        return 0
+    print(format_table(result))
+    for note in result.notes:
+        print(f"note: {note}")
+    trained = len(result.folds) - kept
+    print(
+        f"{len(result.folds)} folds in {result.output} ({trained} trained, {kept} kept from an earlier run); "
+        f"per-fold metrics: {result.output / 'folds.json'}, summary: {result.output / 'summary.csv'}; "
+        f"use a fold with --model {result.output / 'fold0'}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``train`` alone (same as ``python -m MedXAILib train``)."""
+    from ..cli import main as cli_main
+
+    return cli_main(["train", *(argv or [])])
