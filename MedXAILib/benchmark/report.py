@@ -145,7 +145,7 @@ def aggregate(root: str | Path) -> dict[str, Any]:
         m, sd, n = mean_sd(_num(fr.get(k)) for fr in fold_rows)
         summary.append({"method": MODEL_ROW, "metric": k, "mean": m, "sd": sd, "n_folds": n,
                         "n_cases": len(per_case), "text": fmt(m, sd)})
-    metric_keys = _metric_columns(records)
+    metric_keys = [k for k in _metric_columns(records) if not k.startswith("task_")]  # task rows: (model)
     for method in settings["methods"]:
         recs = [r for r in records if r["method"] == method and r.get("status") == "ok"]
         for k in metric_keys:
@@ -211,10 +211,30 @@ def write_outputs(root: str | Path) -> dict[str, Path]:
     }
     from ..io import atomic_path
 
+    with atomic_path(root / "summary.md") as tmp:
+        tmp.write_text(summary_markdown(agg))
+    out["summary_md"] = root / "summary.md"
     with atomic_path(root / "report.html") as tmp:
         tmp.write_text(render_html(agg))
     out["report"] = root / "report.html"
     return out
+
+
+def summary_markdown(agg: dict[str, Any]) -> str:
+    """The task-performance and methods tables as Markdown (mean ± sd over folds), for a README."""
+
+    def md(header: list[str], rows: list[list[Any]]) -> str:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+        return "\n".join(lines)
+
+    task = [[x["metric"], x["text"]] for x in agg["summary"] if x["method"] == MODEL_ROW]
+    header, rows = methods_table(agg)
+    parts = []
+    if task:
+        parts += ["Task performance of the model (mean ± sd over folds):", "", md(["metric", "mean ± sd"], task), ""]
+    parts += ["Explanation methods (mean ± sd over folds):", "", md(header, rows), ""]
+    return "\n".join(parts)
 
 
 # ---- figures -------------------------------------------------------------------------------------------------------
