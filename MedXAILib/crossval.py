@@ -239,13 +239,19 @@ def resolve_architecture(
 # ---------------------------------------------------------------------------------------------------------------
 # Determinism
 # ---------------------------------------------------------------------------------------------------------------
-def set_determinism(seed: int) -> None:
-    """Seed Python, NumPy and torch, ask torch for deterministic kernels and use :data:`N_THREADS` CPU threads."""
+def set_determinism(seed: int, device: torch.device | str = "cpu") -> None:
+    """Seed Python, NumPy and torch (all devices) and use :data:`N_THREADS` CPU threads.
+
+    The CPU kernels used here are deterministic; on CUDA, cuDNN is also asked for deterministic algorithms (and
+    no benchmarking), which is all that is needed for the convolutions of these networks.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     torch.set_num_threads(N_THREADS)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 def _fold_seed(seed: int, fold: int) -> int:
@@ -731,7 +737,9 @@ def train_fold(
     train_cases = [by_id[c] for c in fold.train]
     val_cases = [by_id[c] for c in fold.test]
     seed = _fold_seed(config.seed, k)
-    set_determinism(seed)
+    from .models import resolve_device
+
+    set_determinism(seed, resolve_device(config.device))
     rng = np.random.default_rng(seed)
     network = build_network(plan.architecture, "--architecture")
     if plan.task == "segmentation":
