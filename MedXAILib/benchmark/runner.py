@@ -51,7 +51,7 @@ class BenchmarkSettings:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     folds: int = 5
     seed: int = 0
-    steps: int = 16
+    steps: int = 10
     baseline: str = "blur"
     blur_sigma_mm: float = 8.0
     batch_size: int = 8
@@ -193,17 +193,24 @@ def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> 
         heat = explain_map(model, image, method, target, params)
         record["seconds_explain"] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()
+        control = store.read_control(case_id) if "faithfulness" in settings["metrics"] else None
         quality = evaluate_explanation(
             model, image, heat, region, settings["metrics"], method=method, target=target, params=params,
             seed=int(settings.get("seed", 0)),
             faithfulness_options={"steps": settings["steps"], "baseline": settings["baseline"],
-                                  "blur_sigma_mm": settings["blur_sigma_mm"], "batch_size": settings["batch_size"]},
+                                  "blur_sigma_mm": settings["blur_sigma_mm"], "batch_size": settings["batch_size"],
+                                  "random_control": control is None},
             stability_options={"snr_db": settings["stability_snr_db"],
                                "rotations_deg": settings["stability_rotations_deg"],
                                "scales": settings["stability_scales"]},
             sanity_options={"n_stages": settings["sanity_stages"]},
         )
         record["seconds_metrics"] = round(time.perf_counter() - t0, 4)
+        if "faithfulness" in settings["metrics"]:
+            if control is None:
+                control = {k: v for k, v in quality.items() if k.endswith("_random")}
+                store.write_control(case_id, control)
+            quality.update(control)
         record["quality_seconds"] = quality.pop("quality_seconds", {})
         record.update(quality)
         record["status"] = "ok"

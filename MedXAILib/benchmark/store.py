@@ -6,6 +6,9 @@ Layout under the output folder::
     DIR/splits.json               the patient-level folds (MedXAILib.splits format)
     DIR/units/<case>__<method>.json   one finished unit: its row, curves and per-stage lists
     DIR/maps/<case>__<method>.npz     its heat map (float16, input grid), for figures and the sanity baseline
+    DIR/controls/<case>__random-order.json   the case's random-order faithfulness control (a cache: it does not
+                                  depend on the method, so the first unit of a case computes it and the others reuse
+                                  it; two units racing both compute the same values)
 
 Why files and not SQLite: a unit is committed by one ``os.replace`` of a fully written temporary file in the same
 folder, which POSIX makes atomic — a reader sees either no file or the whole record, whatever moment a writer is
@@ -31,6 +34,7 @@ from ..io import atomic_path, write_json
 
 UNITS_DIR = "units"
 MAPS_DIR = "maps"
+CONTROLS_DIR = "controls"
 STALE_SECONDS = 3600.0
 
 
@@ -86,6 +90,20 @@ class UnitStore:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, heatmap=np.asarray(heatmap, dtype=np.float16))
         return write_json(record, self.record_path(case_id, method))
+
+    def control_path(self, case_id: str) -> Path:
+        return self.root / CONTROLS_DIR / f"{unit_key(case_id, 'random-order')}.json"
+
+    def read_control(self, case_id: str) -> dict[str, Any] | None:
+        """The case's cached random-order control curves (None when not computed yet)."""
+        try:
+            return json.loads(self.control_path(case_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_control(self, case_id: str, data: dict[str, Any]) -> Path:
+        """Cache the random-order control of a case: it depends on the case, model and settings, not the method."""
+        return write_json(data, self.control_path(case_id))
 
     def read_map(self, case_id: str, method: str) -> np.ndarray | None:
         """The stored ``(K, J, I)`` map as float32 (None when absent)."""

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of folds, tie-breaking, noise (default 0)")
-    parser.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default 16)")
+    parser.add_argument("--steps", type=int, default=10, help="deletion/insertion steps (default 10)")
     parser.add_argument("--baseline", default="blur", choices=("blur", "mean", "noise"),
                         help="what deleted voxels become (default blur)")
     parser.add_argument("--blur-sigma-mm", type=float, default=8.0, help="σ of the blur baseline in mm (default 8)")
