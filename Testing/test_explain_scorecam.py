@@ -10,7 +10,7 @@ from test_explain_occlusion import classifier, context, unet, volume
 from MedXAILib.errors import MethodError
 from MedXAILib.explain import explain
 from MedXAILib.explain.base import get_method
-from MedXAILib.explain.scorecam import _spearman, scorecam_reference
+from MedXAILib.explain.scorecam import _spearman, capture_activations, scorecam_reference
 
 
 def run_fast(ctx, **params):
@@ -54,19 +54,36 @@ def test_pruning_error_is_exact_when_every_dropped_channel_is_sampled() -> None:
     vol = volume((16, 16, 16), 2)
     ctx = context(model, vol, voxel=(8, 7, 9), label="oedema")
     full = run_fast(ctx, weighting="increase")
-    pruned = run_fast(ctx, weighting="increase", top_k=3, error_samples=5)
+    pruned = run_fast(ctx, weighting="increase", top_k=3, error_samples=5, prune_by="mean")
     err = pruned.details["pruning_error"]
     assert err["dropped_channels"] == 5 and err["channels_sampled"] == 5
     true_rel = float((pruned.maps.double() - full.maps.double()).norm() / full.maps.double().norm())
     assert abs(err["relative_l2"] - true_rel) < 1e-4
     assert abs(err["spearman"] - _spearman(pruned.maps, full.maps)) < 1e-4
     # kept channels are the 3 with the largest mean activation
-    assert pruned.details["channels_scored"] == 3
+    acts = capture_activations(ctx, None)
+    top3 = sorted(torch.argsort(acts[0].reshape(8, -1).mean(1), descending=True)[:3].tolist())
+    assert sorted(pruned.details["weights"]) == top3
     # a cheaper estimate (2 samples) still reports numbers in range
     est = run_fast(ctx, weighting="increase", top_k=3, error_samples=2).details["pruning_error"]
     assert est["channels_sampled"] == 2 and est["relative_l2"] >= 0 and -1 <= est["spearman"] <= 1
     none = run_fast(ctx, weighting="increase", top_k=3, error_samples=0).details["pruning_error"]
     assert 0 < none["dropped_activation_mass"] < 1 and "relative_l2" not in none
+
+
+def test_mask_scale_reports_its_error_and_scale_one_is_exact() -> None:
+    model = unet()
+    ctx = context(model, volume((16, 16, 16), 2), label="core", region=np.ones((16, 16, 16), bool))
+    full = run_fast(ctx)
+    same = run_fast(ctx, mask_scale=1.0)
+    assert rel(same.maps, full.maps) < 1e-6 and "mask_scale_error" not in same.details
+    before = ctx.forward_passes
+    coarse = run_fast(ctx, mask_scale=0.5, error_samples=3)
+    err = coarse.details["mask_scale_error"]
+    assert err["mask_grid"] == [8, 8, 8] and err["channels_rescored"] == 3
+    # activations + coarse baseline + 8 coarse + 3 full re-scored + full baseline
+    assert ctx.forward_passes - before == 1 + 1 + 8 + 3 + 1
+    assert 0 <= err["score_relative_error"] < float("inf")
 
 
 def test_geometry_oblique_anisotropic_3d_and_2d() -> None:
@@ -92,6 +109,8 @@ def test_dry_run_passes_and_refusals() -> None:
     assert m.passes(model, prepared, {**m.params, "weighting": "softmax", "top_k": 3, "error_samples": 2}) == (6, 0)
     with pytest.raises(MethodError, match="weighting"):
         explain(model, img, "scorecam", label="a", params={"weighting": "max"})
+    with pytest.raises(MethodError, match="mask_scale"):
+        explain(model, img, "scorecam", label="a", params={"mask_scale": 1.5})
     with pytest.raises(MethodError, match="prune_by"):
         explain(model, img, "scorecam", label="a", params={"prune_by": "grad"})
     with pytest.raises(Exception, match="no layer"):

@@ -19,15 +19,26 @@ in one forward pass):
 4. map = ``Σ_k w_k A_k`` (no ReLU; the display view shows the positive part), computed on the layer grid and upsampled
    once — the same as ``Σ_k w_k up(A_k)`` because the interpolation is linear.
 
-Pruning (``top_k > 0``): only the ``top_k`` channels ranked by a gradient-free criterion (``prune_by``: ``mean``
-activation or ``std`` of the activation over the layer grid) are scored; the weights are normalised over them and the
-map sums them only. The error this causes is estimated without scoring every channel: ``error_samples`` of the dropped
-channels are drawn at random (seeded) and scored; ``Σ_dropped r_k A_k`` and the normaliser ``Σ_dropped |r_k|`` are
-estimated as ``n_dropped / m`` × the sample's sums (an unbiased estimate, exact when every dropped channel is sampled),
-where ``r_k`` is the un-normalised weight (``exp(s_k − c)`` or ``s_k − s_b``). ``details["pruning_error"]`` gives the
-relative ℓ2 distance and the Spearman correlation between the pruned map and that estimate of the full map (on the
-model grid, over at most 200 000 evenly strided voxels). With ``error_samples = 0`` only the share of activation mass
-(Σ|A|) that was dropped is reported.
+Pruning (``top_k > 0``): only the ``top_k`` channels ranked by a gradient-free criterion (``prune_by``: ``std``, the
+default, or ``mean`` of the activation over the layer grid) are scored; the weights are normalised over them and the
+map sums them only. ``std`` is the default because a channel that varies little over space adds a near-constant
+offset to the map, which changes neither its ranks (Spearman) nor its shape; measured on a random-weight MONAI UNet
+(channels 16–128, 4×48³, layer with 32 channels, region target): top 16 by ``std`` kept Spearman 0.96 to the full map,
+top 8 by ``mean`` only 0.86.
+
+The error pruning causes is estimated without scoring every channel: ``error_samples`` of the dropped channels are
+drawn at random (seeded) and scored; ``Σ_dropped r_k A_k`` and the normaliser ``Σ_dropped |r_k|`` are estimated as
+``n_dropped / m`` × the sample's sums (unbiased, and exact when every dropped channel is sampled), where ``r_k`` is
+the un-normalised weight (``exp(s_k − c)`` or ``s_k − s_b``). ``details["pruning_error"]`` gives the relative ℓ2
+distance and the Spearman correlation between the pruned map and that estimate of the full map (on the model grid,
+over at most 200 000 evenly strided voxels). With ``error_samples = 0`` only the share of activation mass (Σ|A|) that
+was dropped is reported.
+
+Coarser masked passes (``mask_scale < 1``): the masked inputs are scored on a grid ``mask_scale`` times the model
+grid per axis (see :class:`_Scorer`), ``mask_scale^dims`` the cost per pass; the map still uses the full-resolution
+activations. The error is reported in ``details["mask_scale_error"]`` by re-scoring ``max(error_samples, 2)`` scored
+channels on the full grid. It is an option, not a default: on the random-weight UNet above, ``mask_scale = 0.5``
+gave a score error of 90 % and Spearman 0.47, and the report said so.
 
 Speed: masked passes run batched (``batch_size`` masked inputs per forward, the batch buffer reused), under
 ``torch.inference_mode``, with masks upsampled per batch (memory ``batch_size × C × grid``, never ``K × grid``).
@@ -43,6 +54,7 @@ import torch
 
 from ..errors import MethodError
 from ..models import Model, PreparedInput
+from ..preprocessing import resize
 from .base import ExplainContext, Method, MethodResult, register
 from .cam import layer_capture, upsample_to_grid
 
@@ -95,30 +107,76 @@ def normalise(r: torch.Tensor) -> torch.Tensor:
     return r / z if float(z) > 0 else torch.zeros_like(r)
 
 
+class _Scorer:
+    """Scores masked inputs on the model grid, or on a coarser grid (``mask_scale < 1``).
+
+    On a coarser grid the input and the masks are resampled (linear, same physical box, sizes rounded to the network's
+    divisor) and the target's spatial weights are resampled and multiplied by the voxel-count ratio, so a region score
+    keeps its scale (a sum of logits); class weights are unchanged.
+    """
+
+    def __init__(self, ctx: ExplainContext, mask_scale: float = 1.0) -> None:
+        self.ctx = ctx
+        self.grid = tuple(ctx.x.shape[2:])
+        self.low: tuple[int, ...] | None = None
+        if mask_scale < 1.0:
+            div = ctx.model.divisor()
+            low = tuple(max(div, int(round(g * mask_scale / div)) * div) for g in self.grid)
+            if low != self.grid:
+                self.low = low
+        if self.low is None:
+            self.x = ctx.x.detach()
+            self.weights = ctx.weights
+        else:
+            self.x = resize(ctx.x.detach(), self.low, "linear")
+            w = ctx.weights
+            if w.ndim > 2:
+                ratio = float(np.prod(self.grid)) / float(np.prod(self.low))
+                w = resize(w, self.low, "linear") * ratio
+            self.weights = w
+
+    def score(self, batch: torch.Tensor) -> torch.Tensor:
+        logits = self.ctx.logits(batch)
+        return score_with(logits, self.weights)
+
+    def masks(self, acts: torch.Tensor) -> torch.Tensor:
+        m = channel_masks(acts, self.ctx.model, self.grid)
+        return m if self.low is None else resize(m, self.low, "linear")
+
+
+def score_with(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (logits * weights).flatten(1).sum(1)
+
+
 def masked_scores(
-    ctx: ExplainContext, acts: torch.Tensor, channels: list[int], batch_size: int, stage: str = "scorecam"
+    ctx: ExplainContext,
+    acts: torch.Tensor,
+    channels: list[int],
+    batch_size: int,
+    stage: str = "scorecam",
+    mask_scale: float = 1.0,
 ) -> torch.Tensor:
     """Scores ``(len(channels),)`` float64 of the input masked by each listed channel, ``batch_size`` per pass."""
-    x = ctx.x.detach()
-    grid = tuple(x.shape[2:])
+    scorer = _Scorer(ctx, mask_scale)
+    x = scorer.x
     out = torch.empty(len(channels), dtype=torch.float64)
     bs = max(1, min(batch_size, len(channels) or 1))
     buf = torch.empty((bs,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
     with torch.inference_mode():
         for start in range(0, len(channels), bs):
             idx = channels[start : start + bs]
-            masks = channel_masks(acts[:, idx], ctx.model, grid)
             batch = buf[: len(idx)]
-            torch.mul(x, masks, out=batch)
-            out[start : start + len(idx)] = ctx.score(batch).double().cpu()
+            torch.mul(x, scorer.masks(acts[:, idx]), out=batch)
+            out[start : start + len(idx)] = scorer.score(batch).double().cpu()
             ctx.progress((start + len(idx)) / max(len(channels), 1), f"{stage}: masked passes")
     return out
 
 
-def baseline_score(ctx: ExplainContext) -> float:
-    """``f(x ⊙ 0)``: the score of the fully masked input (one counted pass)."""
+def baseline_score(ctx: ExplainContext, mask_scale: float = 1.0) -> float:
+    """``f(x ⊙ 0)``: the score of the fully masked input (one counted pass), on the grid the masks use."""
+    scorer = _Scorer(ctx, mask_scale)
     with torch.inference_mode():
-        return float(ctx.score(torch.zeros_like(ctx.x)).double()[0])
+        return float(scorer.score(torch.zeros_like(scorer.x)).double()[0])
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor, max_voxels: int = 200_000) -> float:
@@ -165,14 +223,16 @@ def scorecam_reference(
 
 
 def layer_channels(model: Model, prepared: PreparedInput, layer: str | None) -> int:
-    """The layer's channel count: from the last ``out_channels`` / ``num_features`` inside it, else one forward pass."""
+    """The layer's channel count: its own ``out_channels`` / ``num_features`` if it has one, else one forward pass.
+
+    (The last convolution inside a block is not trusted: a dense block concatenates, so its output has more channels.)
+    """
     module = model.layer(layer)
-    for sub in reversed(list(module.modules())):
-        for attr in ("out_channels", "num_features"):
-            n = getattr(sub, attr, None)
-            if isinstance(n, int) and n > 0:
-                return n
-    with torch.no_grad(), layer_capture(model, layer, leaf=False) as captured:
+    for attr in ("out_channels", "num_features"):
+        n = getattr(module, attr, None)
+        if isinstance(n, int) and n > 0:
+            return n
+    with torch.inference_mode(), layer_capture(model, layer, leaf=False) as captured:
         model.forward(prepared.tensor, sliding_window=False)
     return int(captured[0].shape[1])
 
@@ -194,9 +254,10 @@ class ScoreCAM(Method):
         "batch_size": 4,
         "weighting": "auto",
         "top_k": 0,
-        "prune_by": "mean",
+        "prune_by": "std",
         "error_samples": 2,
         "seed": 0,
+        "mask_scale": 1.0,
     }
     cost_model = (
         "1 forward (activations) + K masked forwards (top_k if pruned, + error_samples), + 1 baseline forward for "
@@ -212,6 +273,8 @@ class ScoreCAM(Method):
             raise MethodError("scorecam: batch_size must be at least 1")
         if int(params.get("top_k", 0)) < 0 or int(params.get("error_samples", 0)) < 0:
             raise MethodError("scorecam: top_k and error_samples must be ≥ 0")
+        if not 0 < float(params.get("mask_scale", 1.0)) <= 1:
+            raise MethodError("scorecam: mask_scale must be in (0, 1] (1 = masked passes on the full model grid)")
 
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         k = layer_channels(model, prepared, params.get("layer") or None)
@@ -241,8 +304,9 @@ class ScoreCAM(Method):
         else:
             kept = list(range(n_ch))
         dropped = [k for k in range(n_ch) if k not in set(kept)]
-        s_b = baseline_score(ctx) if rule == "increase" else 0.0
-        scores = masked_scores(ctx, acts, kept, batch_size)
+        scale = float(params["mask_scale"])
+        s_b = baseline_score(ctx, scale) if rule == "increase" else 0.0
+        scores = masked_scores(ctx, acts, kept, batch_size, mask_scale=scale)
         shift = float(scores.max()) if rule == "softmax" else 0.0
         r_kept = raw_weights(scores, rule, s_b, shift)
         w_kept = normalise(r_kept)
@@ -261,7 +325,41 @@ class ScoreCAM(Method):
             details["baseline_score"] = s_b
         if pruned:
             details["pruning_error"] = self._pruning_error(ctx, acts, kept, dropped, r_kept, rule, s_b, shift, params)
+        if scale < 1.0:
+            details["mask_scale_error"] = self._scale_error(ctx, acts, kept, scores, rule, s_b, params)
         return MethodResult(maps, details=details)
+
+    def _scale_error(
+        self,
+        ctx: ExplainContext,
+        acts: torch.Tensor,
+        kept: list[int],
+        scores: torch.Tensor,
+        rule: str,
+        s_b: float,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Re-score a few channels on the full grid and compare the weight-relevant score differences."""
+        m = min(max(int(params["error_samples"]), 2), len(kept)) if int(params["error_samples"]) > 0 else 0
+        grid = list(_Scorer(ctx, float(params["mask_scale"])).low or ctx.x.shape[2:])
+        if m == 0:
+            return {"mask_grid": grid, "method": "not estimated (error_samples = 0)"}
+        rng = np.random.default_rng(int(params["seed"]) + 1)
+        pick = sorted(int(i) for i in rng.choice(len(kept), size=m, replace=False))
+        full = masked_scores(ctx, acts, [kept[i] for i in pick], int(params["batch_size"]), "scorecam: scale error")
+        low = scores[pick]
+        if rule == "increase":
+            d_full, d_low = full - baseline_score(ctx), low - s_b
+        else:  # softmax is shift-invariant: compare the scores' deviations from their mean
+            d_full, d_low = full - full.mean(), low - low.mean()
+        rel = float((d_low - d_full).norm() / d_full.norm().clamp_min(1e-30))
+        return {
+            "mask_grid": grid,
+            "channels_rescored": m,
+            "score_relative_error": round(rel, 6),
+            "method": f"{m} scored channels re-scored on the full grid; ‖d_low − d_full‖ / ‖d_full‖ of their "
+            + ("score increases" if rule == "increase" else "scores minus their mean"),
+        }
 
     def _pruning_error(
         self,
@@ -288,7 +386,9 @@ class ScoreCAM(Method):
             return out
         rng = np.random.default_rng(int(params["seed"]))
         sample = sorted(int(i) for i in rng.choice(dropped, size=m, replace=False))
-        s_sample = masked_scores(ctx, acts, sample, int(params["batch_size"]), "scorecam: pruning error")
+        s_sample = masked_scores(
+            ctx, acts, sample, int(params["batch_size"]), "scorecam: pruning error", float(params["mask_scale"])
+        )
         r_sample = raw_weights(s_sample, rule, s_b, shift)
         scale = len(dropped) / m
         view = (-1,) + (1,) * (acts.ndim - 2)
