@@ -161,3 +161,26 @@ def test_two_workers_give_the_same_rows_as_one(cohort: dict[str, Path], tmp_path
     r1, r2 = _rows(one / "cases.csv"), _rows(two / "cases.csv")
     strip = [{k: v for k, v in r.items() if k not in TIMING} for r in r1]
     assert strip == [{k: v for k, v in r.items() if k not in TIMING} for r in r2]
+
+
+def test_classification_cohort_reports_fold_metrics_and_box_localisation(tmp_path: Path) -> None:
+    from helpers import tiny_classifier
+
+    from MedXAILib.phantoms import CHEST_FINDINGS
+
+    model = tiny_classifier(classes=len(CHEST_FINDINGS), input_size=[32, 32])
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    torch.save(model.network.state_dict(), folder / "weights.pt")
+    desc = model.description.to_dict()
+    desc.update(weights="weights.pt", class_names=list(CHEST_FINDINGS))
+    (folder / "model.json").write_text(json.dumps(desc))
+    out = tmp_path / "chest"
+    assert main(["benchmark", "--dataset", "phantom-chest:4", "--model", str(folder), "--methods", "gradcam,random",
+                 "--folds", "2", "--steps", "3", "--output", str(out), "--progress", "none"]) == 0
+    rows = _rows(out / "cases.csv")
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    summary = {(r["method"], r["metric"]) for r in _rows(out / "summary.csv")}
+    assert {("(model)", "accuracy"), ("(model)", "f1"), ("gradcam", "deletion_auc")} <= summary
+    folds = _rows(out / "folds.csv")
+    assert len(folds) == 2 and all(f["accuracy"] != "" for f in folds)
