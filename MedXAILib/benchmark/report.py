@@ -8,6 +8,7 @@
   over a fold's cases; classification accuracy, precision, recall, F1 and AUC-ROC (macro over the model's classes)
   computed from the predictions over each fold's cases.
 - ``folds.csv``: per fold, its size and task performance.
+- ``figures/*.png``: the report's figures as files.
 - ``report.html``: settings, task-performance and methods tables, deletion/insertion curves (mean over cases, the
   random-order control dashed), accuracy versus faithfulness (per case and per fold), and one example figure per
   method on the same case. Figures are PNGs embedded as base64, so the file stands alone.
@@ -215,7 +216,7 @@ def write_outputs(root: str | Path) -> dict[str, Path]:
         tmp.write_text(summary_markdown(agg))
     out["summary_md"] = root / "summary.md"
     with atomic_path(root / "report.html") as tmp:
-        tmp.write_text(render_html(agg))
+        tmp.write_text(render_html(agg, root / "figures"))
     out["report"] = root / "report.html"
     return out
 
@@ -414,7 +415,8 @@ def methods_table(agg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def render_html(agg: dict[str, Any]) -> str:
+def render_html(agg: dict[str, Any], figures_dir: str | Path | None = None) -> str:
+    """The self-contained HTML report (figures embedded; also saved as PNGs in ``figures_dir`` when given)."""
     s = agg["settings"]
     ok = sum(r.get("status") == "ok" for r in agg["records"])
     errs = [r for r in agg["records"] if r.get("status") != "ok"]
@@ -452,11 +454,18 @@ def render_html(agg: dict[str, Any]) -> str:
     ex = figure_examples(agg)
     if ex is not None:
         figures.append((f"Example: every method on case {ex[1]}", ex[0]))
-    for title, fig in figures:
+    names = ["curves", "accuracy_vs_faithfulness", "examples"]
+    for name, (title, fig) in zip(names, figures):
         if fig is None:
             continue
+        data = _png(fig)
+        if figures_dir is not None:
+            from ..io import atomic_path
+
+            with atomic_path(Path(figures_dir) / f"{name}.png") as tmp:
+                tmp.write_bytes(base64.b64decode(data))
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{_png(fig)}'>")
+                     f"src='data:image/png;base64,{data}'>")
     if errs:
         parts.append("<h2>Units that failed</h2>")
         parts.append(_table(["case", "method", "error"], [[r["case_id"], r["method"], r.get("error", "")]
