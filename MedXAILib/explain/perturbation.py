@@ -18,6 +18,9 @@ from ``x`` after the pass), so building a batch costs only the windows' voxels; 
 the baseline (e.g. zero background of a skull-stripped MRI with baseline 0) change nothing and are skipped exactly
 (``d_W = 0``); the per-window drops are spread onto the grid with one transposed convolution of a box kernel, not
 with a Python loop over voxels; everything runs under ``torch.inference_mode``.
+
+Memory: the batch buffer is ``batch_size × C × grid`` float32 (8 × 4 × 240·240·155 ≈ 1.1 GB for a full BraTS case on
+its own grid — lower ``batch_size`` there) plus the network's activations for that batch.
 """
 
 from __future__ import annotations
