@@ -7,6 +7,9 @@ Definition (the same as captum's ``Occlusion`` with the same window, stride and 
 - for each window ``W``: ``d_W = f(x) − f(x with W set to the baseline)`` (``f`` = the target score);
 - the map at a voxel is the mean of ``d_W`` over the windows that cover it.
 
+The baseline is a value in the network's input units, i.e. after the model's intensity normalisation (0 is the
+background of a ``zscore_foreground`` MRI, but the mean intensity under plain ``zscore``).
+
 Window and stride are given in millimetres and turned into model-grid voxels with the model grid's spacing
 (input spacing × input shape / model shape, per axis; at least one voxel). With ``per_channel`` each input channel
 (MRI sequence) is occluded on its own — ``C`` times the passes — and the map has one channel per sequence, so the engine
