@@ -340,7 +340,7 @@ def make_chest_phantom(
 
     Body size, position, exposure (gain, offset, gamma) and rib layout vary, so no global statistic gives a
     finding away: cardiomegaly is a heart wider than half of the thorax (cardiothoracic ratio 0.55–0.68 against
-    0.36–0.47), an effusion fills a lung base with a lateral meniscus, a nodule is a 6–14 mm round opacity in a lung.
+    0.36–0.47), an effusion fills a lung base with a lateral meniscus, a nodule is a 9–20 mm round opacity in a lung.
     """
     rng = np.random.default_rng(seed)
     size = int(size)
@@ -429,7 +429,7 @@ def make_chest_phantom(
             cand = np.argwhere(lungs)
         for _ in range(n_nod):
             rr, cc = cand[rng.integers(len(cand))]
-            rad = rng.uniform(6.0, 14.0) / 2.0 + rng.uniform(0.0, 3.0)  # radius, mm
+            rad = rng.uniform(4.5, 10.0)  # radius, mm
             dd = np.sqrt((u - u[0, cc]) ** 2 + (v - v[rr, 0]) ** 2)
             nodule_mask |= dd <= rad
             nodule_img += rng.uniform(0.30, 0.45) * np.clip(1.2 * (1.0 - (dd / rad) ** 2), 0.0, 1.0) ** 0.5
