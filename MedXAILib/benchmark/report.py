@@ -341,7 +341,8 @@ def _example_case(agg: dict[str, Any]) -> str | None:
 
 
 def figure_examples(agg: dict[str, Any]) -> tuple[Any, str] | None:
-    """One panel per method on the same case: the image, the map's positive part, the reference outline."""
+    """One panel per method on the same case: the image, the map (scaled by its max |h|; a map with negative values
+    in a blue-white-red scale, otherwise in a heat scale) and the reference outline."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -380,10 +381,13 @@ def figure_examples(agg: dict[str, Any]) -> tuple[Any, str] | None:
     axes[0].set_title(f"{case_id}\n{image.channel_names[ch] if image.channel_names else 'image'}, slice k={k}",
                       fontsize=8)
     for ax, m in zip(axes[1:], methods):
-        h = np.clip(maps[m][k].astype(np.float64), 0, None)
+        h = maps[m][k].astype(np.float64)
         peak = float(np.abs(maps[m]).max())
+        h = h / peak if peak > 0 else h
+        signed = bool((maps[m] < 0).any())  # negative relevance is shown, not clipped away (blue < 0 < red)
         ax.imshow(img, cmap="gray", aspect=aspect)
-        ax.imshow(h / peak if peak > 0 else h, cmap="inferno", alpha=0.55, vmin=0, vmax=1, aspect=aspect)
+        ax.imshow(h, cmap="RdBu_r" if signed else "inferno", alpha=0.55, vmin=-1 if signed else 0, vmax=1,
+                  aspect=aspect)
         if ref is not None and ref[k].any():
             ax.contour(ref[k], levels=[0.5], colors="lime", linewidths=1)
         rec = next((r for r in agg["records"] if r["case_id"] == case_id and r["method"] == m), {})
