@@ -1,0 +1,289 @@
+"""Running the benchmark: every row timed in this one process, maps compared, targets judged.
+
+A *row* is one (case, method, implementation) with its median time (s) over ``runs`` timed runs after ``warmup``
+untimed runs, its peak RSS (MB; see :mod:`MedXAILib.bench.timing`), and where it has one, its map's agreement with the
+reference map (Spearman over at most 200 000 evenly strided model-grid voxels; the largest absolute difference
+relative to the reference's largest |value| for occlusion).
+
+MedXAI rows time ``Method.run`` on the case's prepared model-grid input — the engine's work minus mapping the map back
+to the input geometry, which the reference libraries do not do either; non-gradient methods run under ``no_grad`` as
+the engine runs them. The ``full`` case times the public API end to end (``Model.predict`` + ``explain``).
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import MedXAIError
+from ..explain.base import ExplainContext, get_method, parse_params
+from ..explain.supervoxels import model_grid_spacing
+from ..models import Model
+from . import references as ref
+from .cases import BenchCase, brain_case
+from .config import BenchConfig
+from .report import max_relative_difference, spearman
+from .timing import Timing, time_call
+
+Log = Callable[[str], None]
+CAMS_WITH_CAPTUM = ("gradcam", "gradcampp", "hirescam", "layercam")
+
+
+def run_medxai(ctx: ExplainContext, name: str, params: dict[str, Any]) -> torch.Tensor:
+    """Run MedXAI method ``name`` on the context as the engine does; ``(1, *grid)`` map (channels summed)."""
+    method = get_method(name)
+    merged = {**method.params, **parse_params(method, params)}
+    method.check(ctx.model, ctx.target, merged)
+    if method.needs_gradients:
+        result = method.run(ctx, merged)
+    else:
+        with torch.no_grad():
+            result = method.run(ctx, merged)
+    maps = result.maps.detach().float()
+    return maps.sum(0, keepdim=True) if result.per_channel else maps[:1]
+
+
+class Bench:
+    """Collects rows for one run; see the module docstring."""
+
+    def __init__(self, config: BenchConfig, log: Log = print) -> None:
+        self.config = config
+        self.log = log
+        self.rows: list[dict[str, Any]] = []
+        self.scaling: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+
+    # ---- one row ----------------------------------------------------------------------------------------------
+    def time(self, case: BenchCase, method: str, implementation: str, fn: Callable[[], Any],
+             params: dict[str, Any] | None = None, runs: int | None = None) -> tuple[dict[str, Any], Any]:
+        row: dict[str, Any] = {
+            "model": case.label, "input_shape": case.input_shape, "model_grid": case.model_grid,
+            "method": method, "implementation": implementation,
+        }
+        if params:
+            row["params"] = params
+        net = case.model.network
+        was_training = net.training
+        try:
+            t: Timing = time_call(fn, runs=runs or self.config.runs, warmup=self.config.warmup)
+        except (MedXAIError, RuntimeError, ValueError, NotImplementedError) as exc:
+            row.update({"median_s": None, "peak_mb": None, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            self.rows.append(row)
+            self.log(f"  {method:<18} {implementation:<17} FAILED {row['error']}")
+            return row, None
+        finally:
+            if net.training != was_training:  # a library switched the mode: switch it back and say so
+                net.train(was_training)
+                row["note"] = "this implementation left the network in the other train/eval mode; restored"
+        row.update({"median_s": round(t.median_s, 4), "peak_mb": None if t.peak_mb is None else round(t.peak_mb, 1),
+                    "times_s": [round(v, 4) for v in t.times]})
+        self.rows.append(row)
+        self.log(f"  {method:<18} {implementation:<17} {t.median_s:9.3f} s  peak {row['peak_mb']} MB")
+        gc.collect()
+        return row, t.result
+
+    def skip(self, case: BenchCase, method: str, implementation: str, reason: str) -> None:
+        self.rows.append({"model": case.label, "input_shape": case.input_shape, "model_grid": case.model_grid,
+                          "method": method, "implementation": implementation, "median_s": None, "peak_mb": None,
+                          "skipped": reason})
+        self.log(f"  {method:<18} {implementation:<17} skipped: {reason}")
+
+    # ---- a spatial case (3d / 2d) -----------------------------------------------------------------------------
+    def run_case(self, case: BenchCase) -> None:
+        cfg = self.config
+        self.log(f"[{case.label}] {case.note}; model grid {case.model_grid}")
+        ctx = case.context()
+        is3d = case.tag != "2d"
+        spacing = tuple(float(s) for s in model_grid_spacing(ctx.prepared.model_ijk_to_ras, ctx.x.ndim - 2))
+        self.time(case, "forward", "torch", lambda: ref.forward(ctx))
+        self.time(case, "forward_backward", "torch", lambda: ref.forward_backward(ctx))
+        from ..explain import available_methods
+
+        ours: dict[str, torch.Tensor] = {}
+        names = sorted(available_methods())
+        if cfg.methods is not None:
+            names = [n for n in names if n in cfg.methods]
+        for name in names:
+            cls = available_methods()[name]
+            if case.model.spatial_dims not in cls.dims or case.model.task not in cls.tasks \
+                    or case.target.kind not in cls.target_kinds:
+                self.skip(case, name, "medxai", "not supported for this model/target")
+                continue
+            params = cfg.method_params(name, case.tag, spacing)
+            row, out = self.time(case, name, "medxai", lambda n=name, p=params: run_medxai(ctx, n, p), params)
+            if out is not None:
+                ours[name] = out
+            if name == "scorecam":
+                for k in cfg.scorecam_top_k:
+                    p = {**params, "top_k": int(k), "error_samples": 0}
+                    r2, o2 = self.time(case, name, "medxai", lambda p=p: run_medxai(ctx, "scorecam", p), p)
+                    if o2 is not None:
+                        ours[f"scorecam@{k}"] = o2
+        self.references(case, ctx, ours, spacing, is3d)
+
+    def references(self, case: BenchCase, ctx: ExplainContext, ours: dict[str, torch.Tensor],
+                   spacing: tuple[float, ...], is3d: bool) -> None:
+        cfg = self.config
+        names = set(ours) | {n.split("@")[0] for n in ours}
+
+        def compare(row: dict[str, Any], theirs: Any, key: str, relu: bool = False, exact: bool = False) -> None:
+            if theirs is None or key not in ours:
+                return
+            a, b = ours[key], torch.as_tensor(theirs).float().reshape(ours[key].shape)
+            if relu:
+                a = torch.relu(a)
+            row["spearman_to_medxai"] = round(spearman(b, a), 6)
+            if exact:
+                row["max_rel_diff_to_medxai"] = float(f"{max_relative_difference(a, b):.3g}")
+
+        def medxai_row(method: str, params_key: str | None = None) -> list[dict[str, Any]]:
+            return [r for r in self.rows if r["model"] == case.label and r["method"] == method
+                    and r["implementation"] == "medxai" and r.get("median_s") is not None
+                    and (params_key is None or r.get("params", {}).get("top_k", 0) == params_key)]
+
+        if "gradcam" in names or "gradcampp" in names:
+            row, m = self.time(case, "gradcam", "captum", lambda: ref.captum_layergradcam(ctx))
+            compare(row, m, "gradcam", exact=True)
+            for plus, name in ((False, "gradcam"), (True, "gradcampp")):
+                row, out = self.time(case, name, "monai", lambda plus=plus: ref.monai_cam(ctx, plus))
+                if out is not None:
+                    raw = out[1]
+                    if not bool(torch.isfinite(raw).all()):
+                        row["note"] = "MONAI's map has NaN/inf (its Grad-CAM++ exponentiates the score)"
+                    else:
+                        compare(row, raw, name, relu=True)
+            status = ref.pytorch_grad_cam_status()
+            if case.model.spatial_dims != 2:
+                self.skip(case, "gradcam", "pytorch-grad-cam", "run in 2D only")
+            elif status is not None:
+                self.skip(case, "gradcam", "pytorch-grad-cam", status)
+                self.notes.append(f"pytorch-grad-cam skipped: {status}")
+            else:
+                row, m = self.time(case, "gradcam", "pytorch-grad-cam", lambda: ref.pytorch_grad_cam(ctx))
+                compare(row, m, "gradcam", relu=True)
+        if "scorecam" in names:
+            row, m = self.time(case, "scorecam", "naive", lambda: ref.naive_scorecam(ctx))
+            if m is not None:
+                for key in [k for k in ours if k.startswith("scorecam")]:
+                    k = int(key.split("@")[1]) if "@" in key else 0
+                    for r in medxai_row("scorecam", k):
+                        r["reference"] = "naive"
+                        r["spearman_to_reference"] = round(spearman(ours[key], m), 6)
+                        r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(ours[key], m):.3g}")
+        if "occlusion" in names:
+            w = cfg.occlusion_window_3d if is3d else cfg.occlusion_window_2d
+            s = cfg.occlusion_stride_3d if is3d else cfg.occlusion_stride_2d
+            nd = len(spacing)
+            row, m = self.time(case, "occlusion", "captum", lambda: ref.captum_occlusion(
+                ctx, (w,) * nd, (s,) * nd, 0.0, cfg.occlusion_batch),
+                {"window_voxels": w, "stride_voxels": s, "perturbations_per_eval": cfg.occlusion_batch})
+            compare(row, m, "occlusion", exact=True)
+            self._mark_reference(case, "occlusion", "captum", m, ours)
+        if "ig" in names:
+            row, m = self.time(case, "ig", "captum", lambda: ref.captum_integrated_gradients(
+                ctx, cfg.ig_steps, cfg.ig_batch), {"steps": cfg.ig_steps, "internal_batch_size": cfg.ig_batch})
+            compare(row, m, "ig", exact=True)
+            self._mark_reference(case, "ig", "captum", m, ours)
+        for name in ("kernelshap", "lime"):
+            if name not in names:
+                continue
+            params = {**get_method(name).params, **cfg.method_params(name, case.tag, spacing)}
+            row, m = self.time(case, name, "captum", lambda n=name, p=params: ref.captum_supervoxel(ctx, n, p),
+                               {k: params[k] for k in ("n_samples", "n_segments", "batch_size", "baseline")})
+            compare(row, m, name)
+            self._mark_reference(case, name, "captum", m, ours)
+            high = int(cfg.shap_high_samples_3d if is3d else cfg.shap_high_samples_2d)
+            self.log(f"  {name}: high-sample reference, {high} samples (ours, seed {cfg.seed + 1}; not timed)")
+            try:
+                hi = run_medxai(ctx, name, {**params, "n_samples": high, "seed": cfg.seed + 1})
+            except (MedXAIError, RuntimeError) as exc:
+                self.log(f"  {name}: high-sample reference failed: {exc}")
+                continue
+            for r in self.rows:
+                if r["model"] == case.label and r["method"] == name and r.get("median_s") is not None:
+                    key = name if r["implementation"] == "medxai" else None
+                    mp = ours.get(name) if key else m
+                    if mp is not None:
+                        r["agreement_to_high_sample"] = round(spearman(mp, hi), 6)
+                        r["high_sample_reference"] = f"medxai {name}, {high} samples, seed {cfg.seed + 1}"
+
+    def _mark_reference(self, case: BenchCase, method: str, implementation: str, theirs: Any,
+                        ours: dict[str, torch.Tensor]) -> None:
+        if theirs is None or method not in ours:
+            return
+        for r in self.rows:
+            if r["model"] == case.label and r["method"] == method and r["implementation"] == "medxai":
+                b = torch.as_tensor(theirs).float().reshape(ours[method].shape)
+                r["reference"] = implementation
+                r["spearman_to_reference"] = round(spearman(ours[method], b), 6)
+                r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(ours[method], b):.3g}")
+
+    # ---- the full BraTS-size case -----------------------------------------------------------------------------
+    def run_full(self, case: BenchCase) -> None:
+        from ..errors import TargetError
+        from ..explain import explain
+
+        self.log(f"[{case.label}] {case.note}")
+
+        def segment_and_explain() -> Any:
+            pred = case.model.predict(case.volume)
+            try:
+                return explain(case.model, case.volume, "gradcam", prediction=pred)
+            except TargetError:
+                return explain(case.model, case.volume, "gradcam", target=case.target)
+
+        row, out = self.time(case, "segment+gradcam", "medxai", segment_and_explain)
+        if out is not None:
+            row["target"] = out.target.describe()
+            row["heatmap_shape"] = list(out.heatmap.array.shape)
+
+    # ---- scaling ----------------------------------------------------------------------------------------------
+    def run_scaling(self, model: Model) -> None:
+        self.log("[scaling] forward and Grad-CAM of the 3D UNet at three volume sizes")
+        for shape in self.config.scaling_shapes:
+            self._scale_one(model, tuple(int(v) for v in shape))
+            gc.collect()
+
+    def _scale_one(self, model: Model, shape: tuple[int, ...]) -> None:
+        case = brain_case(model, shape, tag=f"scaling-{'x'.join(str(s) for s in shape)}")
+        ctx = case.context()
+        for method, impl, fn in (
+            ("forward", "torch", lambda: ref.forward(ctx)),
+            ("forward_backward", "torch", lambda: ref.forward_backward(ctx)),
+            ("gradcam", "medxai", lambda: run_medxai(ctx, "gradcam", {})),
+        ):
+            row, _ = self.time(case, method, impl, fn)
+            self.rows.remove(row)
+            row["voxels"] = int(np.prod(shape))
+            self.scaling.append(row)
+
+
+def run_bench(config: BenchConfig, models: dict[str, Model], log: Log = print) -> dict[str, Any]:
+    """Run every case in ``config.cases`` with ``models`` (keys ``3d`` and ``2d``); returns the JSON document."""
+    from .cases import chest_case, full_case
+    from .report import evaluate_targets
+
+    torch.manual_seed(config.seed)
+    bench = Bench(config, log)
+    if "full" in config.cases and "3d" in models:
+        bench.run_full(full_case(models["3d"], config.full_shape))
+        gc.collect()
+    if "3d" in config.cases and "3d" in models:
+        case = brain_case(models["3d"], config.shape_3d, seed=config.seed)
+        bench.run_case(case)
+        del case
+        gc.collect()
+    if "2d" in config.cases and "2d" in models:
+        bench.run_case(chest_case(models["2d"], config.size_2d, seed=config.seed))
+    if "scaling" in config.cases and "3d" in models:
+        bench.run_scaling(models["3d"])
+    return {
+        "config": config.as_dict(),
+        "cases": bench.rows,
+        "scaling": bench.scaling,
+        "targets": evaluate_targets(bench.rows),
+        "notes": bench.notes,
+    }

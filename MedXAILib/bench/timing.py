@@ -1,0 +1,60 @@
+"""Timing one call: the median wall time of several runs after a warm-up, and the peak resident memory.
+
+Definitions:
+    - a *run* is one call of the timed function; its wall time is ``time.perf_counter`` around the call (seconds);
+    - the *warm-up* runs (default 1) are made first and not counted (they load kernels and grow the allocator);
+    - ``median_s`` is the median of the counted runs (at least 3 in a benchmark);
+    - ``peak_bytes`` is the largest peak resident set size (Linux ``VmHWM``, reset before each run through
+      :func:`MedXAILib.resources.measure`) over the counted runs. It is the whole process's peak, so it includes the
+      models and inputs the benchmark holds; compare it between rows of the same case, not as a method's own cost.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..resources import measure
+
+
+@dataclass
+class Timing:
+    """The counted run times (s), the peak RSS (bytes, None where unknown) and the last run's result."""
+
+    times: list[float] = field(default_factory=list)
+    peak_bytes: int | None = None
+    result: Any = None
+
+    @property
+    def median_s(self) -> float:
+        return float(statistics.median(self.times)) if self.times else float("nan")
+
+    @property
+    def peak_mb(self) -> float | None:
+        return None if self.peak_bytes is None else self.peak_bytes / 2**20
+
+
+def time_call(fn: Callable[[], Any], runs: int = 3, warmup: int = 1) -> Timing:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed; see the module docstring.
+
+    Raises:
+        ValueError: ``runs`` < 1 or ``warmup`` < 0.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"time_call needs runs >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
+    result: Any = None
+    for _ in range(warmup):
+        result = fn()
+    timing = Timing()
+    for _ in range(runs):
+        result = None  # let the previous result go before measuring the next run's memory
+        gc.collect()
+        with measure() as m:
+            result = fn()
+        timing.times.append(m.seconds)
+        if m.peak_rss_bytes is not None:
+            timing.peak_bytes = max(timing.peak_bytes or 0, m.peak_rss_bytes)
+    timing.result = result
+    return timing

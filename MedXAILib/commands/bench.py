@@ -1,0 +1,135 @@
+"""``bench``: time every explainer against the reference libraries on the demo models and judge issue 6's targets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, ModelError
+
+HELP = "benchmark the explainers against captum, MONAI, pytorch-grad-cam and naive loops (issue 6 targets)"
+DESCRIPTION = (
+    "Time, in this one process, forward and forward+backward passes, every MedXAI method and the reference "
+    "implementations (captum LayerGradCam / IntegratedGradients / Occlusion / KernelShap / Lime, MONAI GradCAM / "
+    "GradCAMpp, pytorch-grad-cam when it imports, a plain Score-CAM loop) on the demo 3D UNet at 4x128^3, the demo "
+    "2D classifier at 1x512^2 and a BraTS-size 4x155x240x240 case; report medians of >= 3 runs after a warm-up, "
+    "peak memory, map agreement, a scaling table and each target's pass/fail."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="fewer windows and samples (under 25 min on 2 cores)")
+    parser.add_argument("--json", metavar="FILE", help="write {\"cases\": [...], \"targets\": [...], ...} to FILE")
+    parser.add_argument("--cases", default=None,
+                        help="comma-separated subset of full,3d,2d,scaling (default: all)")
+    parser.add_argument("--methods", default=None, help="comma-separated MedXAI methods to run (default: all)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per row (default 3 quick, 5 full)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="use randomly initialised demo architectures if the demo weights are not installed")
+
+
+def machine() -> dict[str, Any]:
+    """The CPU model, core counts, torch threads and load average (for the report)."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "load_average": [round(v, 2) for v in load]}
+
+
+def demo_models(untrained: bool, cases: tuple[str, ...] = ("full", "3d", "2d", "scaling")) -> dict[str, Any]:
+    """``{"3d": demo-brain-tumour, "2d": demo-chest-xray}`` for the cases asked; random weights with ``untrained``."""
+    from ..models import load_model
+
+    out: dict[str, Any] = {}
+    wanted = [("3d", "demo-brain-tumour")] if set(cases) & {"full", "3d", "scaling"} else []
+    if "2d" in cases:
+        wanted.append(("2d", "demo-chest-xray"))
+    for tag, name in wanted:
+        try:
+            out[tag] = load_model(name)
+        except ModelError:
+            if not untrained:
+                raise ModelError(f"the demo model {name!r} is not installed; train it (python -m MedXAILib.training "
+                                 f"--demo {name}) or run bench --untrained for random weights") from None
+            out[tag] = untrained_model(name)
+    return out
+
+
+def untrained_model(name: str) -> Any:
+    """A demo architecture with random weights (seed 0), described as the demo model is."""
+    import torch
+
+    from ..loaders import build_network
+    from ..model_description import ModelDescription
+    from ..models import Model
+
+    try:
+        from .. import training
+    except ImportError as exc:
+        raise ModelError(f"cannot build an untrained {name!r}: {exc}") from None
+    desc = training.brain_description() if name == "demo-brain-tumour" else training.chest_description()
+    torch.manual_seed(0)
+    description = ModelDescription.from_dict({**desc, "name": f"{name}-untrained"})
+    return Model(build_network(description.architecture, name), description)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import full_config, quick_config, run_bench
+    from ..bench.report import ratio_table, scaling_table, targets_table
+
+    config = quick_config() if args.quick else full_config()
+    if args.cases:
+        cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+        unknown = set(cases) - {"full", "3d", "2d", "scaling"}
+        if unknown:
+            raise InputError(f"unknown case(s) {', '.join(sorted(unknown))}; choose from full, 3d, 2d, scaling")
+        config.cases = cases
+    if args.methods:
+        config.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.runs is not None:
+        if args.runs < 3:
+            raise InputError("--runs must be at least 3 (the median of at least 3 runs is reported)")
+        config.runs = args.runs
+    info = machine()
+    print(f"MedXAI bench ({'quick' if config.quick else 'full'}) on {info['cpu']}, {info['cores']} cores, "
+          f"torch {info['torch']} with {info['torch_threads']} threads, load average {info['load_average']}")
+    print("settings: " + json.dumps({k: v for k, v in config.as_dict().items() if k != "extra"}))
+    start = time.perf_counter()
+    models = demo_models(args.untrained, tuple(config.cases))
+    doc = run_bench(config, models)
+    doc["machine"] = info
+    doc["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    doc["total_seconds"] = round(time.perf_counter() - start, 1)
+    doc["command"] = "python -m MedXAILib bench" + (" --quick" if args.quick else "")
+    print()
+    print(ratio_table(doc["cases"]))
+    if doc["scaling"]:
+        print()
+        print(scaling_table(doc["scaling"]))
+    for note in doc["notes"]:
+        print(f"note: {note}")
+    print()
+    print(targets_table(doc["targets"]))
+    print(f"total {doc['total_seconds']:.0f} s")
+    if args.json:
+        path = Path(args.json)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(json.dumps(doc, indent=1, default=str))
+        tmp.replace(path)
+        print(f"wrote {path}")
+    return 0
