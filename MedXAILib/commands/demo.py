@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed")
     parser.add_argument("--method", default="gradcam", help="explanation method (default gradcam)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument(
+        "--compare", metavar="METHODS",
+        help="also explain with these methods (comma-separated, or 'all') and write methods.png comparing them",
+    )
     add_progress_argument(parser)
 
 
@@ -105,10 +109,45 @@ def _segmentation(args: argparse.Namespace, out: Path, progress: Progress) -> li
         title=f"MedXAI demo — {model.name}, {expl.method} of the predicted tumour (FLAIR)",
         numbers=numbers, anatomy_channel=volume.channel_names.index("flair"),
     )
+    if args.compare:
+        metrics["methods"] = _compare(
+            args, out, model, volume, truth, progress, prediction=prediction,
+            anatomy_channel=volume.channel_names.index("flair"),
+        )
     metrics["seconds_total"] = round(time.perf_counter() - t0, 2)
     write_json(metrics, out / "metrics.json")
     progress(1.0, "demo done")
     return numbers + [f"total {metrics['seconds_total']:.1f} s"]
+
+
+def _compare(
+    args: argparse.Namespace, out: Path, model: Any, volume: Any, truth: np.ndarray | None, progress: Progress,
+    anatomy_channel: int = 0, **explain_kwargs: Any,
+) -> dict[str, Any]:
+    """Explain the same target with several methods; write methods.png and return their costs and scores."""
+    from ..explain import available_methods, explain
+    from ..figures.compare import compare_methods_figure
+    from ..metrics.localisation import pointing_game, relevance_mass
+
+    names = sorted(available_methods()) if args.compare == "all" else [m.strip() for m in args.compare.split(",")]
+    explanations = []
+    for n, name in enumerate(names):
+        progress(0.9 + 0.09 * n / len(names), f"comparing: {name}")
+        explanations.append(explain(model, volume, name, **explain_kwargs))
+    compare_methods_figure(
+        out / "methods.png", volume, explanations, truth, anatomy_channel=anatomy_channel,
+        title=f"{model.name}: the same target explained by {len(names)} methods",
+    )
+    result: dict[str, Any] = {}
+    for e in explanations:
+        heat = e.heatmap.array[0]
+        heat = np.abs(heat) if e.display == "signed" else heat
+        entry: dict[str, Any] = {"cost": e.cost.as_dict()}
+        if truth is not None and truth.any():
+            entry["pointing_game"] = pointing_game(heat, truth)
+            entry["relevance_mass"] = relevance_mass(heat, truth)
+        result[e.method] = entry
+    return result
 
 
 def _classification(args: argparse.Namespace, out: Path, progress: Progress) -> list[str]:
@@ -149,6 +188,8 @@ def _classification(args: argparse.Namespace, out: Path, progress: Progress) -> 
         out / "overview.png", volume, expl.heatmap, probs, truth, phantom.boxes,
         title=f"MedXAI demo — {model.name}, {expl.method}", explained=finding, numbers=numbers,
     )
+    if args.compare:
+        metrics["methods"] = _compare(args, out, model, volume, truth_mask, progress, label=top)
     metrics["seconds_total"] = round(time.perf_counter() - t0, 2)
     write_json(metrics, out / "metrics.json")
     progress(1.0, "demo done")
