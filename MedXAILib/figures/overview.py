@@ -60,6 +60,7 @@ def segmentation_overview(
     img = anatomy.array[ch].astype(np.float32)
     hm = np.maximum(heat.array[0], 0)
     hm = hm / hm.max() if hm.max() > 0 else hm
+    body = np.any(anatomy.array != 0, axis=0)  # the heat map is shown inside the imaged body only
     ref = reference.array[0] > 0 if reference is not None else None
     pred = prediction.array[0] > 0 if prediction is not None else None
     centre = _centre(ref, hm)
@@ -83,8 +84,13 @@ def segmentation_overview(
             top.contour(_slices(pred.astype(float), centre)[col], levels=[0.5], colors=["#ff3b3b"], linewidths=1.2,
                         linestyles="--")
         h = _slices(hm, centre)[col]
-        bottom.imshow(np.ma.masked_less(h, 0.05), cmap="inferno", vmin=0, vmax=1, alpha=0.75, aspect=aspect,
-                      interpolation="bilinear")
+        inside = _slices(body.astype(float), centre)[col] > 0
+        bottom.imshow(np.ma.masked_where((h < 0.05) | ~inside, h), cmap="inferno", vmin=0, vmax=1, alpha=0.75,
+                      aspect=aspect, interpolation="nearest")
+        rows_, cols_ = h.shape
+        for ax in (top, bottom):
+            ax.set_xlim(-0.5, cols_ - 0.5)
+            ax.set_ylim(rows_ - 0.5, -0.5)
         if ref is not None:
             bottom.contour(_slices(ref.astype(float), centre)[col], levels=[0.5], colors=["#00ff66"], linewidths=0.9)
     axes[0, 0].text(0.02, 0.02, "— truth", color="#00ff66", transform=axes[0, 0].transAxes, fontsize=10)
