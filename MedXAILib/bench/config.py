@@ -38,15 +38,15 @@ class BenchConfig:
     occlusion_window_3d: int = 32
     occlusion_stride_3d: int = 32
     occlusion_window_2d: int = 64
-    occlusion_stride_2d: int = 32
+    occlusion_stride_2d: int = 64
     occlusion_batch: int = 4
-    scorecam_top_k: tuple[int, ...] = (4,)
+    scorecam_top_k: tuple[int, ...] = (2, 4)
     scorecam_batch: int = 4
     shap_samples_3d: int = 32
     shap_high_samples_3d: int = 256
     shap_segments_3d: int = 32
-    shap_samples_2d: int = 128
-    shap_high_samples_2d: int = 2048
+    shap_samples_2d: int = 64
+    shap_high_samples_2d: int = 512
     shap_segments_2d: int = 64
     shap_batch: int = 8
     ig_steps: int = 8
@@ -93,7 +93,7 @@ def full_config() -> BenchConfig:
     """``bench``: the issue's sizes with the methods' default-like sample counts (hours on 2 CPU cores)."""
     return BenchConfig(
         quick=False, runs=5, occlusion_window_3d=16, occlusion_stride_3d=16, occlusion_window_2d=32,
-        occlusion_stride_2d=16, scorecam_top_k=(4, 8), shap_samples_3d=128, shap_high_samples_3d=1024,
+        occlusion_stride_2d=32, scorecam_top_k=(4, 8), shap_samples_3d=128, shap_high_samples_3d=1024,
         shap_segments_3d=64, shap_samples_2d=256, shap_high_samples_2d=4096, ig_steps=32, gradientshap_samples=16,
         scaling_shapes=((64, 64, 64), (96, 96, 96), (128, 128, 128), (160, 160, 160)),
     )
