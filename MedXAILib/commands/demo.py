@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument(
         "--compare", metavar="METHODS",
-        help="also explain with these methods (comma-separated, or 'all') and write methods.png comparing them",
+        help="also explain with these methods (comma-separated, or 'all') and write methods.png comparing them; "
+        "give parameters after colons, e.g. occlusion:window_mm=32:stride_mm=32",
     )
     add_progress_argument(parser)
 
@@ -129,11 +130,14 @@ def _compare(
     from ..figures.compare import compare_methods_figure
     from ..metrics.localisation import pointing_game, relevance_mass
 
-    names = sorted(available_methods()) if args.compare == "all" else [m.strip() for m in args.compare.split(",")]
+    specs = sorted(available_methods()) if args.compare == "all" else [m.strip() for m in args.compare.split(",")]
     explanations = []
-    for n, name in enumerate(names):
-        progress(0.9 + 0.09 * n / len(names), f"comparing: {name}")
-        explanations.append(explain(model, volume, name, **explain_kwargs))
+    for n, spec in enumerate(specs):
+        name, *pairs = spec.split(":")
+        params = dict(p.split("=", 1) for p in pairs if "=" in p)
+        progress(0.9 + 0.09 * n / len(specs), f"comparing: {name}")
+        explanations.append(explain(model, volume, name, params=params, **explain_kwargs))
+    names = [e.method for e in explanations]
     compare_methods_figure(
         out / "methods.png", volume, explanations, truth, anatomy_channel=anatomy_channel,
         title=f"{model.name}: the same target explained by {len(names)} methods",

@@ -179,8 +179,8 @@ class Occlusion(Method):
     needs_gradients = False
     display = "signed"
     params = {
-        "window_mm": [16.0],
-        "stride_mm": [8.0],
+        "window_mm": [32.0],
+        "stride_mm": [16.0],
         "baseline": 0.0,
         "batch_size": 8,
         "per_channel": False,
