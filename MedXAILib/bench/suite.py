@@ -26,7 +26,7 @@ from . import references as ref
 from .cases import BenchCase, brain_case
 from .config import BenchConfig
 from .report import max_relative_difference, spearman
-from .timing import Timing, time_call
+from .timing import Timing, time_call, time_interleaved
 
 Log = Callable[[str], None]
 CAMS_WITH_CAPTUM = ("gradcam", "gradcampp", "hirescam", "layercam")
@@ -55,6 +55,7 @@ class Bench:
         self.rows: list[dict[str, Any]] = []
         self.scaling: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self._captum_cam: Any = None
 
     # ---- one row ----------------------------------------------------------------------------------------------
     def time(self, case: BenchCase, method: str, implementation: str, fn: Callable[[], Any],
@@ -98,15 +99,34 @@ class Bench:
         ctx = case.context()
         is3d = case.tag != "2d"
         spacing = tuple(float(s) for s in model_grid_spacing(ctx.prepared.model_ijk_to_ras, ctx.x.ndim - 2))
-        self.time(case, "forward", "torch", lambda: ref.forward(ctx))
-        self.time(case, "forward_backward", "torch", lambda: ref.forward_backward(ctx))
         from ..explain import available_methods
 
         ours: dict[str, torch.Tensor] = {}
         names = sorted(available_methods())
         if cfg.methods is not None:
             names = [n for n in names if n in cfg.methods]
+        # the rows whose ratios are targets run interleaved (see time_interleaved): floors, Grad-CAM(++), captum's
+        group: list[tuple[str, str, Callable[[], Any]]] = [
+            ("forward", "torch", lambda: ref.forward(ctx)),
+            ("forward_backward", "torch", lambda: ref.forward_backward(ctx)),
+        ]
+        group += [(m, "medxai", lambda m=m: run_medxai(ctx, m, {})) for m in ("gradcam", "gradcampp") if m in names]
+        if "gradcam" in names or "gradcampp" in names:
+            group.append(("gradcam", "captum", lambda: ref.captum_layergradcam(ctx)))
+        for (method, impl, _), t in zip(group, time_interleaved([g[2] for g in group], cfg.runs, cfg.warmup)):
+            row = {"model": case.label, "input_shape": case.input_shape, "model_grid": case.model_grid,
+                   "method": method, "implementation": impl, "median_s": round(t.median_s, 4),
+                   "peak_mb": None if t.peak_mb is None else round(t.peak_mb, 1),
+                   "times_s": [round(v, 4) for v in t.times], "interleaved": True}
+            self.rows.append(row)
+            self.log(f"  {method:<18} {impl:<17} {t.median_s:9.3f} s  peak {row['peak_mb']} MB (interleaved)")
+            if impl == "medxai":
+                ours[method] = t.result.detach().float()
+            elif impl == "captum":
+                self._captum_cam = t.result
         for name in names:
+            if name in ("gradcam", "gradcampp"):
+                continue
             cls = available_methods()[name]
             if case.model.spatial_dims not in cls.dims or case.model.task not in cls.tasks \
                     or case.target.kind not in cls.target_kinds:
@@ -145,8 +165,9 @@ class Bench:
                     and (params_key is None or r.get("params", {}).get("top_k", 0) == params_key)]
 
         if "gradcam" in names or "gradcampp" in names:
-            row, m = self.time(case, "gradcam", "captum", lambda: ref.captum_layergradcam(ctx))
-            compare(row, m, "gradcam", exact=True)
+            row = next(r for r in self.rows if r["model"] == case.label and r["method"] == "gradcam"
+                       and r["implementation"] == "captum")
+            compare(row, self._captum_cam, "gradcam", exact=True)
             for plus, name in ((False, "gradcam"), (True, "gradcampp")):
                 row, out = self.time(case, name, "monai", lambda plus=plus: ref.monai_cam(ctx, plus))
                 if out is not None:

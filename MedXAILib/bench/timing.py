@@ -58,3 +58,26 @@ def time_call(fn: Callable[[], Any], runs: int = 3, warmup: int = 1) -> Timing:
             timing.peak_bytes = max(timing.peak_bytes or 0, m.peak_rss_bytes)
     timing.result = result
     return timing
+
+
+def time_interleaved(fns: list[Callable[[], Any]], runs: int = 3, warmup: int = 1) -> list[Timing]:
+    """Time several calls whose ratios matter, alternating them run by run (a, b, c, a, b, c, …).
+
+    On a shared machine the load drifts over minutes; interleaving puts every call's runs under the same drift, so
+    the ratios of the medians are fair even when the absolute times are not. Warm-ups are made first, per call.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"time_interleaved needs runs >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
+    out = [Timing() for _ in fns]
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    for _ in range(runs):
+        for fn, timing in zip(fns, out):
+            gc.collect()
+            with measure() as m:
+                timing.result = fn()
+            timing.times.append(m.seconds)
+            if m.peak_rss_bytes is not None:
+                timing.peak_bytes = max(timing.peak_bytes or 0, m.peak_rss_bytes)
+    return out
