@@ -43,6 +43,7 @@ def compare_methods_figure(
     sp = anatomy.spacing_kji
     aspect = sp[1] / sp[2]
     lo, hi = _window(img[k])
+    body = np.any(anatomy.array[:, k] != 0, axis=0) if not anatomy.is_2d else np.ones(img.shape[1:], bool)
     n = len(explanations)
     cols = min(columns, n)
     rows = int(np.ceil(n / cols))
@@ -54,7 +55,10 @@ def compare_methods_figure(
         if e.display == "signed":
             heat = np.abs(heat)
         ax.imshow(img[k], cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
-        ax.imshow(np.ma.masked_less(heat, 0.05), cmap="inferno", vmin=0, vmax=1, alpha=0.75, aspect=aspect)
+        ax.imshow(np.ma.masked_where((heat < 0.05) | ~body, heat), cmap="inferno", vmin=0, vmax=1, alpha=0.75,
+                  aspect=aspect, interpolation="nearest")
+        ax.set_xlim(-0.5, heat.shape[1] - 0.5)
+        ax.set_ylim(heat.shape[0] - 0.5, -0.5)
         label = f"{e.method}  {e.cost.seconds:.2f} s"
         if reference is not None and reference.any():
             ref_k = reference[k]
