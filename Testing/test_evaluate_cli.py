@@ -118,7 +118,10 @@ def test_heatmap_box_protocol_2d(tmp_path: Path, capsys: pytest.CaptureFixture[s
         (["--heatmap", "{heat}", "--reference", "{ref}", "--labels", "3"], "label 3 is not in the reference"),
         (["--heatmap", "{heat}", "--reference", "{ref}", "--box", "1,2,3"], "--box needs 4"),
         (["--heatmap", "{heat}", "--box", "1,2,3,4"], "2D heat maps"),
-        (["--heatmap", "{heat}", "--reference", "{ref}", "--model", "m.pt", "--input", "{heat}"], "unknown model 'm.pt'"),
+        (
+            ["--heatmap", "{heat}", "--reference", "{ref}", "--model", "m.pt", "--input", "{heat}"],
+            "unknown model 'm.pt'",
+        ),
         (["--heatmap", "{heat}", "--reference", "{ref}", "--model", "m.pt"], "both --model and --input"),
     ],
 )
