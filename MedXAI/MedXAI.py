@@ -110,6 +110,7 @@ class MedXAIParameterNode:
     steps - what Apply runs. method / methodParameters - the explainer and extra `explain` flags.
     targetKind / targetClass / targetPoint - what is explained (the segment comes from the segment selector).
     heatmapOpacity / heatmapThreshold - display of the result; heatmap, prediction, resultsTable - outputs.
+    qualitySlowMetrics - Evaluate's explanation quality also runs stability and sanity (they re-run the explainer).
     """
 
     inputVolume1: vtkMRMLScalarVolumeNode
@@ -131,6 +132,7 @@ class MedXAIParameterNode:
     heatmap: vtkMRMLScalarVolumeNode
     prediction: vtkMRMLSegmentationNode
     resultsTable: vtkMRMLTableNode
+    qualitySlowMetrics: bool = False
 
 
 #
@@ -172,6 +174,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantomButton)
         self.ui.thresholdButton.connect("clicked(bool)", self.onThresholdButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
+        self.ui.qualityButton.connect("clicked(bool)", self.onQualityButton)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.targetKindComboBox.connect("currentIndexChanged(int)", self.updateTargetWidgets)
@@ -228,6 +231,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the running job; nothing it made is kept")
             self.ui.applyButton.enabled = True
+            self.ui.qualityButton.enabled = False
             return
         self.ui.applyButton.text = _("Apply")
         p = self._parameterNode
@@ -237,6 +241,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = _("Run the model and explain it") if ready else _("Select the inputs first")
         self.ui.estimateButton.enabled = ready
+        self.ui.qualityButton.enabled = bool(ready and p.heatmap)
 
     def onModelChanged(self, index=None) -> None:
         """Label the channel selectors with the model's channel names and show only as many as it takes."""
@@ -429,6 +434,29 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.resultsTable = outputs["table"]
             self.ui.resultsTableView.setMRMLTableNode(outputs["table"])
 
+    def onQualityButton(self) -> None:
+        """Explanation quality of the current heat map, as a background job (Apply turns into Cancel)."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the explanation."), waitCursor=True):
+            if self._running():
+                raise ValueError(_("Wait for the running job to finish, or cancel it"))
+            if not self.logic.ensureDependencies():
+                return
+            p = self._parameterNode
+            reference = self.ui.referenceSegmentSelector.currentNode() or p.referenceSegmentation
+            if not p.heatmap or not reference:
+                raise ValueError(_("Run an explanation and choose a reference segmentation first"))
+            self.ui.logTextEdit.clear()
+            self._pendingSteps = []
+            self._task = self.logic.evaluateExplanation(
+                p.heatmap, self.logic.inputNodesFromParameters(p), self.logic.modelFromParameters(p), reference,
+                referenceSegment=self.ui.referenceSegmentSelector.currentSegmentID() or None,
+                slowMetrics=p.qualitySlowMetrics,
+            )
+            self._log(_("Measuring explanation quality…"))
+            self.ui.progressBar.value = 0
+            self._timer.start()
+            self._checkCanApply()
+
 
 #
 # MedXAILogic
@@ -613,6 +641,21 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
         task = self.workflow().start_evaluate(predictionSegmentation, referenceSegmentation, referenceVolume, pairs)
         return self._finish(task, waitForCompletion)
 
+    def evaluateExplanation(self, heatmapNode, inputNodes, model: Optional[str] = "demo-brain-tumour",  # noqa: UP045 - Slicer 5.8 runs Python 3.9
+                            referenceSegmentation=None, referenceSegment: Optional[str] = None,  # noqa: UP045
+                            method: Optional[str] = None, slowMetrics: bool = False,  # noqa: UP045
+                            waitForCompletion: bool = False):
+        """How far a heat map can be trusted, in a table node (``"table"``; numbers in ``"metrics"``).
+
+        Localisation against the reference segment (all segments when none is chosen) and sparseness; with a
+        ``model``, faithfulness (deletion / insertion AUCs with random controls); with ``slowMetrics``, also
+        stability and sanity (they re-run the explainer several times: minutes). ``method`` defaults to the one
+        that made the heat map.
+        """
+        task = self.workflow().start_quality(heatmapNode, list(inputNodes), model or None, referenceSegmentation,
+                                             referenceSegment, method=method, slow=slowMetrics)
+        return self._finish(task, waitForCompletion)
+
     # -- results (fast, in this process) ---------------------------------------------------------------------------
     def setHeatmapOpacity(self, opacity: float) -> None:
         from MedXAILogicLib import bridge
@@ -727,6 +770,13 @@ class MedXAITest(ScriptedLoadableModuleTest):
         logic.setHeatmapOpacity(0.3)
         thresholded = logic.thresholdHeatmap(heat, 0.5)
         self.assertEqual(thresholded.GetSegmentation().GetNumberOfSegments(), 1)
+
+        self.delayDisplay("Measuring explanation quality")
+        quality = logic.evaluateExplanation(heat, volumes, "demo-brain-tumour", case["reference"],
+                                            waitForCompletion=True)
+        for key in ("pointing_game", "relevance_mass", "deletion_auc", "insertion_auc", "deletion_auc_random"):
+            self.assertIn(key, quality["metrics"])
+        self.assertEqual(quality["table"].GetTable().GetColumnName(0), "metric")
 
         self.delayDisplay("Measuring")
         metrics = logic.evaluate(seg, case["reference"], volumes[0], waitForCompletion=True)

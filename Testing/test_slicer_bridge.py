@@ -199,7 +199,10 @@ def test_segmentation_import_names_colours_and_export_round_trip(scene):
     colours = {tuple(np.round(seg.GetSegmentation().GetSegment(s).GetColor(), 2)) for s in ids}
     assert len(colours) == 3
     assert scene.GetNodesByName("__medxai_temp_labels__").GetNumberOfItems() == 0  # temporary node removed
+    slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)  # made once, on first use
+    n_nodes = scene.GetNumberOfNodes()
     back = bridge.segmentation_to_labelmap(seg, anatomy)
+    assert scene.GetNumberOfNodes() == n_nodes  # neither the temporary label map nor its colour table stays
     assert np.allclose(back.ijk_to_ras, matrix, atol=1e-12)
     assert np.array_equal(back.array[0], labels)
     mask = bridge.segment_to_mask(seg, "oedema", anatomy)

@@ -232,7 +232,8 @@ def test_choices_fill_the_combo_boxes(tree):
 def test_self_test_covers_the_whole_flow(tree):
     test = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MedXAITest")
     source = ast.unparse(test)
-    for step in ("loadPhantomCase", ".segment(", ".explain(", "overlay", ".evaluate(", ".cancel(",
+    for step in ("loadPhantomCase", ".segment(", ".explain(", "overlay", ".evaluate(", ".evaluateExplanation(",
+                 ".cancel(",
                  "waitForCompletion=True", "thresholdHeatmap", "setHeatmapOpacity"):
         assert step in source, f"the self-test does not exercise {step}"
     methods = {f.name for f in test.body if isinstance(f, ast.FunctionDef)}

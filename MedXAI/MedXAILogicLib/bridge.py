@@ -413,10 +413,12 @@ def segmentation_to_labelmap(
 ) -> Volume:
     """Export segments as one integer label map on ``reference``'s grid (segment *n* in ``ids`` → label *n*).
 
-    Uses the static ``ExportSegmentsToLabelmapNode`` with a temporary labelmap node that is removed afterwards.
+    Uses the static ``ExportSegmentsToLabelmapNode`` with a temporary labelmap node that is removed afterwards,
+    together with the colour table the export makes for it (one per call otherwise piles up in the scene).
     """
     scene = segmentation_node.GetScene()
     ids = list(ids) if ids is not None else segment_ids(segmentation_node)
+    colors_before = _node_ids(scene, "vtkMRMLColorTableNode")
     temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__medxai_temp_export__")
     try:
         id_array = vtk.vtkStringArray()
@@ -432,6 +434,13 @@ def segmentation_to_labelmap(
         return Volume(exported.array.astype(np.int16), ijk_to_ras_of(reference))
     finally:
         _remove_with_display(scene, temp)
+        for node_id in _node_ids(scene, "vtkMRMLColorTableNode") - colors_before:
+            scene.RemoveNode(scene.GetNodeByID(node_id))
+
+
+def _node_ids(scene: slicer.vtkMRMLScene, class_name: str) -> set[str]:
+    nodes = scene.GetNodesByClass(class_name)
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
 def segment_to_mask(

@@ -480,10 +480,13 @@ class Workflow:
             base = f"{reference.GetName()} {method}"
             heat_node = task.track(bridge.add_heatmap_node(self.scene, heat, reference, name=f"{base} heat map"))
             heat_node.SetAttribute("MedXAI.Method", method)
+            sidecar = self._sidecar(output)
+            described = {k: sidecar[k] for k in EXPLANATION_KEYS if k in sidecar}
+            if described:  # what `evaluate` needs to re-run this explanation (method, parameters, target)
+                heat_node.SetAttribute("MedXAI.Explanation", json.dumps(described))
             overlay = task.track(bridge.add_relevance_overlay(self.scene, heat, reference,
                                                               name=f"{base} relevance levels"))
             outputs: dict[str, Any] = {"heatmap": heat_node, "overlay": overlay}
-            sidecar = self._sidecar(output)
             importance = _importance(sidecar, [n.GetName() for n in input_nodes])
             if importance:
                 columns = list(importance)
@@ -600,6 +603,109 @@ class Workflow:
             return {"table": table, "metrics": metrics}
 
         return self._task("evaluate", args, workdir, finish, None)
+
+
+    # -- explanation quality ------------------------------------------------------------------------------------
+    def start_quality(
+        self,
+        heatmap_node: Any,
+        input_nodes: Sequence[Any],
+        model: str | None,
+        reference_segmentation: Any,
+        reference_segment: str | Sequence[str] | None = None,
+        method: str | None = None,
+        slow: bool = False,
+    ) -> Task:
+        """How far a heat map can be trusted (``evaluate --heatmap``): a (metric, value) table node.
+
+        Localisation (pointing game, relevance mass and rank, top-k% Dice/IoU) against the reference segment and
+        complexity (sparseness) always; with a ``model``, faithfulness (deletion/insertion AUCs and their random
+        controls); with ``slow``, also stability and sanity, which re-run the explainer several times.
+
+        Args:
+            heatmap_node: a heat map on the inputs' grid (as made by :meth:`start_explain`).
+            input_nodes: the explained volumes, one per model channel.
+            reference_segment: a segment name or ID (or several); None: all segments of the segmentation.
+            method: the method that made the map; default the node's ``MedXAI.Method`` attribute.
+
+        The task's outputs hold ``"table"``, ``"metrics"`` (the numbers by key), ``"raw"`` (the CLI's JSON) and
+        ``"skipped"`` (metric families the CLI could not run, with why).
+        """
+        input_nodes = list(input_nodes)
+        if heatmap_node is None or not input_nodes or reference_segmentation is None:
+            raise InputError("explanation quality needs a heat map, the input volume(s) and a reference segmentation")
+        reference = input_nodes[0]
+        method = method or heatmap_node.GetAttribute("MedXAI.Method") or None
+        workdir = self._workdir()
+        try:
+            heat = bridge.node_to_volume(heatmap_node)
+            grid = Volume(np.zeros((1,) + bridge._shape_kji(reference), np.uint8), bridge.ijk_to_ras_of(reference))
+            diff = grid.geometry_difference(heat, atol=1e-3)
+            if diff is not None:
+                raise InputError(f"the heat map {heatmap_node.GetName()} has {diff} than {reference.GetName()}; "
+                                 "explain these inputs again")
+            from MedXAILib.io import write_volume
+
+            heat_path = workdir / f"heatmap{self.output_suffix}"
+            write_volume(Volume(heat.array[:1].astype(np.float32), grid.ijk_to_ras), heat_path)
+            described = heatmap_node.GetAttribute("MedXAI.Explanation")
+            if described:  # the explain sidecar: lets stability and sanity re-use the parameters and target
+                Path(str(heat_path) + ".json").write_text(described)
+            segments = ([reference_segment] if isinstance(reference_segment, str)
+                        else list(reference_segment or bridge.segment_ids(reference_segmentation)))
+            region = np.zeros(grid.shape, bool)
+            for segment in segments:
+                region |= bridge.segment_to_mask(reference_segmentation, segment, reference).array[0] > 0
+            if not region.any():
+                raise InputError(f"the reference {reference_segmentation.GetName()} is empty on the input grid; "
+                                 "choose another segment")
+            ref_path = self._write_mask(workdir, Volume(region[None].astype(np.uint8), grid.ijk_to_ras), "reference")
+            args = ["evaluate", "--heatmap", str(heat_path), "--reference", str(ref_path)]
+            if model:
+                inputs = self.write_inputs(workdir, input_nodes)
+                families = "faithfulness,stability,sanity" if slow else "faithfulness"
+                # `evaluate --input` takes every channel after one flag (a repeated flag keeps only the last)
+                args += ["--model", model, "--input", *[str(p) for p in inputs], "--quality", families]
+                if method:
+                    args += ["--method", method]
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        output = workdir / "quality.json"
+        args += ["--output", str(output), "--progress", "json"]
+
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            if not output.exists():
+                raise InputError("evaluate did not write its explanation-quality metrics")
+            data = json.loads(output.read_text())
+            metrics = quality_numbers(data)
+            skipped = data.get("quality_skipped") or {}
+            for family, why in skipped.items():
+                task.log.append(f"{family} skipped: {why}")
+            table = task.track(bridge.add_table_node(
+                self.scene, f"{heatmap_node.GetName()} quality", ["metric", "value"],
+                [[k, v] for k, v in metrics.items()]))
+            table.SetAttribute("MedXAI.Role", "explanation quality")
+            self._place([table], reference)
+            return {"table": table, "metrics": metrics, "raw": data, "skipped": skipped}
+
+        return self._task("evaluate", args, workdir, finish, None)
+
+
+#: The keys of an ``explain`` sidecar that say how to make the same heat map again (kept on the heat-map node).
+EXPLANATION_KEYS = ("model", "method", "params", "target")
+
+
+def quality_numbers(data: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar metrics of ``evaluate --heatmap``'s JSON, in its order (curves, settings and inputs left out;
+    a yes/no such as ``sanity_passed`` becomes 1 or 0)."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            out[str(key)] = 1.0 if value else 0.0
+        elif isinstance(value, (int, float)) and value is not None:
+            out[str(key)] = float(value)
+    return out
 
 
 METRIC_COLUMNS = ("dice", "iou", "hd95_mm", "volume_ml_prediction", "volume_ml_reference")
