@@ -67,7 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--box-threshold", type=float, default=0.5, help="threshold of the normalised map for the box (default 0.5)"
     )
     parser.add_argument("--model", help="model for faithfulness/stability/sanity metrics")
-    parser.add_argument("--input", nargs="+", type=Path, help="the explained image(s), for model-based metrics")
+    parser.add_argument(
+        "--input", nargs="+", action="extend", type=Path,
+        help="the explained image(s), for model-based metrics; one per channel (--input a b or --input a --input b)",
+    )
     parser.add_argument(
         "--method", help="the method that made the heat map (re-run by stability/sanity; default: the explain sidecar)"
     )
