@@ -24,9 +24,10 @@ pytestmark = [
 
 
 def _four_channels(paths: dict[str, str]) -> Volume:
-    """Order t1, t1ce, t2, flair; a missing sequence is filled by its nearest available one (documented stand-in)."""
+    """Order t1, t1ce, t2, flair; a missing sequence is filled by its nearest available one, else by any given one."""
     stand_in = {"t1": ["t1", "t1ce"], "t1ce": ["t1ce", "t1"], "t2": ["t2", "flair"], "flair": ["flair", "t2"]}
-    chosen = [next(paths[s] for s in stand_in[c] if s in paths) for c in ("t1", "t1ce", "t2", "flair")]
+    first = next(iter(paths.values()))
+    chosen = [next((paths[s] for s in stand_in[c] if s in paths), first) for c in ("t1", "t1ce", "t2", "flair")]
     return read_volume(chosen, channel_names=["t1", "t1ce", "t2", "flair"])
 
 
