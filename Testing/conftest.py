@@ -17,3 +17,14 @@ def test_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip("real test data not found: set MEDXAI_TEST_DATA to the medxai-test-data folder")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks run fastest on one thread (and do not fight over the shared cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -28,12 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 TIMING = {"seconds", "seconds_predict", "seconds_explain", "seconds_metrics"}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from MedXAILib.explain import explain
 from MedXAILib.io import write_volume
 from MedXAILib.quality import evaluate_explanation
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _save(model, folder: Path) -> Path:

@@ -21,14 +21,7 @@ from MedXAILib.quality.faithfulness import (
 from MedXAILib.targets import Target
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks run fastest on one thread (and do not fight over the shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linear_model(shape: tuple[int, ...], seed: int = 0, bias: float = 50.0) -> tuple[Model, np.ndarray]:

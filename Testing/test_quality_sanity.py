@@ -15,13 +15,7 @@ from MedXAILib.quality.sanity import (
     stage_cuts,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_stages_cascade_from_the_top_layer_on_a_copy() -> None:

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers import oblique_direction
 
 from MedXAILib.errors import InputError
 from MedXAILib.quality.stability import add_noise, rotate, rotate_back, rotation_matrix, stability
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blob_volume(shape=(14, 30, 34), spacing=(0.8, 1.1, 2.5), centre_mm=(6.0, -4.0, 3.0), sigma_mm=5.0) -> Volume:
