@@ -234,11 +234,6 @@ class IntegratedGradients(Method):
     name = "ig"
     title = "Integrated Gradients"
     reference = "Sundararajan et al., ICML 2017"
-    dims = (2, 3)
-    tasks = ("classification", "segmentation")
-    target_kinds = ("class", "region", "voxel")
-    needs_gradients = True
-    display = "signed"
     params = {
         "steps": 32,
         "method": "gausslegendre",
@@ -275,11 +270,6 @@ class Saliency(Method):
     name = "saliency"
     title = "Saliency / SmoothGrad"
     reference = "Simonyan et al., ICLR-W 2014; Smilkov et al., 2017"
-    dims = (2, 3)
-    tasks = ("classification", "segmentation")
-    target_kinds = ("class", "region", "voxel")
-    needs_gradients = True
-    display = "signed"
     params = {"mode": "abs", "smoothgrad_samples": 0, "noise_level": 0.15, "batch_size": 8, "seed": 0}
     cost_model = "max(1, smoothgrad_samples) forward + backward (batch_size per pass)"
 
@@ -313,11 +303,6 @@ class GradientSHAP(Method):
     name = "gradientshap"
     title = "GradientSHAP"
     reference = "Lundberg & Lee, NeurIPS 2017 (captum's GradientShap estimator)"
-    dims = (2, 3)
-    tasks = ("classification", "segmentation")
-    target_kinds = ("class", "region", "voxel")
-    needs_gradients = True
-    display = "signed"
     params = {
         "n_samples": 16,
         "baselines": "zeros+blurred",
