@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -61,3 +64,13 @@ def tiny_classifier(classes: int = 3, seed: int = 0, input_size: list[int] | Non
         preprocessing=pre,
     )
     return Model(build_network(arch), desc)
+
+
+def save_model(model: Model, folder: Path) -> Path:
+    """Write ``model`` as a folder with ``model.json`` and ``weights.pt`` (loadable by ``load_model(folder)``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.network.state_dict(), folder / "weights.pt")
+    desc = model.description.to_dict()
+    desc["weights"] = "weights.pt"
+    (folder / "model.json").write_text(json.dumps(desc))
+    return folder

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from helpers import oblique_direction, oblique_volume, tiny_classifier, tiny_unet_model
+from helpers import oblique_direction, oblique_volume, save_model, tiny_classifier, tiny_unet_model
 
 from MedXAILib.cli import main
 from MedXAILib.io import read_image, write_volume
@@ -20,18 +19,9 @@ from MedXAILib.volume import Volume, make_ijk_to_ras
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _save(model, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.network.state_dict(), folder / "weights.pt")
-    desc = model.description.to_dict()
-    desc["weights"] = "weights.pt"
-    (folder / "model.json").write_text(json.dumps(desc))
-    return folder
-
-
 @pytest.fixture
 def seg_case(tmp_path):
-    model_dir = _save(tiny_unet_model(channels=2), tmp_path / "seg-model")
+    model_dir = save_model(tiny_unet_model(channels=2), tmp_path / "seg-model")
     vol = oblique_volume(channels=2, shape=(12, 20, 18))
     inputs = [write_volume(vol.channel(c), tmp_path / f"in{c}.nii.gz") for c in range(2)]
     return model_dir, inputs, vol
@@ -97,7 +87,7 @@ def test_bad_inputs_are_refused_cleanly(seg_case, tmp_path, capsys):
 
 
 def test_3d_volume_to_2d_model_refused(tmp_path, capsys):
-    model_dir = _save(tiny_classifier(), tmp_path / "cls")
+    model_dir = save_model(tiny_classifier(), tmp_path / "cls")
     vol = write_volume(oblique_volume(channels=1), tmp_path / "vol.nii.gz")
     out = tmp_path / "c.json"
     _refused(capsys, ["classify", "--model", str(model_dir), "--input", str(vol), "--output", str(out)],

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from helpers import oblique_volume, tiny_unet_model
+from helpers import oblique_volume, save_model, tiny_unet_model
 
 from MedXAILib.cli import main
 from MedXAILib.errors import MethodError
@@ -19,17 +18,8 @@ from MedXAILib.quality import evaluate_explanation
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _save(model, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.network.state_dict(), folder / "weights.pt")
-    desc = model.description.to_dict()
-    desc["weights"] = "weights.pt"
-    (folder / "model.json").write_text(json.dumps(desc))
-    return folder
-
-
 def test_evaluate_cli_writes_faithfulness_stability_and_sanity(tmp_path: Path) -> None:
-    model_dir = _save(tiny_unet_model(channels=2), tmp_path / "m")
+    model_dir = save_model(tiny_unet_model(channels=2), tmp_path / "m")
     vol = oblique_volume(channels=2, shape=(8, 12, 12))
     inputs = [str(write_volume(vol.channel(c), tmp_path / f"in{c}.nii.gz")) for c in range(2)]
     ref = np.zeros((1,) + vol.shape, np.int16)

@@ -213,35 +213,6 @@ def reference_region(reference: Volume, labels: list[int] | None) -> np.ndarray:
     return region
 
 
-def localisation_metrics(
-    heatmap: np.ndarray,
-    region: np.ndarray,
-    spacing_kji: np.ndarray,
-    topk: list[float],
-    tolerance_mm: float = 0.0,
-) -> dict[str, object]:
-    """Mask-based localisation metrics of one ``(K, J, I)`` map against a boolean region (same grid)."""
-    from ..metrics import localisation as loc
-
-    out: dict[str, object] = {"pointing_game": loc.pointing_game(heatmap, region)}
-    if tolerance_mm > 0:
-        out[f"pointing_game_tol{tolerance_mm:g}mm"] = loc.pointing_game(heatmap, region, tolerance_mm, spacing_kji)
-    out["relevance_mass"] = loc.relevance_mass(heatmap, region)
-    out["relevance_rank"] = loc.relevance_rank(heatmap, region)
-    for k in topk:
-        overlap = loc.topk_overlap(heatmap, region, k)
-        out[f"topk_dice_{k:g}pct"] = overlap["dice"]
-        out[f"topk_iou_{k:g}pct"] = overlap["iou"]
-    return out
-
-
-def complexity_metrics(heatmap: np.ndarray) -> dict[str, float]:
-    """Sparseness (Gini) and entropy of a map (any shape)."""
-    from ..metrics.complexity import complexity_entropy, sparseness_gini
-
-    return {"sparseness_gini": sparseness_gini(heatmap), "complexity_entropy_nats": complexity_entropy(heatmap)}
-
-
 def _read_heatmap(args: argparse.Namespace) -> Volume:
     from .. import io
 
@@ -262,6 +233,8 @@ def _run_heatmap(
 ) -> dict[str, object]:
     from .. import io
     from ..metrics import localisation as loc
+    from ..metrics.complexity import complexity_summary
+    from ..metrics.localisation import localisation_summary
 
     labels = _int_list(args.labels, "--labels") if args.labels else None
     topk = _float_list(args.topk, "--topk")
@@ -274,14 +247,14 @@ def _run_heatmap(
         reference = io.read_label_map(args.reference, reference=heat, what="reference")
         progress(0.3, "localisation")
         region = reference_region(reference, labels)
-        result.update(localisation_metrics(heat.array[0], region, heat.spacing_kji, topk, args.tolerance_mm))
+        result.update(localisation_summary(heat.array[0], region, heat.spacing_kji, topk, args.tolerance_mm))
     if box is not None:
         if not heat.is_2d:
             raise InputError(f"--box is for 2D heat maps; {args.heatmap} has {heat.shape[0]} slices")
         found = loc.box_localisation(heat.array[0], box, args.box_threshold)
         result.update({"box_iobb": found["iobb"], "box_iou": found["iou"], "box_detected_xywh": found["box"]})
     progress(0.7, "complexity")
-    result.update(complexity_metrics(heat.array[0]))
+    result.update(complexity_summary(heat.array[0]))
     if hook is not None:
         progress(0.8, "model-based metrics")
         result.update(hook(args, heat, reference))

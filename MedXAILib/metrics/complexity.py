@@ -50,3 +50,8 @@ def complexity_entropy(heatmap: np.ndarray) -> float:
         return float(np.log(a.size))
     p = a[a > 0] / total
     return float(-np.sum(p * np.log(p)))
+
+
+def complexity_summary(heatmap: np.ndarray) -> dict[str, float]:
+    """Sparseness (Gini) and entropy (nats) of ``|h|``: ``{"sparseness_gini", "complexity_entropy_nats"}``."""
+    return {"sparseness_gini": sparseness_gini(heatmap), "complexity_entropy_nats": complexity_entropy(heatmap)}

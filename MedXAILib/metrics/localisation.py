@@ -218,3 +218,28 @@ def box_accuracy(iobbs: Iterable[float], thresholds: Sequence[float] = IOBB_THRE
     if vals.size == 0:
         raise InputError("no images to score")
     return {f"T={t:g}": float(np.mean(vals > t)) for t in thresholds}
+
+
+def localisation_summary(
+    heatmap: np.ndarray,
+    region: np.ndarray,
+    spacing_kji: Sequence[float],
+    topk: Sequence[float] = (1.0, 5.0, 10.0),
+    tolerance_mm: float = 0.0,
+) -> dict[str, float | None]:
+    """Pointing game, relevance mass / rank accuracy and top-k% Dice/IoU of one map against a boolean region.
+
+    With ``tolerance_mm > 0`` the pointing game is also scored against the region dilated by that distance
+    (key ``pointing_game_tol{mm}mm``). Keys: ``pointing_game``, ``relevance_mass``, ``relevance_rank``,
+    ``topk_dice_{k}pct``, ``topk_iou_{k}pct``.
+    """
+    out: dict[str, float | None] = {"pointing_game": pointing_game(heatmap, region, 0.0, spacing_kji)}
+    if tolerance_mm > 0:
+        out[f"pointing_game_tol{tolerance_mm:g}mm"] = pointing_game(heatmap, region, tolerance_mm, spacing_kji)
+    out["relevance_mass"] = relevance_mass(heatmap, region)
+    out["relevance_rank"] = relevance_rank(heatmap, region)
+    for k in topk:
+        overlap = topk_overlap(heatmap, region, k)
+        out[f"topk_dice_{k:g}pct"] = overlap["dice"]
+        out[f"topk_iou_{k:g}pct"] = overlap["iou"]
+    return out

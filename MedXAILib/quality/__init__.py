@@ -47,27 +47,18 @@ def parse_metrics(text: str | Iterable[str] | None, default: Sequence[str] = DEF
 
 
 def localisation(heatmap: np.ndarray, region: np.ndarray, spacing_kji: np.ndarray,
-                 topk: Sequence[float] = DEFAULT_TOPK) -> dict[str, Any]:
-    """Pointing game, relevance mass / rank accuracy and top-k% Dice/IoU (:mod:`MedXAILib.metrics.localisation`)."""
-    from ..metrics import localisation as loc
+                 topk: Sequence[float] = DEFAULT_TOPK, tolerance_mm: float = 0.0) -> dict[str, Any]:
+    """Localisation summary of one map (see :func:`MedXAILib.metrics.localisation.localisation_summary`)."""
+    from ..metrics.localisation import localisation_summary
 
-    out: dict[str, Any] = {
-        "pointing_game": loc.pointing_game(heatmap, region, 0.0, spacing_kji),
-        "relevance_mass": loc.relevance_mass(heatmap, region),
-        "relevance_rank": loc.relevance_rank(heatmap, region),
-    }
-    for k in topk:
-        ov = loc.topk_overlap(heatmap, region, k)
-        out[f"topk_dice_{k:g}pct"] = ov["dice"]
-        out[f"topk_iou_{k:g}pct"] = ov["iou"]
-    return out
+    return localisation_summary(heatmap, region, spacing_kji, topk, tolerance_mm)
 
 
 def complexity(heatmap: np.ndarray) -> dict[str, float]:
-    """Sparseness (Gini) and entropy (nats) of ``|h|`` (:mod:`MedXAILib.metrics.complexity`)."""
-    from ..metrics.complexity import complexity_entropy, sparseness_gini
+    """Sparseness (Gini) and entropy (nats) of ``|h|`` (:func:`MedXAILib.metrics.complexity.complexity_summary`)."""
+    from ..metrics.complexity import complexity_summary
 
-    return {"sparseness_gini": sparseness_gini(heatmap), "complexity_entropy_nats": complexity_entropy(heatmap)}
+    return complexity_summary(heatmap)
 
 
 def _region(reference: Volume | np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
