@@ -4,6 +4,11 @@ A method sees the input on the model grid — a ``(1, C, *grid)`` tensor — and
 ``logits → (B,)``. It returns a map on the model grid (or on a layer's grid, for CAMs): ``(1, *spatial)`` for
 a map over space, or ``(C, *spatial)`` when it attributes each input channel. The engine then brings the map back
 onto the input grid (linear interpolation over the same physical box) and records what it cost.
+
+Every method explains the same function: the network run once over the whole grid it is given
+(:meth:`ExplainContext.logits`, no sliding window inside it), as CAM hooks need. For a grid larger than the engine's
+limit the engine itself cuts the grid into patches (see :mod:`MedXAILib.explain.engine`), so a perturbation method's
+masked passes cost one network pass each, not one sliding-window inference of many patches each.
 """
 
 from __future__ import annotations
@@ -94,9 +99,9 @@ class ExplainContext:
         return sub
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network on a batch ``(B, C, *grid)``; counts B forward passes."""
+        """Run the network once over a batch ``(B, C, *grid)`` (no sliding window); counts B forward passes."""
         self.forward_passes += int(x.shape[0])
-        return self.model.forward(x)
+        return self.model.forward(x, sliding_window=False)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Target score per sample ``(B,)`` for a batch ``(B, C, *grid)``."""

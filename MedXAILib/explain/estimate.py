@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..models import Model
@@ -19,6 +20,7 @@ from ..resources import measure
 from ..targets import Target
 from ..volume import Volume
 from .base import get_method, parse_params
+from .engine import MAX_WHOLE_GRID_VOXELS
 
 
 def estimate_cost(
@@ -30,14 +32,16 @@ def estimate_cost(
     prepared = model.prepare(volume)
     n_fwd, n_bwd = m.passes(model, prepared, full)
     x = prepared.tensor
+    # as the engine runs it: the whole grid in one pass, or patch by patch above its limit
+    sliding = model.task == "segmentation" and int(np.prod(x.shape[2:])) > MAX_WHOLE_GRID_VOXELS
     with torch.no_grad():
-        model.forward(x)  # warm-up
+        model.forward(x, sliding_window=sliding)  # warm-up
     with measure(model.device) as fwd:
         with torch.no_grad():
-            model.forward(x)
+            model.forward(x, sliding_window=sliding)
     with measure(model.device) as both:
         xg = x.detach().clone().requires_grad_(True)
-        out = model.forward(xg)
+        out = model.forward(xg, sliding_window=sliding)
         out.float().sum().backward()
     t_fwd = fwd.seconds
     t_bwd = max(both.seconds - t_fwd, 0.0)
