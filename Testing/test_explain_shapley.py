@@ -1,5 +1,5 @@
 """KernelSHAP, LIME and supervoxels: efficiency, exactness against closed-form Shapley values, LIME's recovery of a
-linear model, determinism, anisotropy, geometry and refusals. Inputs are tiny (≤ 16³, ≤ 32²)."""
+linear model, determinism, anisotropy, geometry, coarser scoring and refusals. Inputs are tiny (≤ 16³, ≤ 32²)."""
 
 from __future__ import annotations
 
@@ -398,3 +398,39 @@ def test_refusals() -> None:
         explain(model, vol, "lime", label="a", params={"layer": "x"})
     with pytest.raises(MethodError, match="distance"):
         explain(model, vol, "lime", label="a", params={"distance": "euclid"})
+
+
+def test_coarse_scoring_reports_its_error_and_scale_one_is_exact() -> None:
+    """``score_scale < 1`` scores masked inputs on a coarser grid, says so, and measures its error on the full grid;
+    at 1 (the default) the map is the exact path's."""
+    model = unet_model()
+    vol = oblique_volume(shape=(16, 16, 16))
+    region = np.zeros(vol.shape, bool)
+    region[4:10, 4:10, 4:10] = True
+    common = {"n_samples": 24, "n_segments": 8, "batch_size": 8, "seed": 3}
+    for method in ("kernelshap", "lime"):
+        exact = explain(model, vol, method, label="l1", region=region, params=common)
+        same = explain(model, vol, method, label="l1", region=region, params={**common, "score_scale": 1.0})
+        assert np.array_equal(exact.heatmap.array, same.heatmap.array)
+        assert "score_scale_error" not in exact.details and exact.details["score_grid"] == [16, 16, 16]
+        coarse = explain(model, vol, method, label="l1", region=region,
+                         params={**common, "score_scale": 0.5, "scale_error_samples": 3})
+        d = coarse.details
+        assert d["score_grid"] == [8, 8, 8]
+        err = d["score_scale_error"]
+        assert err["inputs_rescored"] == 4 and err["score_relative_error"] >= 0 and 0 <= err["sign_agreement"] <= 1
+        assert coarse.heatmap.same_geometry(vol) and np.isfinite(coarse.heatmap.array).all()
+        assert coarse.cost.forward_passes == exact.cost.forward_passes + 2 * (3 + 2)
+    with pytest.raises(MethodError, match="score_scale"):
+        explain(model, vol, "kernelshap", label="l1", region=region, params={**common, "score_scale": 0})
+    with pytest.raises(MethodError, match="score_scale"):
+        explain(model, vol, "lime", label="l1", region=region, params={**common, "score_scale": 1.5})
+
+
+def test_rescore_error_is_zero_for_equal_scores_and_counts_sign_flips() -> None:
+    from MedXAILib.explain.coarse import rescore_error
+
+    same = rescore_error(torch.tensor([1.0, -2.0, 3.0]), torch.tensor([1.0, -2.0, 3.0]), "x")
+    assert same["score_relative_error"] == 0 and same["sign_agreement"] == 1
+    flipped = rescore_error(torch.tensor([1.0, 2.0]), torch.tensor([1.0, -2.0]), "x")
+    assert flipped["sign_agreement"] == 0.5 and flipped["score_relative_error"] > 0.5

@@ -40,6 +40,15 @@ Maps: every voxel gets its feature's attribution (not divided by the supervoxel'
 — or ``(C, *grid)`` per channel with ``per_channel_groups=true``, where each supervoxel of each input channel is its
 own feature and the engine reports each sequence's share of |relevance|.
 
+Coarser scoring (``score_scale < 1``, default 1 = exact): the masked inputs are built on the model grid and scored on
+a grid ``score_scale`` times it per axis (:class:`~MedXAILib.explain.coarse.CoarseScorer`; 1/8 of the cost per pass in
+3D at 0.5). The attributions then explain that coarse function — KernelSHAP's sum is its ``f(x) − f(b)`` — and
+``details["score_scale_error"]`` reports how far it is from the full-grid one: the baseline, ``x`` and
+``scale_error_samples`` random coalitions are scored on both grids and their score differences compared
+(:func:`score_scale_error`; ``scale_error_samples = 0`` skips the estimate and its passes). The benchmark times it
+beside the exact path and judges it by its agreement with a high-sample *full-grid* reference, so the approximation's
+error counts against it.
+
 Baselines (``baseline``): ``mean`` — each channel's mean over the grid; ``zero`` — zeros (the normalised intensity
 0); ``blur`` — the input smoothed by a Gaussian of ``blur_mm`` millimetres (σ, per physical axis).
 """
@@ -56,6 +65,7 @@ import torch
 from ..errors import MethodError
 from ..models import Model, PreparedInput
 from .base import ExplainContext, Method, MethodResult, register
+from .coarse import CoarseScorer, check_scale, rescore_error
 from .supervoxels import model_grid_spacing, supervoxels
 
 BASELINES = ("mean", "zero", "blur")
@@ -451,6 +461,8 @@ class _SupervoxelMethod(Method):
         "blur_mm": 8.0,
         "per_channel_groups": False,
         "seed": 0,
+        "score_scale": 1.0,
+        "scale_error_samples": 2,
     }
 
     def check(self, model: Model, target: Any, params: dict[str, Any]) -> None:
@@ -464,9 +476,20 @@ class _SupervoxelMethod(Method):
             raise MethodError(f"{self.name}: n_samples must be at least 2 (got {p['n_samples']})")
         if int(p["batch_size"]) < 1:
             raise MethodError(f"{self.name}: batch_size must be at least 1 (got {p['batch_size']})")
+        check_scale(self.name, "score_scale", float(p["score_scale"]))
+        if int(p["scale_error_samples"]) < 0:
+            raise MethodError(f"{self.name}: scale_error_samples must be ≥ 0 (got {p['scale_error_samples']})")
 
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
-        return (int(params["n_samples"]) + 2, 0)
+        return (int(params["n_samples"]) + 2 + self.scale_error_passes(params), 0)
+
+    @staticmethod
+    def scale_error_passes(params: dict[str, Any]) -> int:
+        """Passes :func:`score_scale_error` adds (on both grids) when ``score_scale < 1``."""
+        n = int(params.get("scale_error_samples", 2))
+        if float(params.get("score_scale", 1.0)) >= 1.0 or n <= 0:
+            return 0
+        return 2 * (n + 2)
 
     def attribute(self, scorer: MaskedScorer, features: Features, params: dict[str, Any], ctx: ExplainContext
                   ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -476,13 +499,41 @@ class _SupervoxelMethod(Method):
         ctx.progress(0.0, f"{self.name}: supervoxels")
         feats = build_features(ctx, params)
         base = make_baseline(ctx.x, str(params["baseline"]), feats.spacing, float(params["blur_mm"]))
-        scorer = MaskedScorer(ctx.score, ctx.x, base, feats.index, int(params["batch_size"]))
+        coarse = CoarseScorer(ctx, float(params["score_scale"]))
+        score_fn = ctx.score if coarse.low is None else coarse
+        scorer = MaskedScorer(score_fn, ctx.x, base, feats.index, int(params["batch_size"]))
         phi, details = self.attribute(scorer, feats, params, ctx)
         grid = tuple(ctx.x.shape[2:])
         maps = paint(phi, feats.index, grid)
         details = {**details, "n_supervoxels": feats.n_supervoxels, "segmentation": params["segmentation"],
-                   "baseline": params["baseline"], "per_channel_groups": bool(params["per_channel_groups"])}
+                   "baseline": params["baseline"], "per_channel_groups": bool(params["per_channel_groups"]),
+                   "score_grid": coarse.describe()}
+        if coarse.low is not None and int(params["scale_error_samples"]) > 0:
+            details["score_scale_error"] = score_scale_error(
+                ctx, scorer, feats.n_features, int(params["scale_error_samples"]), int(params["seed"]) + 1)
+        elif coarse.low is not None:
+            details["score_scale_error"] = {"method": "not estimated (scale_error_samples = 0)"}
         return MethodResult(maps, per_channel=bool(params["per_channel_groups"]), details=details)
+
+
+def score_scale_error(
+    ctx: ExplainContext, coarse: MaskedScorer, n_features: int, n_random: int, seed: int
+) -> dict[str, Any]:
+    """How far coarse-grid scores are from full-grid ones, on the coalitions that matter most plus random ones.
+
+    The all-ones coalition (``x``) and ``n_random`` uniform random coalitions are scored on both grids; their score
+    differences to the all-zeros coalition (the baseline) are compared with
+    :func:`~MedXAILib.explain.coarse.rescore_error`. It costs ``n_random + 2`` passes on each grid.
+    """
+    if n_random < 0:
+        raise MethodError(f"scale_error_samples must be ≥ 0 (got {n_random})")
+    rng = np.random.default_rng(seed)
+    z = np.concatenate([np.zeros((1, n_features), bool), np.ones((1, n_features), bool),
+                        rng.random((n_random, n_features)) < 0.5])
+    full = MaskedScorer(ctx.score, ctx.x, coarse.base, coarse.index, coarse.batch_size)
+    low_s, full_s = torch.from_numpy(coarse(z)), torch.from_numpy(full(z))
+    return rescore_error(low_s[1:] - low_s[0], full_s[1:] - full_s[0],
+                         "score differences to the baseline (x and random coalitions)")
 
 
 @register
@@ -519,7 +570,7 @@ class LIME(_SupervoxelMethod):
             raise MethodError(f"lime: kernel_width must be positive (got {p['kernel_width']})")
 
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
-        return (int(params["n_samples"]), 0)
+        return (int(params["n_samples"]) + self.scale_error_passes(params), 0)
 
     def attribute(self, scorer: MaskedScorer, features: Features, params: dict[str, Any], ctx: ExplainContext
                   ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -552,7 +603,8 @@ def captum_reference(
 
     Args:
         method: ``kernelshap`` or ``lime``.
-        model: a :class:`Model` (its ``forward`` is used) or any callable ``(B, C, *grid) → logits``.
+        model: a :class:`Model` (its ``forward`` over the whole grid, no sliding window, as our methods run it) or any
+            callable ``(B, C, *grid) → logits``.
         x: ``(1, C, *grid)`` model-grid input.
         target_fn: logits → ``(B,)`` target scores (e.g. ``ExplainContext.score_of_logits``).
         feature_mask: ``(*grid)`` int supervoxel labels ``0 … M−1`` (ours, from :func:`supervoxels`).
@@ -571,10 +623,10 @@ def captum_reference(
     """
     from captum.attr import KernelShap, Lime  # lazily: captum is heavy
 
-    forward = model.forward if isinstance(model, Model) else model
-
     def forward_func(batch: torch.Tensor) -> torch.Tensor:
-        return target_fn(forward(batch))
+        # a Model runs once over the whole grid, as our methods run it (ExplainContext.logits)
+        logits = model.forward(batch, sliding_window=False) if isinstance(model, Model) else model(batch)
+        return target_fn(logits)
 
     base = baseline if isinstance(baseline, torch.Tensor) else make_baseline(x, baseline, spacing)
     fm = torch.as_tensor(np.asarray(feature_mask), dtype=torch.long, device=x.device)[None, None]
