@@ -56,6 +56,8 @@ def test_targets_read_the_rows_as_the_issue_states() -> None:
         _row("3d", "occlusion", "captum", 9.0),
         _row("3d", "kernelshap", "medxai", 4.0, agreement_to_high_sample=0.9),
         _row("3d", "kernelshap", "captum", 9.0, agreement_to_high_sample=0.8),
+        # faster, but agrees less than captum: it must not be the row judged
+        _row("3d", "kernelshap", "medxai", 1.0, agreement_to_high_sample=0.5, params={"score_scale": 0.5}),
         _row("3d", "lime", "medxai", 4.0, agreement_to_high_sample=0.7),
         _row("3d", "lime", "captum", 9.0, agreement_to_high_sample=0.8),
         _row("full", "segment+gradcam", "medxai", 12.0, peak_mb=9000.0),
@@ -69,6 +71,8 @@ def test_targets_read_the_rows_as_the_issue_states() -> None:
     assert verdicts[("3d", "scorecam", ">=")] is True  # 10 / 1.5 at rho 0.97; the rho-0.90 row does not count
     assert verdicts[("3d", "occlusion", ">=")] is True
     assert verdicts[("3d", "kernelshap", ">=")] is True
+    ks = [t for t in evaluate_targets(rows) if t["case"] == "3d" and t["target"].startswith("kernelshap")][0]
+    assert ks["measured"].startswith("2.25x (exact)")
     assert verdicts[("3d", "lime", ">=")] is False  # faster, but agrees less than captum
     assert verdicts[("full", "full", "case")] is False  # 9000 MB ≥ 8 GiB
     text = targets_table(evaluate_targets(rows))
@@ -78,9 +82,13 @@ def test_targets_read_the_rows_as_the_issue_states() -> None:
 
 def tiny_config() -> BenchConfig:
     return BenchConfig(
-        runs=3, warmup=0, shape_3d=(16, 16, 16), size_2d=32, full_shape=(16, 24, 24), occlusion_window_3d=8,
-        occlusion_stride_3d=8, occlusion_window_2d=16, occlusion_stride_2d=16, scorecam_top_k=(2,),
-        shap_samples_3d=8, shap_high_samples_3d=16, shap_segments_3d=4, shap_samples_2d=8, shap_high_samples_2d=16,
+        runs=3, warmup=0, interleaved_min_s=0.2, shape_3d=(16, 16, 16), size_2d=32, full_shape=(16, 24, 24),
+        occlusion_window_3d=8,
+        occlusion_stride_3d=8, occlusion_window_2d=16, occlusion_stride_2d=16,
+        scorecam_variants=({}, {"top_k": 2, "error_samples": 0}, {"mask_scale": 0.5, "error_samples": 0}),
+        scorecam_variants_2d=({}, {"top_k": 2, "error_samples": 0}, {"mask_scale": 0.5, "error_samples": 0}),
+        shap_samples_3d=8, shap_high_samples_3d=16, shap_segmentation_3d="slic", shap_segments_3d=4,
+        shap_variants_3d=({}, {"score_scale": 0.5}), shap_samples_2d=8, shap_high_samples_2d=16,
         shap_segments_2d=4, ig_steps=2, gradientshap_samples=2, scaling_shapes=((16, 16, 16), (16, 16, 24)),
         methods=("gradcam", "gradcampp", "scorecam", "occlusion", "ig", "kernelshap", "lime", "random"),
     )
@@ -125,10 +133,14 @@ def test_document_compares_maps(document: dict) -> None:
     for tag in ("3d", "2d"):
         assert one(tag, "occlusion", "medxai")[0]["max_rel_diff_to_reference"] < 1e-4
         assert one(tag, "gradcam", "captum")[0]["max_rel_diff_to_medxai"] < 1e-5
-        exact = [r for r in one(tag, "scorecam", "medxai") if r.get("params", {}).get("top_k", 0) == 0][0]
-        assert exact["spearman_to_reference"] > 0.999
+        exact, pruned, coarse = sorted(one(tag, "scorecam", "medxai"), key=lambda r: r["variant"])
+        assert exact["spearman_to_reference"] > 0.999 and exact["max_rel_diff_to_reference"] < 1e-4
+        assert pruned["params"]["top_k"] == 2 and coarse["params"]["mask_scale"] == 0.5
+        assert all(-1.0 <= r["spearman_to_reference"] <= 1.0 for r in (pruned, coarse))
         for m in ("kernelshap", "lime"):
             assert all("agreement_to_high_sample" in r for r in one(tag, m, "medxai") + one(tag, m, "captum"))
+            variants = sorted(one(tag, m, "medxai"), key=lambda r: r["variant"])
+            assert [r["params"].get("score_scale", 1.0) for r in variants] == [1.0, 0.5]
     assert {t["case"] for t in document["targets"]} == {"3d", "2d", "full"}
 
 
@@ -157,3 +169,21 @@ def test_cli_refuses_bad_arguments(capsys) -> None:
     assert main(["bench", "--cases", "4d"]) == 2
     assert main(["bench", "--runs", "2"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_interleaved_timing_adds_runs_for_millisecond_calls() -> None:
+    from MedXAILib.bench.timing import time_interleaved
+
+    calls = {"a": 0, "b": 0}
+
+    def fn(key):
+        def f():
+            calls[key] += 1
+            return key
+        return f
+
+    out = time_interleaved([fn("a"), fn("b")], runs=3, warmup=1, min_total_s=0.05, max_runs=9)
+    assert [len(t.times) for t in out] == [9, 9] and calls == {"a": 10, "b": 10}
+    assert [t.result for t in out] == ["a", "b"]
+    plain = time_interleaved([fn("a")], runs=3, warmup=1)
+    assert len(plain[0].times) == 3

@@ -56,6 +56,21 @@ def forward(ctx: ExplainContext) -> torch.Tensor:
         return ctx.model.forward(ctx.x, sliding_window=False)
 
 
+def warm_up(ctx: ExplainContext, batch_sizes: Sequence[int], backward_batch: int) -> None:
+    """Untimed: one forward pass at each batch size, and one forward + backward to the input at ``backward_batch``.
+
+    It loads the kernels and grows the allocator for the shapes the case's rows use, so rows that skip their own
+    warm-up (``BenchConfig.warmup_long``) do not pay first-call costs in their first timed run.
+    """
+    x = ctx.x.detach()
+    with torch.inference_mode():
+        for b in batch_sizes:
+            ctx.model.forward(x.expand((int(b),) + tuple(x.shape[1:])).contiguous(), sliding_window=False)
+    xb = x.expand((int(backward_batch),) + tuple(x.shape[1:])).clone().requires_grad_(True)
+    with torch.enable_grad():
+        ctx.score_of_logits(ctx.model.forward(xb, sliding_window=False)).sum().backward()
+
+
 def forward_backward(ctx: ExplainContext) -> float:
     """Forward, target score, backward through every parameter (gradients then dropped); returns the score."""
     net = ctx.model.network

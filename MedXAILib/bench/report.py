@@ -10,7 +10,8 @@ Targets (issue 6), judged on one run's rows, per case (``3d``, ``2d``; ``full`` 
     - ``scorecam``: the fastest MedXAI row whose map has Spearman ≥ 0.95 to the naive loop's is ≥ 5× faster than it;
     - ``occlusion``: captum / MedXAI ≥ 2 and the maps equal to 1e-4 (relative);
     - ``kernelshap``/``lime``: captum / MedXAI ≥ 2 at equal samples, and MedXAI's agreement (Spearman) to the
-      high-sample reference ≥ captum's;
+      high-sample full-grid reference ≥ captum's — judged on the fastest MedXAI setting (exact or coarser scoring)
+      whose agreement is at least captum's;
     - ``segment+gradcam`` on ``full``: < 30 s and peak RSS < 8 GiB.
 """
 
@@ -60,6 +61,33 @@ def _one(rows: list[dict[str, Any]], tag: str, method: str, impl: str) -> dict[s
     return min(found, key=lambda r: r["median_s"]) if found else None
 
 
+def scorecam_setting(row: dict[str, Any]) -> str:
+    """``exact``, or the approximation a Score-CAM row used (``mask_scale=…``, ``top_k=…``)."""
+    p = row.get("params", {})
+    parts = [f"{k}={p[k]}" for k in ("mask_scale", "top_k") if k in p and p[k] not in (0, 1, 1.0)]
+    return " ".join(parts) or "exact"
+
+
+def shap_setting(row: dict[str, Any]) -> str:
+    """``exact``, or ``score_scale=…`` for a KernelSHAP / LIME row scored on a coarser grid."""
+    scale = row.get("params", {}).get("score_scale", 1.0)
+    return "exact" if scale in (None, 1, 1.0) else f"score_scale={scale}"
+
+
+def _fastest_agreeing(rows: list[dict[str, Any]], tag: str, method: str,
+                      reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The fastest MedXAI row of ``method`` whose high-sample agreement is ≥ the reference row's; else the most
+    agreeing one (so a failing verdict shows the best there was)."""
+    found = _rows(rows, tag, method, "medxai")
+    if not found:
+        return None
+    need = None if reference is None else reference.get("agreement_to_high_sample")
+    ok = [r for r in found if need is not None and (r.get("agreement_to_high_sample") or -2.0) >= need]
+    if ok:
+        return min(ok, key=lambda r: r["median_s"])
+    return max(found, key=lambda r: r.get("agreement_to_high_sample") or -2.0)
+
+
 def _target(name: str, tag: str, passed: bool | None, value: str, need: str) -> dict[str, Any]:
     return {"target": name, "case": tag, "passed": passed, "measured": value, "required": need}
 
@@ -96,9 +124,8 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             best = min(cands, key=lambda r: r["median_s"])
             q = naive["median_s"] / best["median_s"]
-            top_k = best.get("params", {}).get("top_k", 0)
             out.append(_target("scorecam >= 5x faster than the plain loop at Spearman >= 0.95", tag, q >= 5.0,
-                               f"{q:.2f}x at rho {best['spearman_to_reference']:.4f} (top_k={top_k})",
+                               f"{q:.2f}x at rho {best['spearman_to_reference']:.4f} ({scorecam_setting(best)})",
                                ">= 5, rho >= 0.95"))
         ours, cap = _one(rows, tag, "occlusion", "medxai"), _one(rows, tag, "occlusion", "captum")
         if ours is None or cap is None:
@@ -110,7 +137,8 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(_target("occlusion >= 2x faster than captum, equal map (1e-4)", tag, q >= 2.0 and diff <= 1e-4,
                                f"{q:.2f}x, max rel diff {diff:.2g}", ">= 2, diff <= 1e-4"))
         for m in ("kernelshap", "lime"):
-            ours, cap = _one(rows, tag, m, "medxai"), _one(rows, tag, m, "captum")
+            cap = _one(rows, tag, m, "captum")
+            ours = _fastest_agreeing(rows, tag, m, cap)
             name = f"{m} >= 2x faster than captum at equal samples, agreement >= captum's"
             if ours is None or cap is None:
                 out.append(_target(name, tag, None, "not measured", ">= 2, rho_ours >= rho_captum"))
@@ -118,7 +146,8 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             q = cap["median_s"] / ours["median_s"]
             ra, rb = ours.get("agreement_to_high_sample"), cap.get("agreement_to_high_sample")
             agree = ra is not None and rb is not None and ra >= rb
-            out.append(_target(name, tag, q >= 2.0 and agree, f"{q:.2f}x, rho {ra} vs captum {rb}",
+            out.append(_target(name, tag, q >= 2.0 and agree,
+                               f"{q:.2f}x ({shap_setting(ours)}), rho {ra} vs captum {rb}",
                                ">= 2, rho_ours >= rho_captum"))
     full = _one(rows, "full", "segment+gradcam", "medxai")
     if full is None:
@@ -153,6 +182,8 @@ def ratio_table(rows: list[dict[str, Any]]) -> str:
                 fast = [o for o in _rows(rows, tag, "scorecam", "medxai")
                         if (o.get("spearman_to_reference") or 0) >= 0.95]
                 ours = min(fast, key=lambda o: o["median_s"]) if fast else ours
+            elif r["method"] in ("kernelshap", "lime"):
+                ours = _fastest_agreeing(rows, tag, r["method"], r)
             if ours is not None:
                 speed = f"{r['median_s'] / ours['median_s']:.2f}x"
         agree = []
@@ -162,7 +193,9 @@ def ratio_table(rows: list[dict[str, Any]]) -> str:
             if key in r:
                 agree.append(f"{label}={r[key]}")
         if "params" in r and r["method"] == "scorecam" and r["implementation"] == "medxai":
-            agree.append(f"top_k={r['params'].get('top_k', 0)}")
+            agree.append(scorecam_setting(r))
+        if "params" in r and r["method"] in ("kernelshap", "lime") and r["implementation"] == "medxai":
+            agree.append(shap_setting(r))
         if "note" in r:
             agree.append(r["note"])
         peak = "—" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"

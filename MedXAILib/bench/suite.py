@@ -24,7 +24,7 @@ from ..explain.supervoxels import model_grid_spacing
 from ..models import Model
 from . import references as ref
 from .cases import BenchCase, brain_case
-from .config import BenchConfig
+from .config import LONG_METHODS, BenchConfig
 from .report import max_relative_difference, spearman
 from .timing import Timing, time_call, time_interleaved
 
@@ -60,6 +60,8 @@ class Bench:
     # ---- one row ----------------------------------------------------------------------------------------------
     def time(self, case: BenchCase, method: str, implementation: str, fn: Callable[[], Any],
              params: dict[str, Any] | None = None, runs: int | None = None) -> tuple[dict[str, Any], Any]:
+        long = method in LONG_METHODS and implementation != "torch"
+        warmup = self.config.warmup_long if long else self.config.warmup
         row: dict[str, Any] = {
             "model": case.label, "input_shape": case.input_shape, "model_grid": case.model_grid,
             "method": method, "implementation": implementation,
@@ -69,7 +71,7 @@ class Bench:
         net = case.model.network
         was_training = net.training
         try:
-            t: Timing = time_call(fn, runs=runs or self.config.runs, warmup=self.config.warmup)
+            t: Timing = time_call(fn, runs=runs or self.config.runs, warmup=warmup)
         except (MedXAIError, RuntimeError, ValueError, NotImplementedError) as exc:
             row.update({"median_s": None, "peak_mb": None, "error": f"{type(exc).__name__}: {exc}"[:300]})
             self.rows.append(row)
@@ -80,7 +82,7 @@ class Bench:
                 net.train(was_training)
                 row["note"] = "this implementation left the network in the other train/eval mode; restored"
         row.update({"median_s": round(t.median_s, 4), "peak_mb": None if t.peak_mb is None else round(t.peak_mb, 1),
-                    "times_s": [round(v, 4) for v in t.times]})
+                    "times_s": [round(v, 4) for v in t.times], "warmup_runs": warmup})
         self.rows.append(row)
         self.log(f"  {method:<18} {implementation:<17} {t.median_s:9.3f} s  peak {row['peak_mb']} MB")
         gc.collect()
@@ -101,6 +103,9 @@ class Bench:
         spacing = tuple(float(s) for s in model_grid_spacing(ctx.prepared.model_ijk_to_ras, ctx.x.ndim - 2))
         from ..explain import available_methods
 
+        batches = sorted({1, cfg.occlusion_batch, cfg.shap_batch, cfg.scorecam_batch, cfg.ig_batch})
+        self.log(f"  case warm-up: forward at batch sizes {batches}, forward+backward at batch {cfg.ig_batch}")
+        ref.warm_up(ctx, batches, cfg.ig_batch)
         ours: dict[str, torch.Tensor] = {}
         names = sorted(available_methods())
         if cfg.methods is not None:
@@ -113,7 +118,8 @@ class Bench:
         group += [(m, "medxai", lambda m=m: run_medxai(ctx, m, {})) for m in ("gradcam", "gradcampp") if m in names]
         if "gradcam" in names or "gradcampp" in names:
             group.append(("gradcam", "captum", lambda: ref.captum_layergradcam(ctx)))
-        for (method, impl, _), t in zip(group, time_interleaved([g[2] for g in group], cfg.runs, cfg.warmup)):
+        for (method, impl, _), t in zip(group, time_interleaved([g[2] for g in group], cfg.runs, cfg.warmup,
+                                                                     min_total_s=cfg.interleaved_min_s)):
             row = {"model": case.label, "input_shape": case.input_shape, "model_grid": case.model_grid,
                    "method": method, "implementation": impl, "median_s": round(t.median_s, 4),
                    "peak_mb": None if t.peak_mb is None else round(t.peak_mb, 1),
@@ -133,15 +139,20 @@ class Bench:
                 self.skip(case, name, "medxai", "not supported for this model/target")
                 continue
             params = cfg.method_params(name, case.tag, spacing)
+            shap = cfg.shap_variants_3d if is3d else cfg.shap_variants_2d
+            cams = cfg.scorecam_variants if is3d else cfg.scorecam_variants_2d
+            variants = {"scorecam": cams, "kernelshap": shap, "lime": shap}.get(name)
+            if variants is not None:
+                for i, variant in enumerate(variants):
+                    p = {**params, **variant}
+                    row, out = self.time(case, name, "medxai", lambda n=name, p=p: run_medxai(ctx, n, p), p)
+                    row["variant"] = i
+                    if out is not None:
+                        ours[f"{name}@{i}"] = out
+                continue
             row, out = self.time(case, name, "medxai", lambda n=name, p=params: run_medxai(ctx, n, p), params)
             if out is not None:
                 ours[name] = out
-            if name == "scorecam":
-                for k in cfg.scorecam_top_k:
-                    p = {**params, "top_k": int(k), "error_samples": 0}
-                    r2, o2 = self.time(case, name, "medxai", lambda p=p: run_medxai(ctx, "scorecam", p), p)
-                    if o2 is not None:
-                        ours[f"scorecam@{k}"] = o2
         self.references(case, ctx, ours, spacing, is3d)
 
     def references(self, case: BenchCase, ctx: ExplainContext, ours: dict[str, torch.Tensor],
@@ -159,10 +170,10 @@ class Bench:
             if exact:
                 row["max_rel_diff_to_medxai"] = float(f"{max_relative_difference(a, b):.3g}")
 
-        def medxai_row(method: str, params_key: str | None = None) -> list[dict[str, Any]]:
+        def medxai_row(method: str, variant: int) -> list[dict[str, Any]]:
             return [r for r in self.rows if r["model"] == case.label and r["method"] == method
                     and r["implementation"] == "medxai" and r.get("median_s") is not None
-                    and (params_key is None or r.get("params", {}).get("top_k", 0) == params_key)]
+                    and r.get("variant") == variant]
 
         if "gradcam" in names or "gradcampp" in names:
             row = next(r for r in self.rows if r["model"] == case.label and r["method"] == "gradcam"
@@ -188,9 +199,8 @@ class Bench:
         if "scorecam" in names:
             row, m = self.time(case, "scorecam", "naive", lambda: ref.naive_scorecam(ctx))
             if m is not None:
-                for key in [k for k in ours if k.startswith("scorecam")]:
-                    k = int(key.split("@")[1]) if "@" in key else 0
-                    for r in medxai_row("scorecam", k):
+                for key in [k for k in ours if k.startswith("scorecam@")]:
+                    for r in medxai_row("scorecam", int(key.split("@")[1])):
                         r["reference"] = "naive"
                         r["spearman_to_reference"] = round(spearman(ours[key], m), 6)
                         r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(ours[key], m):.3g}")
@@ -213,34 +223,39 @@ class Bench:
                 continue
             params = {**get_method(name).params, **cfg.method_params(name, case.tag, spacing)}
             row, m = self.time(case, name, "captum", lambda n=name, p=params: ref.captum_supervoxel(ctx, n, p),
-                               {k: params[k] for k in ("n_samples", "n_segments", "batch_size", "baseline")})
-            compare(row, m, name)
+                               {k: params[k] for k in ("n_samples", "segmentation", "n_segments", "supervoxel_mm",
+                                                       "batch_size", "baseline")})
+            compare(row, m, f"{name}@0")
             self._mark_reference(case, name, "captum", m, ours)
             high = int(cfg.shap_high_samples_3d if is3d else cfg.shap_high_samples_2d)
-            self.log(f"  {name}: high-sample reference, {high} samples (ours, seed {cfg.seed + 1}; not timed)")
+            self.log(f"  {name}: high-sample reference, {high} samples (ours, exact full-grid scoring, "
+                     f"seed {cfg.seed + 1}; not timed)")
             try:
-                hi = run_medxai(ctx, name, {**params, "n_samples": high, "seed": cfg.seed + 1})
+                hi = run_medxai(ctx, name, {**params, "n_samples": high, "seed": cfg.seed + 1, "score_scale": 1.0})
             except (MedXAIError, RuntimeError) as exc:
                 self.log(f"  {name}: high-sample reference failed: {exc}")
                 continue
             for r in self.rows:
                 if r["model"] == case.label and r["method"] == name and r.get("median_s") is not None:
-                    key = name if r["implementation"] == "medxai" else None
-                    mp = ours.get(name) if key else m
+                    mp = ours.get(f"{name}@{r.get('variant', 0)}") if r["implementation"] == "medxai" else m
                     if mp is not None:
                         r["agreement_to_high_sample"] = round(spearman(mp, hi), 6)
-                        r["high_sample_reference"] = f"medxai {name}, {high} samples, seed {cfg.seed + 1}"
+                        r["high_sample_reference"] = (f"medxai {name}, {high} samples, exact full-grid scoring, "
+                                                      f"seed {cfg.seed + 1}")
 
     def _mark_reference(self, case: BenchCase, method: str, implementation: str, theirs: Any,
                         ours: dict[str, torch.Tensor]) -> None:
-        if theirs is None or method not in ours:
+        if theirs is None:
             return
         for r in self.rows:
             if r["model"] == case.label and r["method"] == method and r["implementation"] == "medxai":
-                b = torch.as_tensor(theirs).float().reshape(ours[method].shape)
+                mine = ours.get(f"{method}@{r['variant']}" if "variant" in r else method)
+                if mine is None:
+                    continue
+                b = torch.as_tensor(theirs).float().reshape(mine.shape)
                 r["reference"] = implementation
-                r["spearman_to_reference"] = round(spearman(ours[method], b), 6)
-                r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(ours[method], b):.3g}")
+                r["spearman_to_reference"] = round(spearman(mine, b), 6)
+                r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(mine, b):.3g}")
 
     # ---- the full BraTS-size case -----------------------------------------------------------------------------
     def run_full(self, case: BenchCase) -> None:

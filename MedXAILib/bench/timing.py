@@ -60,20 +60,32 @@ def time_call(fn: Callable[[], Any], runs: int = 3, warmup: int = 1) -> Timing:
     return timing
 
 
-def time_interleaved(fns: list[Callable[[], Any]], runs: int = 3, warmup: int = 1) -> list[Timing]:
-    """Time several calls whose ratios matter, alternating them run by run (a, b, c, a, b, c, …).
+def time_interleaved(
+    fns: list[Callable[[], Any]], runs: int = 3, warmup: int = 1, min_total_s: float = 0.0, max_runs: int = 51
+) -> list[Timing]:
+    """Time several calls whose ratios matter, alternating them run by run (a, b, c, b, c, a, c, a, b, …).
 
     On a shared machine the load drifts over minutes; interleaving puts every call's runs under the same drift, so
-    the ratios of the medians are fair even when the absolute times are not. Warm-ups are made first, per call.
+    the ratios of the medians are fair even when the absolute times are not. The order rotates each round, so a call
+    never always runs right after the same one (e.g. after one that freed gigabytes). Warm-ups are made first.
+    With ``min_total_s`` > 0, calls of a few milliseconds get more runs (up to ``max_runs``) so that the timed runs
+    of the group take about that long: a median of 3 runs of 15 ms moves by the scheduler's noise.
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"time_interleaved needs runs >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
     out = [Timing() for _ in fns]
+    group_s = 0.0
     for fn in fns:
         for _ in range(warmup):
-            fn()
-    for _ in range(runs):
-        for fn, timing in zip(fns, out):
+            with measure() as m:
+                fn()
+            group_s += m.seconds / max(warmup, 1)
+    if min_total_s > 0 and group_s > 0:
+        runs = max(runs, min(max_runs, int(min_total_s / group_s) + 1))
+    n = len(fns)
+    for r in range(runs):
+        for i in range(n):  # the order rotates every round, so no call always follows the same one
+            fn, timing = fns[(i + r) % n], out[(i + r) % n]
             gc.collect()
             with measure() as m:
                 timing.result = fn()
