@@ -39,7 +39,7 @@ grid per axis (see :class:`_Scorer`), ``mask_scale^dims`` the cost per pass; the
 activations. The error is reported in ``details["mask_scale_error"]`` by re-scoring ``max(error_samples, 2)`` scored
 channels on the full grid (with ``error_samples = 0``: not estimated). How well it holds depends on the network, so
 it is an option, not a default: on the trained demo U-Net (``demo-brain-tumour``, brain phantom 4×128³, region
-target) ``mask_scale = 0.5`` kept Spearman 0.997 to the plain loop at 5.8× its speed (the benchmark's fast Score-CAM
+target) ``mask_scale = 0.5`` kept Spearman 0.998 to the plain loop at 6.7× its speed (the benchmark's fast Score-CAM
 setting), while on the random-weight UNet above it gave a score error of 90 % and Spearman 0.47 — and the report
 said so.
 
