@@ -420,18 +420,8 @@ def train_brain(
         opt.step()
         running = 0.95 * running + 0.05 * float(loss.detach()) if it else float(loss.detach())
         progress(0.1 + 0.8 * (it + 1) / iters, f"training demo-brain-tumour, loss {running:.3f}")
-    train_s = time.perf_counter() - t0
-    net.eval()
-    held = evaluate_demo_segmentation(net, n=n_held_out, progress=lambda f, s: progress(0.9 + 0.1 * f, s))
-    held = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in held.items()}
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / "demo-brain-tumour.pt"
-    torch.save(net.state_dict(), weights)
-    extra = {"train_seconds": round(train_s, 1), "threads": N_THREADS, "final_loss": round(running, 4)}
-    desc = brain_description(held, seed, {**extra, "schedule": cfg})
-    (out / "demo-brain-tumour.json").write_text(json.dumps(desc, indent=2) + "\n")
-    return {**held, **extra, "weights_bytes": weights.stat().st_size}
+    return _evaluate_and_save(net, "demo-brain-tumour", evaluate_demo_segmentation, brain_description, output_dir,
+                              seed, n_held_out, time.perf_counter() - t0, running, cfg, progress)
 
 
 def train_chest(
@@ -485,17 +475,35 @@ def train_chest(
         running = _fit_chest(
             net, xs, ys, stage_rng, int(st["epochs"]), bs, float(st["lr"]), lw, progress, p0, p0 + 0.7 / len(stages)
         )
-    train_s = time.perf_counter() - t0
+    return _evaluate_and_save(net, "demo-chest-xray", evaluate_demo_classifier, chest_description, output_dir,
+                              seed, n_held_out, time.perf_counter() - t0, running, cfg, progress)
+
+
+def _evaluate_and_save(
+    net: torch.nn.Module,
+    name: str,
+    evaluate: Callable[..., dict[str, Any]],
+    describe: Callable[..., dict[str, Any]],
+    output_dir: str | Path,
+    seed: int,
+    n_held_out: int,
+    train_s: float,
+    final_loss: float,
+    cfg: dict[str, Any],
+    progress: ProgressCallback,
+) -> dict[str, Any]:
+    """Score a trained demo network on held-out phantoms, write ``<name>.pt`` and ``<name>.json`` into
+    ``output_dir``, and return the held-out metrics with the training time (s), threads and final loss."""
     net.eval()
-    held = evaluate_demo_classifier(net, n=n_held_out, progress=lambda f, s: progress(0.9 + 0.1 * f, s))
+    held = evaluate(net, n=n_held_out, progress=lambda f, s: progress(0.9 + 0.1 * f, s))
     held = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in held.items()}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = out / "demo-chest-xray.pt"
+    weights = out / f"{name}.pt"
     torch.save(net.state_dict(), weights)
-    extra = {"train_seconds": round(train_s, 1), "threads": N_THREADS, "final_loss": round(running, 4)}
-    desc = chest_description(held, seed, {**extra, "schedule": cfg})
-    (out / "demo-chest-xray.json").write_text(json.dumps(desc, indent=2) + "\n")
+    extra = {"train_seconds": round(train_s, 1), "threads": N_THREADS, "final_loss": round(final_loss, 4)}
+    desc = describe(held, seed, {**extra, "schedule": cfg})
+    (out / f"{name}.json").write_text(json.dumps(desc, indent=2) + "\n")
     return {**held, **extra, "weights_bytes": weights.stat().st_size}
 
 
