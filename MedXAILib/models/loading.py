@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelError
-from .bundle import load_bundle
+from .bundle import load_bundle_model
 from .checkpoints import load_weights_into
 from .description import ModelDescription
 from .model import Model
@@ -36,6 +36,7 @@ def load_model(
     device: str = "cpu",
     allow_unsafe_pickle: bool = False,
     description: ModelDescription | None = None,
+    trust_bundle_code: bool = False,
 ) -> Model:
     """Load a built-in model by name, or a model file or folder.
 
@@ -43,13 +44,22 @@ def load_model(
         - a built-in name (``demo-brain-tumour``, ``demo-chest-xray``);
         - a description ``.json`` whose ``weights`` names a state_dict (``.pt``/``.pth``/``.safetensors``) beside it;
         - a weights or TorchScript file with a description beside it (``<stem>.json`` or ``model.json``);
-        - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``).
+        - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``),
+          run through MONAI (:mod:`.bundle`); its code entries run only with ``trust_bundle_code``;
+        - ``SCHEME:NAME`` for a registered resolver (:mod:`.registry`), e.g. ``monai:spleen_ct_segmentation``
+          (downloaded into the cache on first use, :mod:`.zoo`).
 
     Raises:
         ModelError: unknown name, missing or unreadable file, weights that need unsafe unpickling (unless allowed),
             or weights that do not fit the described architecture.
     """
     text = str(name_or_path)
+    from .registry import resolver_for
+
+    resolved = resolver_for(text) if not Path(text).exists() else None
+    if resolved is not None:
+        fn, name = resolved
+        return fn(name, device=device, trust_code=trust_bundle_code, allow_unsafe_pickle=allow_unsafe_pickle)
     builtin = BUILTIN_DIR / f"{text}.json"
     path = builtin if builtin.exists() else Path(text)
     if not path.exists():
@@ -57,8 +67,7 @@ def load_model(
         raise ModelError(f"unknown model {text!r}: not a built-in model ({names}) and no such file or folder")
     if path.is_dir():
         if (path / "configs").is_dir():
-            network, desc = load_bundle(path, allow_unsafe_pickle)
-            return Model(network, description or desc, device)
+            return load_bundle_model(path, device, trust_bundle_code, allow_unsafe_pickle)
         if (path / "model.json").exists():
             path = path / "model.json"
         else:
