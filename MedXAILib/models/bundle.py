@@ -210,11 +210,13 @@ class BundleModel(Model):
                            nearest_interp=False, to_tensor=True)(work)
         probs = self._to_volume_order(torch.as_tensor(work["pred"]).float().cpu().numpy(), prepared)
         labels = None
+        labels_from_rule = True
         if self.post_label:
             lab = Compose(self.post_label)({**work, "pred": work["pred"]})["pred"]
             lab_np = torch.as_tensor(lab).cpu().numpy()
             if lab_np.shape[0] == 1:
                 labels = np.rint(lab_np.transpose(0, 3, 2, 1)).astype(np.int16)
+                labels_from_rule = False
         if labels is None:
             labels = self._labels_from_probs(probs, threshold)
         vol = prepared.volume
@@ -223,9 +225,15 @@ class BundleModel(Model):
             labels=Volume(labels.astype(np.int16), vol.ijk_to_ras.copy()),
             probabilities=Volume(probs, vol.ijk_to_ras.copy(), list(d.class_names)),
             logits_model_grid=logits.detach(),
-            label_values=[d.label_value(i) for i in range(d.n_classes)],
-            notes=list(self.notes),
+            label_values=self.label_values() if labels_from_rule or d.output == "softmax" else None,
+            notes=list(self.notes) + ([self._rule_note()] if labels_from_rule and d.output == "sigmoid" else []),
+            overlapping=d.output == "sigmoid",
         )
+
+    def _rule_note(self) -> str:
+        values = ", ".join(f"{n}={v}" for n, v in zip(self.description.class_names, self.label_values()))
+        return (f"label map made by MedXAI from the overlapping sigmoid outputs (probability >= 0.5, smaller regions "
+                f"painted over larger ones): {values}; the probabilities keep every class separate")
 
     def _labels_from_probs(self, probs: np.ndarray, threshold: float) -> np.ndarray:
         d = self.description
@@ -233,8 +241,10 @@ class BundleModel(Model):
             values = np.asarray([d.label_value(i) for i in range(d.n_classes)], dtype=np.int16)
             return values[probs.argmax(axis=0)][None]
         index = np.zeros(probs.shape[1:], dtype=np.int16)
-        for c in range(probs.shape[0]):  # overlapping sigmoid classes: the later class wins where both hold
-            index[probs[c] >= threshold] = d.label_value(c)
+        masks = [probs[c] >= threshold for c in range(probs.shape[0])]
+        values = self.label_values()
+        for c in sorted(range(len(masks)), key=lambda c: -int(masks[c].sum())):  # nested: smaller regions on top
+            index[masks[c]] = values[c]
         return index[None]
 
     def predict(self, volume: Volume, progress: ProgressCallback = no_progress, threshold: float = 0.5) -> Prediction:
