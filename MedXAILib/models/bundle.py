@@ -199,6 +199,8 @@ class BundleModel(Model):
         from monai.transforms import Compose, Invertd
 
         d = self.description
+        if d.task == "classification":  # class scores need no inverse; the activation is the bundle's
+            return super().prediction_from_logits(logits, prepared, threshold)
         data = prepared.state["data"]
         img = data[self.image_key]
         pred = MetaTensor(logits.detach().float()[0].cpu(), meta=copy.deepcopy(img.meta))
