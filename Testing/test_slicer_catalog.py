@@ -92,9 +92,9 @@ def test_terminology_entries_use_slicers_format():
     parts = entry.split("~")
     assert len(parts) == 7 and parts[0] == terminology.DICOM_CONTEXT and parts[3] == "^^"
     assert terminology.parse(entry)["type"] == ("SCT", "79654002", "Edema")
-    assert terminology.DEFAULT_ENTRY == ("Segmentation category and type - 3D Slicer General Anatomy list"
-                                         "~SCT^85756007^Tissue~SCT^85756007^Tissue~^^~Anatomic codes - DICOM master list"
-                                         "~^^~^^")  # vtkSegment's own default
+    assert terminology.DEFAULT_ENTRY == (  # vtkSegment's own default
+        "Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue~SCT^85756007^Tissue"
+        "~^^~Anatomic codes - DICOM master list~^^~^^")
     sidecar = {"lesion": {"category": ["SCT", "49755003", "Morphologically Altered Structure"],
                           "type": ["SCT", "52988006", "Lesion"]},
                "broken": {"category": ["SCT", "1"], "type": "x"}}

@@ -5,7 +5,8 @@ same IJK→RAS matrix and the same parent transform (two nodes with equal matric
 not aligned). :func:`grid_mismatches` says which nodes differ and how; :func:`resample_to_reference` makes a new
 node on the reference's grid with Slicer's own resampling (``vtkSlicerVolumesLogic.ResampleVolumeToReferenceVolume``)
 where that logic is exact (a reference without a parent transform), and with the same reslicing through the exact
-transform between the two nodes (``vtkMRMLTransformNode.GetTransformBetweenNodes``) otherwise. Inputs are never modified. Qt-free; tested against the ``slicer-core`` wheel.
+transform between the two nodes (``vtkMRMLTransformNode.GetTransformBetweenNodes``) otherwise. Inputs are never
+modified. Qt-free; tested against the ``slicer-core`` wheel.
 """
 
 from __future__ import annotations
