@@ -91,7 +91,8 @@ if a.command == "models":
         sys.exit(2)
     print(json.dumps({"models": [
         {"name": "demo-brain-tumour", "source": "builtin", "task": "segmentation", "spatial_dims": 3,
-         "channels": ["t1", "t1ce", "t2", "flair"], "classes": ["background", "necrotic core", "oedema", "enhancing rim"],
+         "channels": ["t1", "t1ce", "t2", "flair"],
+         "classes": ["background", "necrotic core", "oedema", "enhancing rim"],
          "card": {"name": "demo-brain-tumour", "version": "1", "training_data": "synthetic phantoms",
                   "intended_use": "demonstration only"}},
         {"name": "monai:spleen_ct_segmentation", "source": "zoo", "task": "segmentation", "spatial_dims": 3,
