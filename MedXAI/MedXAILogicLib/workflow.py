@@ -468,16 +468,22 @@ class Workflow:
         return self._task("segment", args, workdir, finish, device)
 
     # -- classify -----------------------------------------------------------------------------------------------
-    def start_classify(self, input_node: Any, model: str, device: str = "cpu") -> Task:
-        """Classify a (2D) image; the outputs hold ``"table"`` (class, probability) and ``"scores"``."""
+    def start_classify(self, input_nodes: Any, model: str, device: str = "cpu") -> Task:
+        """Classify an image (one node, or one per model channel); outputs: ``"table"`` (class, probability),
+        ``"scores"``."""
+        nodes = list(input_nodes) if isinstance(input_nodes, (list, tuple)) else [input_nodes]
+        input_node = nodes[0]
         workdir = self._workdir()
         try:
-            inputs = self.write_inputs(workdir, [input_node])
+            inputs = self.write_inputs(workdir, nodes)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         output = workdir / "classification.json"
-        args = ["classify", "--model", model, "--input", str(inputs[0]), "--output", str(output), "--progress", "json"]
+        args = ["classify", "--model", model]
+        for path in inputs:
+            args += ["--input", str(path)]
+        args += ["--output", str(output), "--progress", "json"]
 
         def finish(task: Task, result: JobResult) -> dict[str, Any]:
             data = json.loads(output.read_text()) if output.exists() else {}
@@ -557,6 +563,7 @@ class Workflow:
             base = f"{reference.GetName()} {method}"
             heat_node = task.track(bridge.add_heatmap_node(self.scene, heat, reference, name=f"{base} heat map"))
             heat_node.SetAttribute("MedXAI.Method", method)
+            heat_node.SetAttribute("MedXAI.Reference", reference.GetID())
             sidecar = self._sidecar(output)
             described = {k: sidecar[k] for k in EXPLANATION_KEYS if k in sidecar}
             if described:  # what `evaluate` needs to re-run this explanation (method, parameters, target)
