@@ -179,6 +179,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._extraSelectors = []  # (label, qMRMLNodeComboBox) for channels beyond the four bound rows
         self._parameterWidgets = {}  # parameter name -> widget of the selected method
         self._updatingModel = False
+        self._channels = ["t1", "t1ce", "t2", "flair"]  # the selected model's input channels (one row each)
+        self._inputs = []
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -489,6 +491,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- inputs -----------------------------------------------------------------------------------------------
     def _setInputRows(self, channels) -> None:
         """One labelled selector per model channel: the four bound rows, then rows made here."""
+        self._channels = list(channels)
         labels = [self.ui.inputLabel1, self.ui.inputLabel2, self.ui.inputLabel3, self.ui.inputLabel4]
         selectors = [self.ui.inputVolume1, self.ui.inputVolume2, self.ui.inputVolume3, self.ui.inputVolume4]
         for i, (label, selector) in enumerate(zip(labels, selectors)):
@@ -525,7 +528,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _inputSelectors(self) -> list:
         selectors = [self.ui.inputVolume1, self.ui.inputVolume2, self.ui.inputVolume3, self.ui.inputVolume4]
         selectors += [s for _label, s in self._extraSelectors]
-        return [s for s in selectors if s.visible]
+        return selectors[:len(self._channels)]  # (isVisible() is False for all until the panel is shown)
 
     def _inputNodes(self) -> list:
         """The selected input volumes, one per model channel (checked against the model)."""
@@ -539,7 +542,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             entry = self.logic.knownModel(self._parameterNode.modelName)
             chosen = self.logic.guessInputVolumes(entry.channels if entry else ["t1", "t1ce", "t2", "flair"])
-            for selector, node in zip(self._inputSelectors() or [self.ui.inputVolume1], chosen):
+            for selector, node in zip(self._inputSelectors(), chosen):
                 if node is not None:
                     selector.setCurrentNode(node)
 
