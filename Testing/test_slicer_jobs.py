@@ -423,6 +423,7 @@ def test_method_list_comes_from_the_cli(scene, cli, tmp_path):
     assert sorted(methods) == ["gradcam", "ig"] and methods["ig"]["params"]["steps"] == 32
 
 
+@pytest.mark.slow
 def test_a_model_file_is_described_by_the_core_loader(scene, tmp_path):
     """The real core loads a model file in a child and reports its task (a classification model is not segmented)."""
     builtin = ROOT / "MedXAILib" / "builtin_models"
