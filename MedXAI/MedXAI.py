@@ -103,13 +103,19 @@ def registerSampleData():
 
 def loadPhantomSample(source=None):
     """Sample Data's callback: make the brain phantom (for demo-brain-tumour) and return its nodes."""
-    case = MedXAILogic().loadPhantomCase()
+    logic = MedXAILogic()
+    if not logic.ensureDependencies():
+        return []
+    case = logic.loadPhantomCase()
     return case["volumes"] + [case["reference"]]
 
 
 def loadChestXraySample(source=None):
     """Sample Data's callback: make the chest X-ray phantom (for demo-chest-xray) and return its nodes."""
-    case = MedXAILogic().loadChestXrayCase()
+    logic = MedXAILogic()
+    if not logic.ensureDependencies():
+        return []
+    case = logic.loadChestXrayCase()
     return case["volumes"] + [case["reference"]]
 
 
@@ -252,6 +258,12 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
+        combo = self.ui.modelComboBox
+        if combo.count:  # a new scene's parameter node: show its model (and the rows that follow from it)
+            self._updatingModel = True
+            combo.setCurrentIndex(max(0, combo.findData(self._parameterNode.modelName)))
+            self._updatingModel = False
+            self.onModelChanged()
         if not self._parameterNode.inputVolume1:
             self.onAutoFillButton()
 
@@ -504,6 +516,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             n = len(selectors) + len(self._extraSelectors) + 1
             selector = slicer.qMRMLNodeComboBox()
             selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.showChildNodeTypes = False  # no label maps
             selector.noneEnabled = True
             selector.addEnabled = selector.removeEnabled = False
             selector.setMRMLScene(slicer.mrmlScene)
