@@ -372,8 +372,15 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     def onModelPathChanged(self, path=None) -> None:
-        if self._parameterNode and self._parameterNode.modelName == MODEL_FILE_CHOICE and not self._updatingModel:
+        """A chosen model file is described at once; a folder typed by hand waits for Folder…, Refresh or Apply
+        (every existing folder on the way to it would otherwise be loaded as a model)."""
+        if not self._parameterNode or self._parameterNode.modelName != MODEL_FILE_CHOICE or self._updatingModel:
+            return
+        path = str(self._parameterNode.modelPath or "").strip()
+        if os.path.isfile(path):
             self._describeModelPath()
+        else:
+            self._applyModelEntry(self.logic.knownModel(path))
 
     def _describeModelPath(self) -> None:
         path = str(self._parameterNode.modelPath or "").strip()
@@ -573,8 +580,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.referenceSegmentation = case["reference"]
             self.ui.referenceSegmentSelector.setCurrentNode(case["reference"])
 
-    def _offerResampling(self, nodes: list) -> Optional[list]:  # noqa: UP045 - Slicer 5.8 runs Python 3.9
-        """When the inputs are on different grids, offer to resample them onto the first; None if declined."""
+    def _offerResampling(self, nodes: list) -> list:
+        """When the inputs are on different grids, offer to resample them onto the first (declined: an error)."""
         mismatches = self.logic.gridMismatches(nodes)
         if not mismatches:
             return nodes
@@ -602,6 +609,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.ensureDependencies():
                 return
             p = self._parameterNode
+            if p.modelName == MODEL_FILE_CHOICE:  # read what the model is before its inputs are checked
+                self._applyModelEntry(self.logic.modelEntry(self.logic.modelFromParameters(p)))
             inputs = self._offerResampling(self._inputNodes())
             steps = {"predict and explain": ["predict", "explain"], "predict": ["predict"],
                      "explain": ["explain"]}[p.steps]
