@@ -180,6 +180,14 @@ def _find_by_name(scene: slicer.vtkMRMLScene, class_name: str, name: str) -> sli
     return node
 
 
+def _keep_color_names(node: slicer.vtkMRMLColorTableNode) -> None:
+    """Keep the names given with ``SetColor``: Slicer < 5.10 replaces them with colour-derived names unless the
+    node is marked with ``SetNamesInitialised``; Slicer >= 5.10 keeps them and logs an error for that deprecated
+    call (its new API, ``SetColorDefined``, tells the two apart)."""
+    if not hasattr(node, "SetColorDefined"):
+        node.SetNamesInitialised(True)
+
+
 def heat_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorNode:
     """Slicer's Inferno colour table if the scene has it, else a 256-entry MedXAI Inferno table (created once)."""
     node = scene.GetNodeByID(SLICER_INFERNO_ID)
@@ -191,6 +199,7 @@ def heat_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorNode:
     node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", INFERNO_NODE_NAME)
     node.SetTypeToUser()
     node.SetNumberOfColors(256)
+    _keep_color_names(node)
     for index, (r, g, b) in enumerate(inferno_rgb(256)):
         node.SetColor(index, f"{index}", float(r), float(g), float(b), 1.0)
     node.SetAttribute("Category", "MedXAI")
@@ -205,6 +214,7 @@ def relevance_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTable
     node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", RELEVANCE_COLOR_NODE_NAME)
     node.SetTypeToUser()
     node.SetNumberOfColors(len(RELEVANCE_LEVELS) + 1)
+    _keep_color_names(node)
     node.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
     for value, _fraction, name, (r, g, b, a) in RELEVANCE_LEVELS:
         node.SetColor(value, name, r, g, b, a)
