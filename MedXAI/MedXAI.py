@@ -1157,36 +1157,13 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
             slicer.mrmlScene, heat, threshold, heatmapNode, segmentationNode,
             segment_name=_("{name} ≥ {fraction:.0%}").format(name=heatmapNode.GetName(), fraction=fraction))
 
-    def _placeCase(self, nodes: list, patientName: str, studyName: str) -> None:
-        sh = slicer.mrmlScene.GetSubjectHierarchyNode()
-        if sh is None:
-            return
-        patient = sh.CreateSubjectItem(sh.GetSceneItemID(), patientName)
-        study = sh.CreateStudyItem(patient, studyName)
-        for node in nodes:
-            item = sh.GetItemByDataNode(node)
-            if item:
-                sh.SetItemParent(item, study)
-            else:
-                sh.CreateItem(study, node)
-
     def loadPhantomCase(self, seed: int = PHANTOM_SEED) -> dict:
         """Make the sample brain phantom (four sequences and its truth) as nodes; generated here, no download."""
-        from MedXAILogicLib import bridge, terminology
+        from MedXAILogicLib import samples
 
-        from MedXAILib.phantoms import make_brain_phantom
-
-        phantom = make_brain_phantom(seed)
-        scene = slicer.mrmlScene
-        volumes = [bridge.add_volume_node(scene, phantom.image.channel(c), f"MedXAIPhantom_{name}", channel=None)
-                   for c, name in enumerate(["t1", "t1ce", "t2", "flair"])]
-        names = {1: "necrotic core", 2: "oedema", 3: "enhancing rim"}
-        reference = bridge.labelmap_to_segmentation(scene, phantom.label, volumes[0], names,
-                                                    name="MedXAIPhantom truth",
-                                                    terminology=terminology.entries_for_labels(names))
-        self._placeCase(volumes + [reference], "MedXAI phantom", f"seed {seed}")
-        slicer.util.setSliceViewerLayers(background=volumes[1], fit=True)
-        return {"volumes": volumes, "reference": reference}
+        case = samples.brain_phantom_case(slicer.mrmlScene, seed)
+        slicer.util.setSliceViewerLayers(background=case["volumes"][1], fit=True)
+        return case
 
     def loadChestXrayCase(self, seed: int = XRAY_SEED) -> dict:
         """Make the sample chest X-ray (a 2D radiograph with a nodule and cardiomegaly) and its truth regions.
@@ -1194,24 +1171,11 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
         Generated here (no download); ``demo-chest-xray`` classifies it. The truth is a segmentation with one
         segment per present finding.
         """
-        import numpy as np
-        from MedXAILogicLib import bridge
+        from MedXAILogicLib import samples
 
-        from MedXAILib.phantoms import CHEST_FINDINGS, make_chest_phantom
-        from MedXAILib.volume import Volume
-
-        phantom = make_chest_phantom(seed, findings=(1, 1, 0))
-        scene = slicer.mrmlScene
-        xray = bridge.add_volume_node(scene, phantom.image, "MedXAIChestXray", channel=None)
-        labels = np.zeros(phantom.masks.shape[1:], np.int16)
-        for index, mask in enumerate(phantom.masks):
-            labels[mask] = index + 1
-        reference = bridge.labelmap_to_segmentation(
-            scene, Volume(labels[None, None], phantom.image.ijk_to_ras), xray,
-            {i + 1: name for i, name in enumerate(CHEST_FINDINGS)}, name="MedXAIChestXray truth")
-        self._placeCase([xray, reference], "MedXAI chest X-ray", f"seed {seed}")
-        slicer.util.setSliceViewerLayers(background=xray, fit=True)
-        return {"volumes": [xray], "reference": reference}
+        case = samples.chest_xray_case(slicer.mrmlScene, seed)
+        slicer.util.setSliceViewerLayers(background=case["volumes"][0], fit=True)
+        return case
 
 
 def missingRequirements(requirementsPath: str) -> list:
