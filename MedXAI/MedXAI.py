@@ -185,6 +185,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._extraSelectors = []  # (label, qMRMLNodeComboBox) for channels beyond the four bound rows
         self._parameterWidgets = {}  # parameter name -> widget of the selected method
         self._updatingModel = False
+        self._refreshing = False
         self._channels = ["t1", "t1ce", "t2", "flair"]  # the selected model's input channels (one row each)
         self._inputs = []
 
@@ -301,13 +302,23 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- the model list and what follows the model -------------------------------------------------------------
     def onRefreshModelsButton(self) -> None:
-        """Ask the core for its models (and each method's parameters); describe a chosen model file or folder."""
+        """Ask the core for its models (and each method's parameters); describe a chosen model file or folder.
+
+        The child processes are waited for with the GUI painting (``processEvents``); a second click meanwhile is
+        ignored.
+        """
+        if self._refreshing:
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to read the model list."), waitCursor=True):
+            self._refreshing = True
+            self.ui.refreshModelsButton.enabled = False
             self.ui.statusLabel.text = _("Reading the models and methods the core offers…")
             try:
                 models, note = self.logic.listModels(refresh=True)
                 self.logic.listMethods(refresh=True)
             finally:
+                self._refreshing = False
+                self.ui.refreshModelsButton.enabled = True
                 self.ui.statusLabel.text = ""
             self._fillModelList(models, note)
             self._fillMethodList()
