@@ -892,8 +892,9 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
             packaging = None
         if packaging is not None and hasattr(packaging, "pip_ensure"):
             try:
+                # under ctest nothing may wait for a click: no install question, no restart question
                 packaging.pip_ensure(packaging.load_requirements(requirements), prompt_install=ask,
-                                     requester="MedXAI", skip_in_testing=False)
+                                     prompt_restart=not testing, requester="MedXAI", skip_in_testing=False)
             except RuntimeError as exc:
                 if "declined" in str(exc).lower():
                     return False

@@ -209,6 +209,7 @@ def test_dependencies_in_testing_mode_and_when_declined(env, monkeypatch):
     app.testing = True  # under ctest: install without asking, and do not let pip_ensure skip it
     assert module.MedXAILogic().ensureDependencies(askConfirmation=True)
     assert calls[-1]["skip_in_testing"] is False and calls[-1]["prompt_install"] is False
+    assert calls[-1]["prompt_restart"] is False  # no dialog may wait for a click under ctest
     app.testing = False  # a user who declines: False, not an exception
     assert module.MedXAILogic().ensureDependencies(askConfirmation=True) is False
 
