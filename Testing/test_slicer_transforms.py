@@ -234,3 +234,24 @@ def test_same_matrix_under_another_transform_is_another_grid(scene):
     i, j, k = np.floor(ijk_out).astype(int)
     neighbourhood = bridge.node_to_volume(out).array[0, k:k + 2, j:j + 2, i:i + 2]
     assert neighbourhood.min() - 1e-4 <= value <= neighbourhood.max() + 1e-4
+
+
+@pytest.mark.parametrize("how", ["linear", "non-linear"])
+def test_point_and_region_targets_are_read_in_the_inputs_own_grid(scene, how):
+    """What goes to the CLI: a markup point and a painted segment, placed in the world, become input voxels."""
+    reference = make_input(scene, how)
+    to_world = vtk.vtkGeneralTransform()
+    reference.GetParentTransformNode().GetTransformToWorld(to_world)
+    local = bridge.ijk_to_ras_of(reference) @ np.array([4.0, 3.0, 2.0, 1.0])
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "target")  # not under any transform
+    markups.AddControlPoint(vtk.vtkVector3d(*to_world.TransformPoint(*local[:3])))
+    assert bridge.markup_point_to_ijk(markups, reference) == (4, 3, 2)
+    labels = np.zeros(SHAPE, np.int16)
+    labels[2:5, 3:6, 4:8] = 1
+    painted = bridge.labelmap_to_segmentation(scene, Volume(labels[None], bridge.ijk_to_ras_of(reference)),
+                                              reference, {1: "region"})
+    assert np.array_equal(bridge.segment_to_mask(painted, "region", reference).array[0], labels)
+    if how == "linear":  # the same segment hardened into world coordinates (no parent) is still the same voxels
+        painted.SetAndObserveTransformNodeID(None)
+        painted.ApplyTransform(to_world)
+        assert np.array_equal(bridge.segment_to_mask(painted, "region", reference).array[0], labels)
