@@ -1038,8 +1038,14 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
 
     def segment(self, inputNodes, model: str = "demo-brain-tumour", device: str = "cpu",
                 waitForCompletion: bool = False):
-        """Segment; returns the running task, or with ``waitForCompletion`` its outputs (``"segmentation"``)."""
-        return self._finish(self.workflow().start_segment(list(inputNodes), model, device=device), waitForCompletion)
+        """Segment; returns the running task, or with ``waitForCompletion`` its outputs (``"segmentation"``).
+
+        Segments are named after the model's classes (from its description).
+        """
+        entry = self.knownModel(model)
+        names = entry.label_names() if entry is not None else None
+        task = self.workflow().start_segment(list(inputNodes), model, device=device, class_names=names)
+        return self._finish(task, waitForCompletion)
 
     def classify(self, inputNodes, model: str = "demo-chest-xray", device: str = "cpu",
                  waitForCompletion: bool = False):

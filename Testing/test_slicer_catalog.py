@@ -44,6 +44,17 @@ def test_models_json_is_read_and_invalid_records_skipped():
         catalog.parse_models_json("no json here")
 
 
+def test_label_names_follow_label_values():
+    brats = catalog.entry_from_dict({"name": "brats", "task": "segmentation", "channels": ["t1"],
+                                     "classes": ["background", "necrosis", "oedema", "enhancing"],
+                                     "label_values": [0, 1, 2, 4]})
+    assert brats.label_names() == {1: "necrosis", 2: "oedema", 4: "enhancing"}
+    plain = catalog.entry_from_dict({"name": "spleen", "task": "segmentation", "channels": ["ct"],
+                                     "classes": ["background", "spleen"]})
+    assert plain.label_names() == {1: "spleen"}
+    assert catalog.entry_from_dict(MODELS_JSON["models"][0]).label_names() == {}  # a classifier has no labels
+
+
 def test_builtin_models_are_listed_from_their_description_files():
     entries = {e.name: e for e in catalog.builtin_entries()}
     assert entries["demo-brain-tumour"].task == "segmentation"

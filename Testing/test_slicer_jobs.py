@@ -459,6 +459,14 @@ def test_predicted_segments_get_terminology(scene, cli, tmp_path):
     assert "SCT^85756007^Tissue" in bridge.segment_terminology(seg.GetSegmentation().GetSegment(names["core"]))
 
 
+def test_segments_are_named_after_the_models_classes(scene, cli, tmp_path):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    seg = flow.start_segment(brain_nodes(scene), "monai:some_bundle", class_names={1: "core", 2: "swelling"}).wait()
+    names = [seg["segmentation"].GetSegmentation().GetSegment(s).GetName()
+             for s in bridge.segment_ids(seg["segmentation"])]
+    assert names == ["core", "swelling"]
+
+
 def test_classify_and_evaluate_report_progress(scene, cli, tmp_path):
     flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
     nodes = brain_nodes(scene)

@@ -38,6 +38,7 @@ except MedXAIError as exc:
 card = getattr(d, "card", None) or getattr(d, "training", None) or {}
 print(json.dumps({"model": {"name": d.name, "source": "file", "task": d.task, "spatial_dims": d.spatial_dims,
                             "channels": list(d.channel_names), "classes": list(d.class_names),
+                            "label_values": list(d.label_values) if d.label_values else None,
                             "card": card if isinstance(card, dict) else {}}}))
 """
 
@@ -54,6 +55,7 @@ class ModelEntry:
         channels: the input channel names, in order (one input row each).
         classes: the class names, in output order (index 0 is background for segmentation).
         card: the model card (name, version, training data, intended use, …) as the CLI reports it.
+        label_values: the value each class takes in label maps when it is not its index (BraTS: 0, 1, 2, 4).
     """
 
     name: str
@@ -63,6 +65,7 @@ class ModelEntry:
     channels: list[str]
     classes: list[str]
     card: dict[str, Any] = field(default_factory=dict)
+    label_values: list[int] | None = None
 
     @property
     def is_classification(self) -> bool:
@@ -73,6 +76,14 @@ class ModelEntry:
         if self.task == "segmentation" and self.classes and self.classes[0].lower() in ("background", "bg"):
             return self.classes[1:]
         return list(self.classes)
+
+    def label_names(self) -> dict[int, str]:
+        """``{label value: class name}`` of a segmentation model's label map, background left out."""
+        if self.task != "segmentation":
+            return {}
+        values = self.label_values if self.label_values and len(self.label_values) == len(self.classes) else None
+        pairs = zip(values, self.classes) if values else enumerate(self.classes)
+        return {int(v): name for v, name in pairs if int(v) != 0}
 
     def summary(self) -> str:
         """One line for the model list's tooltip: task, inputs, classes and where it comes from."""
@@ -107,8 +118,10 @@ def entry_from_dict(data: Mapping[str, Any]) -> ModelEntry:
         raise ValueError(f"model {name!r}: no class names")
     dims = int(data.get("spatial_dims") or 3)
     card = data.get("card") if isinstance(data.get("card"), dict) else {}
+    values = data.get("label_values")
+    values = [int(v) for v in values] if isinstance(values, list) and len(values) == len(classes) else None
     return ModelEntry(name, str(data.get("source") or "file"), str(task), dims, [str(c) for c in channels],
-                      [str(c) for c in classes], dict(card))
+                      [str(c) for c in classes], dict(card), values)
 
 
 def parse_models_json(text: str) -> list[ModelEntry]:

@@ -429,7 +429,11 @@ class Workflow:
         class_names: Mapping[int, str] | None = None,
         extra_args: Sequence[str] = (),
     ) -> Task:
-        """Segment the inputs; the task's outputs hold ``"segmentation"`` (named, coloured segments)."""
+        """Segment the inputs; the task's outputs hold ``"segmentation"`` (named, coloured segments).
+
+        Segment names: ``class_names`` (label value → name, from the model's description, see
+        :meth:`catalog.ModelEntry.label_names`), overridden by names the command writes in its sidecar.
+        """
         workdir = self._workdir()
         try:
             inputs = self.write_inputs(workdir, input_nodes)
@@ -446,6 +450,7 @@ class Workflow:
         def finish(task: Task, result: JobResult) -> dict[str, Any]:
             labels = self._read_on_grid(output, reference, "prediction", label_map=True)
             names = dict(DEMO_CLASS_NAMES.get(model, {}))
+            names.update({int(k): str(v) for k, v in (class_names or {}).items()})
             sidecar = self._sidecar(output)
             for key in ("class_names", "labels", "classes"):
                 value = sidecar.get(key)
@@ -453,7 +458,6 @@ class Workflow:
                     names.update({int(k): str(v) for k, v in value.items() if str(k).isdigit()})
                 elif isinstance(value, list):
                     names.update({i: str(v) for i, v in enumerate(value) if i > 0})
-            names.update(dict(class_names or {}))
             present = {int(v) for v in np.unique(labels.array) if v != 0}
             codes = terminology.entries_for_labels(
                 {v: names.get(v, f"label {v}") for v in present}, sidecar.get("terminology"))
