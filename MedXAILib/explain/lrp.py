@@ -502,21 +502,26 @@ class LayerwiseRelevancePropagation(Method):
         targets = window_targets(ctx, plan)
         rel = torch.zeros((1, ctx.x.shape[1]) + plan.padded, device=ctx.x.device)
         total, absorbed = 0.0, 0.0
+        folded: list[str] = []
+        net = ctx.model.network
+        if targets:  # canonise once (on the first window), then every window uses the same folded copy
+            net, folded, n_fwd = canonize(net, targets[0].x.detach())
+            ctx.forward_passes += n_fwd
         for n, wt in enumerate(targets):
             ctx.progress(0.1 + 0.85 * n / max(len(targets), 1), f"lrp: window {n + 1} of {len(targets)}")
             r, det = lrp_relevance(
-                ctx.model.network, wt.x, lambda logits, w=wt.weights: score(logits, w),
+                net, wt.x, lambda logits, w=wt.weights: score(logits, w),
                 composite=str(params["composite"]), epsilon=float(params["epsilon"]), gamma=float(params["gamma"]),
-                norm_rule=str(params["norm_rule"]), divisor=div,
+                norm_rule=str(params["norm_rule"]), divisor=div, canonise=False,
             )
             rel[(slice(None), slice(None)) + wt.slices] += r
             total += float(det["score"])
             absorbed += float(det["absorbed"])
-            ctx.forward_passes += 1 + int(det["canonisation_forward_passes"])
+            ctx.forward_passes += 1
             ctx.count_backward()
         crop = (slice(None), slice(None)) + tuple(slice(a, a + g) for g, (a, _) in zip(plan.grid, plan.pad))
         real = torch.zeros_like(rel[:, :1])
         real[crop] = 1
         details = conservation_report(rel, {"score": total, "absorbed": absorbed}, real)
-        details.update({"windows_explained": len(targets), "windows": len(plan.slices)})
+        details.update({"windows_explained": len(targets), "windows": len(plan.slices), "folded_batchnorms": folded})
         return rel[crop].detach(), details
