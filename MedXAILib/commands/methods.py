@@ -34,7 +34,8 @@ def describe_methods() -> list[dict[str, Any]]:
                 "needs_gradients": bool(cls.needs_gradients),
                 "display": cls.display,
                 "cost_model": cls.cost_model,
-                "params": {k: _jsonable(v) for k, v in cls.params.items()},
+                # exact: every method explains the model function itself unless exact=false (engine-level)
+                "params": {**{k: _jsonable(v) for k, v in cls.params.items()}, "exact": True},
                 "reference": cls.reference,
                 "module": cls.__module__.rsplit(".", 1)[-1],
             }
