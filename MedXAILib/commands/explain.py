@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="heat map to write (.nrrd, .nii.gz, .mha); required unless --dry-run")
     parser.add_argument("--normalized", help="also write the normalised display map here")
     parser.add_argument(
+        "--shap-plot", metavar="PNG",
+        help="kernelshap / partitionshap / lime: also write shap's waterfall and bar plots of the per-supervoxel and "
+        "per-sequence values here",
+    )
+    parser.add_argument(
         "--map-resampling", choices=("interpolate", "sum"), default="interpolate",
         help="how the model-grid map reaches the input grid: interpolate values (default; sums hold on the model "
         "grid) or sum (rescaled so the map's sum is kept); see docs/conventions.md",
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     region = read_label_map(args.region, reference=volume, what="region mask") if args.region else None
     voxel = _voxel(args.voxel)
     params = _params(args)
+    if args.shap_plot and args.method not in ("kernelshap", "partitionshap", "lime"):
+        raise InputError("--shap-plot is for kernelshap, partitionshap and lime (methods with per-supervoxel values)")
     if args.dry_run:
         est = estimate_cost(model, volume, args.method, params=params)
         print(json.dumps(est, indent=None if args.progress == "json" else 2))
@@ -97,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
                "conventions": explanation_conventions(expl.method, expl.params, args.map_resampling)}
     write_volume(expl.heatmap, out)
     write_json(sidecar, str(out) + ".json")
+    if args.shap_plot:
+        from ..figures.shap_plots import shap_figure
+
+        shap_figure(check_output_path(args.shap_plot, (".png",)), expl, list(model.description.channel_names))
     if args.normalized:
         write_volume(expl.normalized(), check_output_path(args.normalized, VOLUME_SUFFIXES))
     progress(1.0, f"wrote {out}")
