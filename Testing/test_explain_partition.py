@@ -14,8 +14,7 @@ from MedXAILib.explain import explain
 from MedXAILib.explain.partition import supervoxel_linkage
 from MedXAILib.explain.shapley import kernel_shap, make_baseline
 from MedXAILib.explain.supervoxels import grid_supervoxels
-from MedXAILib.model_description import ModelDescription
-from MedXAILib.models import Model
+from MedXAILib.models import Model, ModelDescription
 
 shap = pytest.importorskip("shap")
 

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import read_label_map
-from .common import add_model_arguments, open_model, progress_from, read_inputs
+from ..io import read_inputs, read_label_map
+from .common import add_model_arguments, open_model, progress_from
 from .explain import _voxel
 
 HELP = "run several methods on one case and target: pairwise agreement, consensus map and a figure"
