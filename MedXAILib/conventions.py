@@ -116,6 +116,7 @@ def markdown_table() -> str:
     lines = ["| convention | how to choose | default | choices | default does | alternatives follow |",
              "| --- | --- | --- | --- | --- | --- |"]
     for c in CONVENTIONS:
+        ours, anchors = (t.replace("|", "\\|") for t in (c.ours, c.anchors))  # a bare | would split the cell
         lines.append(f"| `{c.name}` | `{c.option}` | `{c.default}` | {', '.join(f'`{v}`' for v in c.choices)} "
-                     f"| {c.ours} | {c.anchors} |")
+                     f"| {ours} | {anchors} |")
     return "\n".join(lines)
