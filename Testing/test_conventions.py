@@ -23,7 +23,7 @@ from MedXAILib.volume import Volume, make_ijk_to_ras
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---- the table -------------------------------------------------------------------------------------------------------
+# ---- the table ------------------------------------------------------------------------------------------------------
 def test_methods_json_and_docs_state_every_convention_and_default(capsys) -> None:
     assert main(["methods", "--json"]) == 0
     listed = {c["name"]: c for c in json.loads(capsys.readouterr().out)["conventions"]}
@@ -34,7 +34,7 @@ def test_methods_json_and_docs_state_every_convention_and_default(capsys) -> Non
     assert len(CONVENTIONS) >= 10
 
 
-# ---- HD95 ------------------------------------------------------------------------------------------------------------
+# ---- HD95 -----------------------------------------------------------------------------------------------------------
 def _directed_by_brute_force(a: np.ndarray, b: np.ndarray, spacing: tuple[float, float, float]):
     """Boundary voxels (erosion with face connectivity, as panoptica) and all-pairs distances in mm."""
     def border(m: np.ndarray) -> np.ndarray:
@@ -92,7 +92,7 @@ def test_evaluate_hd95_brats_equals_the_pooled_percentile(tmp_path) -> None:
     assert out["brats"]["conventions"] == {"hd95": "brats"}
 
 
-# ---- relevance mass ------------------------------------------------------------------------------------------------
+# ---- relevance mass -----------------------------------------------------------------------------------------------
 def test_relevance_mass_conventions_match_their_formulas() -> None:
     h = np.array([[[3.0, -1.0, 2.0, -4.0, 0.5]]])
     r = np.array([[[True, True, False, False, False]]])
@@ -104,7 +104,7 @@ def test_relevance_mass_conventions_match_their_formulas() -> None:
     assert relevance_mass(-np.abs(h), r) is None
 
 
-# ---- stability -------------------------------------------------------------------------------------------------------
+# ---- stability ------------------------------------------------------------------------------------------------------
 def test_stability_skips_intensity_scaling_for_a_z_scoring_model_and_says_so() -> None:
     from MedXAILib.quality.evaluation import evaluate_explanation
     from MedXAILib.quality.stability import scale_invariance
@@ -166,7 +166,7 @@ def test_yeh_max_sensitivity_matches_quantus_formula() -> None:
     assert out["max_sensitivity_fixed"] is not None
 
 
-# ---- deletion / insertion ---------------------------------------------------------------------------------------------
+# ---- deletion / insertion --------------------------------------------------------------------------------------------
 def test_rise_curves_are_unnormalised_with_zero_and_blur_baselines() -> None:
     from MedXAILib.quality.faithfulness import deletion_insertion, make_baseline
     from MedXAILib.targets import Target
@@ -202,7 +202,7 @@ def test_rise_curves_are_unnormalised_with_zero_and_blur_baselines() -> None:
     assert normal["deletion_curve"][0] == pytest.approx(1.0)
 
 
-# ---- Score-CAM ------------------------------------------------------------------------------------------------------
+# ---- Score-CAM -----------------------------------------------------------------------------------------------------
 def test_scorecam_probability_weighting_is_the_masked_class_probability() -> None:
     from MedXAILib.explain.base import get_method
     from MedXAILib.explain.cam import upsample_to_grid
@@ -227,7 +227,7 @@ def test_scorecam_probability_weighting_is_the_masked_class_probability() -> Non
     assert fast.details["weighting"] == "probability"
 
 
-# ---- LRP bias ---------------------------------------------------------------------------------------------------------
+# ---- LRP bias --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bias", [False, True])
 def test_lrp_zplus_and_gamma_with_and_without_bias_by_hand(bias: bool) -> None:
     from MedXAILib.explain.lrp import lrp_relevance
@@ -258,7 +258,7 @@ def test_lrp_zplus_and_gamma_with_and_without_bias_by_hand(bias: bool) -> None:
     np.testing.assert_allclose(rel.numpy()[0], r_x, rtol=1e-8, atol=1e-10)
 
 
-# ---- ChestX-ray14 boxes ------------------------------------------------------------------------------------------
+# ---- ChestX-ray14 boxes -----------------------------------------------------------------------------------------
 def test_box_per_connected_region() -> None:
     heat = np.zeros((1, 20, 20))
     heat[0, 2:7, 2:9] = 1.0  # large region: x 2..9, y 2..7
@@ -270,7 +270,7 @@ def test_box_per_connected_region() -> None:
     assert each["iobb"] == 1.0 and each["box"] == [12.0, 12.0, 4.0, 3.0] and len(each["boxes"]) == 2
 
 
-# ---- map resampling -----------------------------------------------------------------------------------------------
+# ---- map resampling ----------------------------------------------------------------------------------------------
 def test_map_resampling_sum_keeps_the_model_grid_sum() -> None:
     from MedXAILib.explain import explain
 
