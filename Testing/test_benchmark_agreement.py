@@ -44,3 +44,4 @@ def test_cohort_agreement_is_the_mean_over_cases_of_each_pair(tmp_path) -> None:
     assert float(row["mean"]) > 0.8 > abs(float(rows[("gradcam", "random", "spearman")]["mean"]))
     assert {k[2] for k in rows} == {"spearman", "ssim", "topk_iou"}
     assert "Agreement between methods" in (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "conventions.json").read_text())["conventions"]["hd95"] == "monai"

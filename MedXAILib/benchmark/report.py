@@ -10,6 +10,7 @@
 - ``folds.csv``: per fold, its size and task performance.
 - ``agreement.csv``: per method pair and measure (Spearman ρ, SSIM, top-5 % IoU), the mean pairwise agreement of
   the two methods' maps over the cases where both exist (:mod:`.agreement`), also shown as matrices in the report.
+- ``conventions.json``: the metric conventions the units used (the defaults of :mod:`MedXAILib.conventions`).
 - ``figures/*.png``: the report's figures as files.
 - ``report.html``: settings, task-performance and methods tables, deletion/insertion curves (mean over cases, the
   random-order control dashed), accuracy versus faithfulness (per case and per fold), and one example figure per
@@ -217,6 +218,11 @@ def write_outputs(root: str | Path) -> dict[str, Path]:
     }
     out["agreement"] = _write_csv(root / "agreement.csv", agg["agreement"]["rows"],
                                   ["method_a", "method_b", "measure", "mean", "sd", "n_cases"])
+    from ..conventions import defaults
+    from ..io import write_json
+
+    out["conventions"] = write_json({"conventions": defaults(), "note": "benchmark units use every default; see "
+                                     "docs/conventions.md"}, root / "conventions.json")
     from ..io import atomic_path
 
     with atomic_path(root / "summary.md") as tmp:
