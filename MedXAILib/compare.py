@@ -57,6 +57,12 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
     return items
 
 
+def object_mask(volume: Volume) -> np.ndarray:
+    """``(K, J, I)`` bool: voxels where any channel is non-zero, or every voxel when none or all are zero."""
+    obj = np.any(volume.array != 0, axis=0)
+    return obj if obj.any() and not obj.all() else np.ones(volume.shape, dtype=bool)
+
+
 def compare(
     model: Model,
     volume: Volume,
@@ -70,6 +76,7 @@ def compare(
     values: str = "display",
     topk_percent: float = DEFAULT_TOPK_PERCENT,
     map_resampling: str = "interpolate",
+    region_of_comparison: str = "object",
     progress: ProgressCallback = no_progress,
 ) -> Comparison:
     """Explain one target of ``model`` on ``volume`` with every method and measure their agreement.
@@ -81,6 +88,8 @@ def compare(
         params: per-method parameters, method → {key: value}.
         values: ``display`` (compare importance as displayed) or ``signed``; topk_percent: k of the top-k IoU.
         map_resampling: see :func:`MedXAILib.explain.explain`.
+        region_of_comparison: ``object`` (default: voxels where any input channel is non-zero, see
+            :func:`object_mask`) or ``all`` voxels.
 
     Returns:
         a :class:`Comparison`. A method that cannot explain this model or target raises its error (nothing is
@@ -88,6 +97,8 @@ def compare(
     """
     from .explain import explain, get_method
 
+    if region_of_comparison not in ("object", "all"):
+        raise InputError(f"unknown comparison region {region_of_comparison!r}; use object or all")
     names = parse_methods(methods)
     for name in names:
         get_method(name)  # unknown names fail before any work
@@ -109,7 +120,10 @@ def compare(
                                      progress=sub, map_resampling=map_resampling)
     progress(0.9, "measuring agreement")
     maps = {n: e.heatmap.array[0] for n, e in explanations.items()}
-    report, cons, per_voxel = agreement(maps, {n: e.display for n, e in explanations.items()}, values, topk_percent)
+    mask = object_mask(volume) if region_of_comparison == "object" else None
+    report, cons, per_voxel = agreement(maps, {n: e.display for n, e in explanations.items()}, values, topk_percent,
+                                        mask)
+    report["settings"]["region"] = region_of_comparison
     report["target"] = target.describe()
     report["seconds"] = {n: round(e.cost.seconds, 4) for n, e in explanations.items()}
     progress(1.0, "comparison done")

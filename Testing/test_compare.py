@@ -116,3 +116,29 @@ def test_compare_command_writes_the_folder(tmp_path) -> None:
     assert read_image(out / "consensus.nrrd", grayscale_2d=False).shape == (1, 24, 24)
     assert main(["compare", "--model", str(folder), "--input", str(img), "--methods", "gradcam",
                  "--output", str(out), "--progress", "none"]) == 2
+
+
+def test_mask_restricts_ranks_and_ssim_uses_its_bounding_box() -> None:
+    a, b = hand_pair()
+    mask = np.zeros(a.shape, bool)
+    mask[0, 5:20, 8:30] = True
+    report, cons, agree = agreement({"a": a, "b": b}, values="signed", mask=mask)
+    assert report["spearman"][0][1] == pytest.approx(spearmanr(a[mask], b[mask]).statistic, abs=1e-12)
+    na, nb = a[0, 5:20, 8:30], b[0, 5:20, 8:30]
+    na, nb = (na - na.min()) / np.ptp(na), (nb - nb.min()) / np.ptp(nb)
+    ref = structural_similarity(na, nb, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+    assert report["ssim"][0][1] == pytest.approx(ref, abs=1e-6)
+    assert not cons[~mask].any() and not agree[~mask].any()
+    assert report["settings"]["voxels_compared"] == int(mask.sum())
+
+
+def test_object_mask_is_the_non_zero_input() -> None:
+    from MedXAILib.compare import object_mask
+
+    vol = volume((1, 6, 6), 2, seed=0)
+    arr = vol.array.copy()
+    arr[:, :, :2] = 0
+    arr[0, 0, 0, 0] = 1.0  # one channel non-zero is enough
+    m = object_mask(vol.with_array(arr))
+    assert m.sum() == 6 * 4 + 1
+    assert object_mask(vol.with_array(np.zeros_like(arr))).all()

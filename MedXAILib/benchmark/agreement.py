@@ -1,8 +1,10 @@
 """Agreement between methods over a benchmark cohort: the mean pairwise agreement per method pair.
 
 For every case, the stored maps (``maps/<case>__<method>.npz``, input grid) of the methods that finished are compared
-pair by pair exactly as ``compare`` does on one case (:func:`MedXAILib.metrics.agreement.pairwise`, each map turned
-into importance the way it is displayed: positive part or |h|): Spearman ρ, SSIM and top-k IoU. Each pair's values
+pair by pair with the measures ``compare`` uses (:func:`MedXAILib.metrics.agreement.pairwise`, each map turned
+into importance the way it is displayed: positive part or |h|): Spearman ρ, SSIM and top-k IoU. Unlike ``compare``,
+which compares the object's voxels (non-zero input), the report sees only the stored maps, so every voxel of the map
+is compared. Each pair's values
 are then averaged over the cases where both maps exist (mean, sample SD, count), giving ``agreement.csv`` and an
 ``M × M`` matrix per measure in the report.
 """

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--values", choices=("display", "signed"), default="display",
         help="compare each map as displayed (positive part or |h|; default) or its signed values",
     )
+    parser.add_argument("--compare-region", choices=("object", "all"), default="object",
+                        help="voxels compared: the object (any input channel non-zero; default) or all voxels")
     parser.add_argument("--map-resampling", choices=("interpolate", "sum"), default="interpolate",
                         help="how maps reach the input grid (see docs/conventions.md)")
     parser.add_argument("--no-figure", action="store_true", help="skip agreement.png")
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     result = compare(
         model, volume, methods, label=args.target, region=region, voxel=_voxel(args.voxel), params=params,
         values=args.values, topk_percent=args.topk, map_resampling=args.map_resampling,
+        region_of_comparison=args.compare_region,
         progress=progress.sub(0.0, 0.95),
     )
     extra = {"model": model.name, "input": args.input, "conventions": {"map_resampling": args.map_resampling}}

@@ -18,12 +18,19 @@ Pairwise measures (each a symmetric ``M × M`` matrix, diagonal 1 for any non-co
   voxels, at least 1). Voxels tied at the cut take a fractional membership (the share of the remaining places), and
   the IoU is ``Σ min(a, b) / Σ max(a, b)`` of the memberships — the plain set IoU when there are no ties.
 
+Compared voxels (``mask``). By default every voxel is compared. ``compare`` passes the *object* — the voxels where
+any input channel is non-zero (all voxels when none or all are zero) — so the air around a skull-stripped head, where
+some methods are exactly zero and others are not, does not dominate the ranks. Spearman ρ, top-k IoU and the ranks of
+the consensus use the masked voxels only; SSIM, which needs a neighbourhood, is computed on the mask's bounding box.
+
 Consensus. Each importance map is turned into normalised ranks ``r_m(v) ∈ [0, 1]`` (average ranks of tied voxels,
 ``(rank − 1) / (N − 1)``), and the consensus is their mean over methods, ``c(v) = mean_m r_m(v)``. The per-voxel
 agreement is ``1 − 2 · std_m r_m(v)`` (population SD): 1 where every method gives the voxel the same rank, 0 where
-they split evenly between the two ends. Each method's agreement with the consensus is reported with the same three
-measures, and — because the consensus contains the method itself — also as the Spearman ρ with the consensus of the
-*other* methods (``spearman_leave_one_out``; needs at least three methods).
+they split evenly between the two ends (both are 0 outside the mask). Each method's agreement with the consensus is
+reported with the same three measures — computed between the method's normalised ranks and the consensus, so that
+SSIM compares like with like (Spearman and top-k IoU depend on ranks only). Because the consensus contains the
+method itself, the Spearman ρ with the consensus of the *other* methods is given too (``spearman_leave_one_out``;
+needs at least three methods).
 """
 
 from __future__ import annotations
@@ -78,40 +85,64 @@ def topk_iou(a: np.ndarray, b: np.ndarray, percent: float = DEFAULT_TOPK_PERCENT
     return float(np.minimum(wa, wb).sum()) / union if union > 0 else 1.0
 
 
-def pairwise(maps: Sequence[np.ndarray], topk_percent: float = DEFAULT_TOPK_PERCENT) -> dict[str, list[list[Any]]]:
+def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
+
+
+def pairwise(
+    maps: Sequence[np.ndarray], topk_percent: float = DEFAULT_TOPK_PERCENT, mask: np.ndarray | None = None
+) -> dict[str, list[list[Any]]]:
     """``{"spearman", "ssim", "topk_iou"}``: symmetric ``M × M`` matrices (lists) over the given maps.
 
-    A Spearman ρ that is undefined (a constant map) is None.
+    ``mask`` (``(K, J, I)`` bool) restricts the comparison (see the module docstring). A Spearman ρ that is undefined
+    (a constant map) is None.
     """
-    m = len(maps)
+    arrs = [_spatial(m) for m in maps]
+    if mask is not None and not np.asarray(mask, dtype=bool).all():
+        keep = np.asarray(mask, dtype=bool).reshape(arrs[0].shape)
+        box = _bbox(keep)
+        flat = [a[keep][None, None] for a in arrs]
+        crops = [a[box] for a in arrs]
+    else:
+        flat = crops = arrs
+    m = len(arrs)
     out: dict[str, list[list[Any]]] = {k: [[None] * m for _ in range(m)] for k in MEASURES}
     for i in range(m):
         for j in range(i, m):
             vals = {
-                "spearman": spearman(maps[i], maps[j]),
-                "ssim": ssim(maps[i], maps[j]),
-                "topk_iou": topk_iou(maps[i], maps[j], topk_percent),
+                "spearman": spearman(flat[i], flat[j]),
+                "ssim": ssim(crops[i], crops[j]),
+                "topk_iou": topk_iou(flat[i], flat[j], topk_percent),
             }
             for k, v in vals.items():
                 out[k][i][j] = out[k][j][i] = None if v is None else float(v)
     return out
 
 
-def normalised_ranks(a: np.ndarray) -> np.ndarray:
-    """Average ranks of the voxel values mapped to [0, 1], ``(rank − 1) / (N − 1)``; a constant map gives 0.5."""
+def normalised_ranks(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Average ranks of the voxel values mapped to [0, 1], ``(rank − 1) / (N − 1)``, over ``mask`` (0 outside it);
+    a map constant over the mask gives 0.5 there."""
     x = _spatial(a)
-    if x.size < 2 or x.min() == x.max():
-        return np.full(x.shape, 0.5)
-    r = rankdata(x.ravel(), method="average")
-    return ((r - 1.0) / (x.size - 1.0)).reshape(x.shape)
+    keep = np.ones(x.shape, bool) if mask is None else np.asarray(mask, dtype=bool).reshape(x.shape)
+    out = np.zeros(x.shape)
+    v = x[keep]
+    if v.size < 2 or v.min() == v.max():
+        out[keep] = 0.5
+        return out
+    out[keep] = (rankdata(v, method="average") - 1.0) / (v.size - 1.0)
+    return out
 
 
-def consensus(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def consensus(maps: Sequence[np.ndarray], mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The rank-averaged consensus map and the per-voxel agreement (both ``(K, J, I)`` float64 in [0, 1])."""
     if not maps:
         raise InputError("a consensus needs at least one map")
-    ranks = np.stack([normalised_ranks(m) for m in maps])
-    return ranks.mean(0), np.clip(1.0 - 2.0 * ranks.std(0), 0.0, 1.0)
+    ranks = np.stack([normalised_ranks(m, mask) for m in maps])
+    agree = np.clip(1.0 - 2.0 * ranks.std(0), 0.0, 1.0)
+    if mask is not None:
+        agree[~np.asarray(mask, dtype=bool).reshape(agree.shape)] = 0.0
+    return ranks.mean(0), agree
 
 
 def agreement(
@@ -119,6 +150,7 @@ def agreement(
     displays: Mapping[str, str] | None = None,
     values: str = "display",
     topk_percent: float = DEFAULT_TOPK_PERCENT,
+    mask: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Everything ``compare`` reports about a set of maps of one case.
 
@@ -127,6 +159,7 @@ def agreement(
         displays: method name → ``positive`` / ``signed`` (how each map is displayed; default ``signed``).
         values: ``display`` (importance as displayed; default) or ``signed`` (raw values).
         topk_percent: k of the top-k IoU.
+        mask: ``(K, J, I)`` bool, the voxels compared (default: all; see the module docstring).
 
     Returns:
         ``(report, consensus map, per-voxel agreement)``; the report is ``{"methods", "spearman", "ssim",
@@ -141,24 +174,30 @@ def agreement(
         raise InputError(f"the maps must share one grid; got shapes {sorted(shapes)}")
     disp = dict(displays or {})
     vals = [importance(maps[n], disp.get(n, "signed"), values) for n in names]
-    report: dict[str, Any] = {"methods": names, **pairwise(vals, topk_percent)}
-    ranks = np.stack([normalised_ranks(v) for v in vals])
-    cons, per_voxel = ranks.mean(0), np.clip(1.0 - 2.0 * ranks.std(0), 0.0, 1.0)
+    keep = None if mask is None else np.asarray(mask, dtype=bool).reshape(vals[0].shape)
+    if keep is not None and not keep.any():
+        raise InputError("the agreement mask holds no voxel")
+    report: dict[str, Any] = {"methods": names, **pairwise(vals, topk_percent, keep)}
+    ranks = np.stack([normalised_ranks(v, keep) for v in vals])
+    cons, per_voxel = consensus(vals, keep)
     total = ranks.sum(0)
     with_cons: dict[str, list[Any]] = {"spearman": [], "ssim": [], "topk_iou": [], "spearman_leave_one_out": []}
-    for i, v in enumerate(vals):
-        with_cons["spearman"].append(spearman(v, cons))
-        with_cons["ssim"].append(ssim(v, cons))
-        with_cons["topk_iou"].append(topk_iou(v, cons, topk_percent))
-        loo = spearman(v, (total - ranks[i]) / (len(vals) - 1)) if len(vals) >= 3 else None
+    for i in range(len(vals)):
+        one = pairwise([ranks[i], cons], topk_percent, keep)
+        for k in MEASURES:
+            with_cons[k].append(one[k][0][1])
+        loo = (pairwise([ranks[i], (total - ranks[i]) / (len(vals) - 1)], topk_percent, keep)["spearman"][0][1]
+               if len(vals) >= 3 else None)
         with_cons["spearman_leave_one_out"].append(loo)
     report["consensus"] = with_cons
     report["mean_pairwise"] = {k: _mean_offdiag(report[k]) for k in MEASURES}
-    report["consensus_agreement_mean"] = float(per_voxel.mean())
+    report["consensus_agreement_mean"] = float(per_voxel[keep].mean() if keep is not None else per_voxel.mean())
     report["settings"] = {
         "values": values,
         "displays": {n: disp.get(n, "signed") for n in names},
         "topk_percent": float(topk_percent),
+        "voxels_compared": int(keep.sum()) if keep is not None else int(vals[0].size),
+        "voxels_total": int(vals[0].size),
         "ssim": "each map min-max normalised, Gaussian window sigma 1.5 voxels",
         "consensus": "mean over methods of normalised ranks; agreement = 1 - 2 * SD of the ranks",
     }
