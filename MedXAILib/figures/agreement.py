@@ -48,13 +48,18 @@ def agreement_figure(path: str | Path, anatomy: Volume, comparison: Any, anatomy
     body = np.any(anatomy.array[:, k] != 0, axis=0) if not anatomy.is_2d else np.ones(img.shape, bool)
     panels = [(n, importance(comparison.explanations[n].heatmap.array[0], comparison.explanations[n].display)[k])
               for n in names]
-    top = len(panels) + 2
-    cols = max(top, 3)
-    fig = plt.figure(figsize=(2.9 * cols, 6.4), facecolor="black")
-    grid = fig.add_gridspec(2, cols, height_ratios=[1.0, 1.15])
-    for c, (title, heat) in enumerate(panels + [("consensus", cons[k]), ("agreement per voxel", per_voxel[k])]):
-        ax = fig.add_subplot(grid[0, c])
+    tiles = panels + [("consensus", cons[k]), ("agreement per voxel", per_voxel[k])]
+    cols = min(5, len(tiles))
+    rows = int(np.ceil(len(tiles) / cols))
+    width = max(3.0 * cols, 15.0)
+    fig = plt.figure(figsize=(width, 2.9 * rows + 5.4), facecolor="black")
+    top_fig, bottom_fig = fig.subfigures(2, 1, height_ratios=[2.9 * rows, 5.4])
+    top_fig.set_facecolor("black")
+    bottom_fig.set_facecolor("black")
+    axes = top_fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
         ax.axis("off")
+    for ax, (title, heat) in zip(axes.ravel(), tiles):
         peak = float(heat.max())
         shown = heat / peak if peak > 0 else heat
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
@@ -62,15 +67,17 @@ def agreement_figure(path: str | Path, anatomy: Volume, comparison: Any, anatomy
         ax.imshow(np.ma.masked_where(~body | (shown < 0.05), shown), cmap=cmap, vmin=0, vmax=1, alpha=0.75,
                   aspect=aspect, interpolation="nearest")
         if title in comparison.explanations:
-            i = names.index(title)
-            rho = report["consensus"]["spearman"][i]
+            rho = report["consensus"]["spearman"][names.index(title)]
             title = f"{title}\nρ to consensus {rho:.2f}" if rho is not None else title
         ax.set_title(title, color="white", fontsize=9)
-    span = cols // 3
-    for m, (key, label, vmin) in enumerate((("spearman", "Spearman ρ", -1.0), ("ssim", "SSIM", 0.0),
-                                             ("topk_iou", f"top-{report['settings']['topk_percent']:g}% IoU", 0.0))):
-        ax = fig.add_subplot(grid[1, m * span:(m + 1) * span])
+    matrix_axes = bottom_fig.subplots(1, 3)
+    bottom_fig.subplots_adjust(left=0.07, right=0.99, wspace=0.45, bottom=0.2, top=0.9)
+    top_fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.86, hspace=0.25)
+    for ax, (key, label, vmin) in zip(matrix_axes, (("spearman", "Spearman ρ", -1.0), ("ssim", "SSIM", 0.0),
+                                                    ("topk_iou", f"top-{report['settings']['topk_percent']:g}% IoU",
+                                                     0.0))):
         _matrix_panel(ax, report[key], names, label, vmin)
-    fig.suptitle("agreement between methods (same case, same target)", color="white", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    region = report["settings"].get("region", "all")
+    fig.suptitle(f"agreement between methods (same case, same target; voxels compared: {region})", color="white",
+                 fontsize=12)
     return _save(fig, path)
