@@ -125,3 +125,27 @@ def test_partitionshap_3d_region_per_sequence_and_shap_plot(tmp_path) -> None:
     assert sum(per_sequence.values()) == pytest.approx(d["sum_attributions"], rel=1e-9, abs=1e-9)
     out = shap_figure(tmp_path / "shap.png", e, ["t1", "flair"])
     assert out.stat().st_size > 10_000
+
+
+def test_explain_command_writes_the_shap_plot_and_states_conventions(tmp_path) -> None:
+    import json
+
+    from helpers import save_model, tiny_classifier
+
+    from MedXAILib.cli import main
+    from MedXAILib.io import write_volume
+    from MedXAILib.volume import Volume, make_ijk_to_ras
+
+    folder = save_model(tiny_classifier(), tmp_path / "model")
+    img = tmp_path / "x.nrrd"
+    write_volume(Volume(np.random.default_rng(0).random((1, 1, 32, 32)).astype(np.float32),
+                        make_ijk_to_ras((1.0, 1.0, 1.0))), img)
+    out, png = tmp_path / "h.nrrd", tmp_path / "shap.png"
+    argv = ["explain", "--model", str(folder), "--input", str(img), "--method", "partitionshap", "--param",
+            "n_samples=40", "--param", "segmentation=grid", "--param", "supervoxel_mm=8", "--output", str(out),
+            "--shap-plot", str(png), "--progress", "none"]
+    assert main(argv) == 0
+    assert png.stat().st_size > 10_000
+    side = json.loads((tmp_path / "h.nrrd.json").read_text())
+    assert side["conventions"]["map_resampling"] == "interpolate" and len(side["details"]["feature_values"]) == 16
+    assert main(argv[:5] + ["--method", "gradcam", "--output", str(out), "--shap-plot", str(png)]) == 2
