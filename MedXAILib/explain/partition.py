@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import MethodError
 from ..models import Model, PreparedInput
 from .base import ExplainContext, register
+from .shap_import import import_shap
 from .shapley import Features, MaskedScorer, _SupervoxelMethod
 
 
@@ -85,7 +86,7 @@ def partition_shap(
         clustering: a scipy linkage matrix over the F features.
         max_evals: shap's budget of model evaluations.
     """
-    import shap  # lazily: shap is slow to import
+    shap = import_shap()
 
     calls = {"rows": 0}
 

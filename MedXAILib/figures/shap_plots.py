@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..explain.shap_import import import_shap
 from .overview import _plt, _save
 
 SUPERVOXEL_METHODS = ("kernelshap", "partitionshap", "lime")
@@ -39,7 +40,7 @@ def feature_tables(explanation: Any, channel_names: Sequence[str]) -> tuple[np.n
 
 def shap_figure(path: str | Path, explanation: Any, channel_names: Sequence[str], max_display: int = 10) -> Path:
     """Write shap's waterfall (per supervoxel) and bar (per sequence, or per supervoxel) plots as one PNG."""
-    import shap
+    shap = import_shap()
 
     plt = _plt()
     values, names, per_sequence = feature_tables(explanation, channel_names)
