@@ -41,7 +41,8 @@ def compare_args(flow: Any, workdir: Any, input_nodes: Sequence[Any], model: str
         args += ["--region", str(flow._write_mask(workdir, mask, "region"))]
     if voxel is not None:
         args += ["--voxel", ",".join(str(int(v)) for v in voxel)]
-    return args + ["--output", str(workdir / "compare"), "--progress", "json"]
+    # the panel shows nodes, and the job's folder is removed afterwards: no figure
+    return args + ["--output", str(workdir / "compare"), "--no-figure", "--progress", "json"]
 
 
 def agreement_rows(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
