@@ -284,3 +284,24 @@ def test_map_resampling_sum_keeps_the_model_grid_sum() -> None:
     rec = kept.details["map_resampling"]
     assert float(kept.heatmap.array.astype(np.float64).sum()) == pytest.approx(rec["sum_model_grid"], rel=0.05)
     np.testing.assert_allclose(kept.heatmap.array * 8.0, plain.heatmap.array, rtol=1e-5, atol=1e-9)
+
+
+def test_evaluate_heatmap_flags_choose_and_state_the_conventions(tmp_path) -> None:
+    m = make_ijk_to_ras((1.0, 1.0, 1.0))
+    heat = np.zeros((1, 1, 20, 20), np.float32)
+    heat[0, 0, 2:7, 2:9] = 1.0
+    heat[0, 0, 12:15, 12:16] = 0.9
+    heat[0, 0, 0, 0] = -0.1  # signed: counts in the signed mass, small enough to keep the 0.5 cut above zero
+    ref = np.zeros((1, 1, 20, 20), np.int16)
+    ref[0, 0, 12:15, 12:16] = 1
+    write_volume(Volume(heat, m), tmp_path / "h.nrrd")
+    write_volume(Volume(ref, m), tmp_path / "r.nrrd")
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--heatmap", str(tmp_path / "h.nrrd"), "--reference", str(tmp_path / "r.nrrd"),
+                 "--box", "12,12,4,3", "--box-mode", "each", "--relevance-mass", "signed", "--output", str(out),
+                 "--progress", "none"]) == 0
+    got = json.loads(out.read_text())
+    h, r = heat[0], ref[0] > 0
+    assert got["relevance_mass"] == pytest.approx(h[r].sum() / h.sum())
+    assert got["box_iobb"] == 1.0 and len(got["box_all_regions"]) == 2
+    assert got["conventions"] == {"relevance_mass": "signed", "chestxray_box": "each (threshold 0.5)"}
