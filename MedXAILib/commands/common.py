@@ -21,7 +21,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) ->
     if inputs:
         parser.add_argument(
             "--input", action="append", required=True, metavar="FILE",
-            help="input image; repeat once per channel in the model's channel order, or give one 4D file",
+            help="input image; repeat once per channel in the model's channel order, or give one 4D file. "
+            "DICOM: a series folder, FOLDER::SERIES_INSTANCE_UID when it holds several, or one (multi-frame) file",
+        )
+        parser.add_argument(
+            "--allow-dicom-gaps", action="store_true",
+            help="accept a DICOM series with whole missing slices, filling them by linear interpolation (the "
+            "command says which); without it such a series is refused",
         )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
     parser.add_argument(
@@ -35,18 +41,18 @@ def open_model(args: argparse.Namespace) -> Model:
     return load_model(args.model, device=args.device, allow_unsafe_pickle=args.allow_unsafe_pickle)
 
 
-def read_inputs(paths: Sequence[str], model: Model) -> Volume:
+def read_inputs(paths: Sequence[str], model: Model, allow_dicom_gaps: bool = False) -> Volume:
     """Read the ``--input`` files as one Volume with the model's channel names, checked for the model."""
     from ..io import read_volume
 
-    vol = read_volume(list(paths))
+    vol = read_volume(list(paths), allow_dicom_gaps=allow_dicom_gaps)
     names = model.description.channel_names
     if vol.n_channels != len(names):
         raise InputError(
             f"model {model.name!r} takes {len(names)} channel(s) ({', '.join(names)}); "
             f"{len(paths)} file(s) gave {vol.n_channels}. Give one --input per channel in that order"
         )
-    vol = Volume(vol.array, vol.ijk_to_ras, names)
+    vol = Volume(vol.array, vol.ijk_to_ras, names, dicom=vol.dicom)
     model.check_input(vol)
     return vol
 
@@ -64,3 +70,33 @@ def check_output_path(path: str, suffixes: Sequence[str]) -> Path:
 
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+DICOM_OUTPUT_SUFFIXES = VOLUME_SUFFIXES + (".dcm",)
+
+
+def add_dicom_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dicom-fill-uids", action="store_true",
+        help="for a .dcm output from a source whose Study/Series Instance UIDs were blanked (some anonymisers do): "
+        "give the output new ones instead of refusing",
+    )
+
+
+def check_dicom_inputs(outputs: Sequence[str | None], inputs: Sequence[str]) -> None:
+    """Before any work: a .dcm output needs DICOM inputs to reference."""
+    from ..dicom import is_dicom_path
+    from ..dicom.output import is_dicom_output
+
+    wanted = [o for o in outputs if is_dicom_output(o)]
+    if wanted and not is_dicom_path(inputs[0]):
+        raise InputError(
+            f"{wanted[0]}: a DICOM output must reference its source images, but the input {inputs[0]} is not DICOM; "
+            "write .nii.gz / .nrrd instead, or give the DICOM series"
+        )
+
+
+def print_notes(notes: Sequence[str]) -> None:
+    """Tell the person running the command what was done on their behalf (stderr, one line each)."""
+    import sys
+
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
