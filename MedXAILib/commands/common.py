@@ -81,17 +81,25 @@ def add_dicom_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_dicom_inputs(outputs: Sequence[str | None], inputs: Sequence[str]) -> None:
-    """Before any work: a .dcm output needs DICOM inputs to reference."""
+def check_dicom_inputs(outputs: Sequence[str | None], inputs: Sequence[str], fill_uids: bool = False) -> None:
+    """Before any work: a .dcm output needs DICOM inputs to reference, with Study / Series UIDs (or ``fill_uids``).
+
+    The full check runs again on the series read (:func:`MedXAILib.dicom.output.require_dicom_source`).
+    """
     from ..dicom import is_dicom_path
-    from ..dicom.output import is_dicom_output
+    from ..dicom.output import is_dicom_output, refuse_missing_uids
+    from ..dicom.series import missing_series_uids, split_series_spec
 
     wanted = [o for o in outputs if is_dicom_output(o)]
-    if wanted and not is_dicom_path(inputs[0]):
+    if not wanted:
+        return
+    if not is_dicom_path(inputs[0]):
         raise InputError(
             f"{wanted[0]}: a DICOM output must reference its source images, but the input {inputs[0]} is not DICOM; "
             "write .nii.gz / .nrrd instead, or give the DICOM series"
         )
+    if split_series_spec(inputs[0])[0].exists() and not fill_uids:
+        refuse_missing_uids(missing_series_uids(inputs[0]), wanted[0])
 
 
 def print_notes(notes: Sequence[str]) -> None:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.normalized:
         check_output_path(args.normalized, DICOM_OUTPUT_SUFFIXES)
     outputs = [] if args.dry_run else [args.output, args.normalized]
-    check_dicom_inputs(outputs, args.input)
+    check_dicom_inputs(outputs, args.input, args.dicom_fill_uids)
     progress = progress_from(args)
     model = open_model(args)
     volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, DICOM_OUTPUT_SUFFIXES)
     if args.probabilities:
         check_output_path(args.probabilities, VOLUME_SUFFIXES)
-    check_dicom_inputs([args.output], args.input)
+    check_dicom_inputs([args.output], args.input, args.dicom_fill_uids)
     progress = progress_from(args)
     model = open_model(args)
     if model.task != "segmentation":

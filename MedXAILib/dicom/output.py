@@ -43,19 +43,25 @@ def require_dicom_source(volume: Volume, output: str | os.PathLike, inputs: Sequ
             f"{output}: a DICOM output must reference its source images, but the input "
             f"({', '.join(map(str, inputs))}) is not DICOM; write .nii.gz / .nrrd instead, or give the DICOM series"
         )
-    missing = [m for m in source.missing if m != "SOPInstanceUID"]
     if "SOPInstanceUID" in source.missing:
         raise InputError(f"{output}: the source instances have no SOP Instance UID, so nothing can reference them")
-    if missing and not fill_missing_uids:
+    if not fill_missing_uids:
+        refuse_missing_uids(source.missing, output)
+    if source.multiframe and source.filled_slices:
+        raise InputError(f"{output}: slices were filled over a gap in a multi-frame source; a DICOM output can only "
+                         "reference frames that exist (write .nii.gz instead)")
+    return source
+
+
+def refuse_missing_uids(missing: Sequence[str], output: str | os.PathLike) -> None:
+    """Refuse a DICOM output whose source lacks Study / Series Instance UIDs (unless the caller fills them)."""
+    missing = [m for m in missing if m != "SOPInstanceUID"]
+    if missing:
         raise InputError(
             f"{output}: the source series has no {' or '.join(missing)} (blanked by an anonymiser?), and a DICOM "
             "output must name its source's study and series. Pass --dicom-fill-uids to give them new UIDs in the "
             "output (a PACS then files it apart from the source)"
         )
-    if source.multiframe and source.filled_slices:
-        raise InputError(f"{output}: slices were filled over a gap in a multi-frame source; a DICOM output can only "
-                         "reference frames that exist (write .nii.gz instead)")
-    return source
 
 
 @dataclass
@@ -122,9 +128,17 @@ def conform(ds: Any, source_first: Any, laterality: bool = False) -> list[str]:
     - Patient's Age copied from the source is dropped when it is not a valid AS value (``062Y``), rather than
       carried into the output as an invalid value;
     - Patient Orientation (Type 2C when there is no Frame of Reference) is copied from the source or left empty;
-    - Laterality (General Series, Type 2C) is copied from the source or left empty (``laterality=True``).
+    - Laterality (General Series, Type 2C) is copied from the source or left empty (``laterality=True``);
+    - without a Frame of Reference (a secondary-capture X-ray), a Pixel Measures item without Slice Thickness is
+      dropped: such an output is registered pixel for pixel to its source, whose header holds the spacing, and
+      highdicom's own reader (0.28) refuses Pixel Measures without Slice Thickness.
     """
     changed = []
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if "FrameOfReferenceUID" not in ds and shared:
+        measures = shared[0].get("PixelMeasuresSequence")
+        if measures and "SliceThickness" not in measures[0]:
+            del shared[0].PixelMeasuresSequence
     age = str(ds.get("PatientAge", "") or "")
     if age and not _AGE.match(age):
         del ds.PatientAge

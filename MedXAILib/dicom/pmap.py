@@ -5,6 +5,11 @@ X-ray frame), each with the source slice's Image Position / Orientation. A Real 
 1, intercept 0) labels the values ``relevance`` in arbitrary units (UCUM ``[arb'U]``) and names the method; the
 quantity is a local ``99MEDXAI`` code. A window spanning the map's range is the default display. The normalised
 display map (``--normalized``) is written the same way, labelled ``relevance (normalised)``.
+
+A Parametric Map must have a Frame of Reference and plane geometry. A single-frame X-ray without them (CR, most DX,
+secondary capture) gets the geometry MedXAI reads it with, stated in a note: a new Frame of Reference (derived from
+the source's SOP Instance UID), the image plane at the origin with the identity orientation, the source's pixel
+spacing and a nominal 1 mm thickness. The map is still registered pixel for pixel to the referenced source image.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ def write_parametric_map(path: str | os.PathLike, heatmap: Volume, source: Dicom
 
     check_grid(heatmap, source, "heat map")
     headers, notes = source_headers(source, fill_missing_uids)
+    if "FrameOfReferenceUID" not in headers[0] or "ImagePositionPatient" not in headers[0]:
+        notes.append(_place_projection_image(headers[0], heatmap))
     values = frames_in_source_order(np.asarray(heatmap.array[0], dtype=np.float32), source)
     lo, hi = float(values.min()), float(values.max())
     label = "relevance norm" if normalized else "relevance"
@@ -51,7 +58,10 @@ def write_parametric_map(path: str | os.PathLike, heatmap: Volume, source: Dicom
         manufacturer="MedXAI", manufacturer_model_name="MedXAI", software_versions=identity.software_version,
         device_serial_number="0", contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=(lo + hi) / 2, window_width=width)],
+        voi_lut_transformations=[hd.VOILUTTransformation(
+            window_center=(lo + hi) / 2, window_width=width, window_explanation="full range",
+            voi_lut_function="LINEAR_EXACT",  # maps can span less than 1 (normalised: [-1, 1])
+        )],
         series_description=f"MedXAI {method} {identity.model_name}{' normalised' if normalized else ''}"[:64],
         content_label="MEDXAI_MAP", content_description=f"{identity.model_name} ({identity.model_version})"[:64],
     )
@@ -63,3 +73,25 @@ def write_parametric_map(path: str | os.PathLike, heatmap: Volume, source: Dicom
         "value_range": [lo, hi], "unit": list(ARBITRARY_UNIT), "referenced_instances": len(headers),
         "notes": notes, "path": str(Path(path)),
     }
+
+
+def _place_projection_image(header: Any, heatmap: Volume) -> str:
+    """Give a 2D source header without patient geometry the geometry of the Volume read from it (see above)."""
+    from pydicom.uid import generate_uid
+
+    from ..volume import LPS_TO_RAS
+
+    if heatmap.shape[0] != 1:
+        raise ValueError("only a single-frame image can lack patient geometry")
+    ijk_to_lps = LPS_TO_RAS @ heatmap.ijk_to_ras
+    spacing = heatmap.spacing
+    direction = ijk_to_lps[:3, :3] / spacing[None, :]
+    header.FrameOfReferenceUID = generate_uid(entropy_srcs=["frame of reference", str(header.SOPInstanceUID)])
+    header.PositionReferenceIndicator = None
+    header.ImagePositionPatient = [float(v) for v in ijk_to_lps[:3, 3]]
+    header.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+    header.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+    header.SliceThickness = float(spacing[2])
+    return ("the source image has no patient geometry (Frame of Reference, Image Position / Orientation), which a "
+            "Parametric Map needs: the map has a new Frame of Reference with the image plane at the origin and "
+            "the source's pixel spacing; it stays registered pixel for pixel to the referenced source image")

@@ -230,6 +230,20 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
     return _assemble(chosen, slices, bool(multi), allow_gaps)
 
 
+def missing_series_uids(path: str | os.PathLike) -> list[str]:
+    """Study / Series Instance UIDs blank in the first image header of ``path`` (a cheap check before any work)."""
+    p, uid = split_series_spec(path)
+    files = _candidate_files(p) if p.is_dir() else [p]
+    for f in files:
+        try:
+            ds = _read_header(f)
+        except InputError:
+            continue
+        if "Rows" in ds and (uid is None or _uid(ds, "SeriesInstanceUID") == uid):
+            return [k for k in ("StudyInstanceUID", "SeriesInstanceUID") if not _uid(ds, k)]
+    return []
+
+
 def _floats(value: Any, n: int) -> np.ndarray | None:
     if value is None:
         return None
@@ -344,17 +358,17 @@ def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: 
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, :3] = lin
     ijk_to_lps[:3, 3] = origin
+    if gaps and not allow_gaps:
+        before, missing_n = gaps[0]
+        a, b = slices[order[before]], slices[order[before + 1]]
+        raise InputError(
+            f"{missing_n} slice(s) missing between {a.name} and {b.name} (a gap of "
+            f"{(missing_n + 1) * slice_spacing:.3g} mm where the series spacing is {slice_spacing:.3g} mm); "
+            "find the missing files, or pass --allow-dicom-gaps to fill them by linear interpolation"
+        )
     array = _pixels(chosen, [slices[i] for i in order], multiframe, notes)
     slice_frames = [(slices[i].file_index, slices[i].frame_index) for i in order]
     if gaps:
-        if not allow_gaps:
-            before, missing_n = gaps[0]
-            a, b = slices[order[before]], slices[order[before + 1]]
-            raise InputError(
-                f"{missing_n} slice(s) missing between {a.name} and {b.name} (a gap of "
-                f"{(missing_n + 1) * slice_spacing:.3g} mm where the series spacing is {slice_spacing:.3g} mm); "
-                "find the missing files, or pass --allow-dicom-gaps to fill them by linear interpolation"
-            )
         array, slice_frames, positions = _fill_gaps(array, slice_frames, positions, gaps)
         filled = sum(n for _, n in gaps)
         notes.append(f"filled {filled} missing slice(s) in {len(gaps)} gap(s) by linear interpolation between "
