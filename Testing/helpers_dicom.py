@@ -45,8 +45,8 @@ def enhanced_ct(series: Path, out: Path, reverse: bool = False) -> Path:
 def tiny_model_folder(folder: Path, spatial_dims: int, class_names: list[str], target_spacing=None) -> Path:
     """A seeded one-channel MONAI UNet segmentation model saved as a model folder (model.json + weights.pt)."""
     import torch
-
     from helpers import save_model
+
     from MedXAILib.loaders import build_network
     from MedXAILib.model_description import ModelDescription
     from MedXAILib.models import Model

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers_dicom import CHEST_DICOM, CT_SERIES, data_path, enhanced_ct, tiny_model_folder
+
 from MedXAILib.cli import main
 from MedXAILib.io import read_image
 
@@ -209,6 +209,7 @@ def test_seg_of_enhanced_multiframe_source_references_its_frames(ct, models, tmp
 def test_dicom_output_from_non_dicom_input_refused_before_any_work(tmp_path, capsys):
     image = tmp_path / "image.nii.gz"
     from helpers import oblique_volume
+
     from MedXAILib.io import write_volume
 
     write_volume(oblique_volume(channels=1, shape=(4, 5, 6)), image)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from helpers_dicom import CT_SERIES, data_path, enhanced_ct, tiny_model_folder
+
 from MedXAILib.cli import main
 from MedXAILib.dicom import read_dicom
 from MedXAILib.errors import InputError
