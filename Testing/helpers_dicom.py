@@ -47,9 +47,8 @@ def tiny_model_folder(folder: Path, spatial_dims: int, class_names: list[str], t
     import torch
     from helpers import save_model
 
-    from MedXAILib.loaders import build_network
-    from MedXAILib.model_description import ModelDescription
-    from MedXAILib.models import Model
+    from MedXAILib.models import Model, ModelDescription
+    from MedXAILib.models.monai_network import build_network
 
     torch.manual_seed(0)
     arch = {"name": "UNet", "kwargs": {"spatial_dims": spatial_dims, "in_channels": 1,

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..errors import InputError
-from ..io import read_label_map, write_json, write_volume
+from ..io import read_inputs, read_label_map, write_json, write_volume
 from .common import (
     DICOM_OUTPUT_SUFFIXES,
     add_dicom_output_arguments,
@@ -16,7 +16,6 @@ from .common import (
     open_model,
     print_notes,
     progress_from,
-    read_inputs,
 )
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ModelError
-from ..io import write_json, write_volume
+from ..io import read_inputs, write_json, write_volume
 from .common import (
     DICOM_OUTPUT_SUFFIXES,
     VOLUME_SUFFIXES,
@@ -16,7 +16,6 @@ from .common import (
     open_model,
     print_notes,
     progress_from,
-    read_inputs,
 )
 
 HELP = "segment a volume; writes a label map with the input's exact geometry, or a DICOM SEG (.dcm)"
