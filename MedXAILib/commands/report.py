@@ -1,0 +1,76 @@
+"""``report``: a one-page case report (HTML + PDF) of a prediction, its explanation and how far to trust it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from ..io import read_inputs, read_label_map, write_json
+from .common import add_model_arguments, check_output_path, open_model, print_notes, progress_from
+
+HELP = "write a one-page case report (HTML + PDF): images with prediction and explanation, numbers, model card"
+DESCRIPTION = (
+    "Run the model on one case, explain it, check the explanation (cascading-randomisation sanity check and "
+    "stability by default) and write CASE.html and CASE.pdf: three orthogonal views (or the X-ray) with the "
+    "prediction and the explanation overlaid, per-class volumes and Dice / HD95 against --reference, the top classes "
+    "(classification), the method with its sanity verdict and stability, the model card and the software versions. "
+    "Beside them CASE.html.json holds the same numbers."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--output", required=True, help="the HTML report to write (CASE.html)")
+    parser.add_argument("--pdf", help="the PDF to write (default: the --output path with .pdf)")
+    parser.add_argument("--case", help="the case's name in the report (default: the first input's name)")
+    parser.add_argument("--reference", metavar="LABELS", help="reference label map on the input grid (segmentation)")
+    parser.add_argument("--method", default="gradcam", help="explanation method (default gradcam)")
+    parser.add_argument("--target", metavar="LABEL", help="class name or index to explain (default: the model's)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter")
+    parser.add_argument(
+        "--quality", default="sanity,stability",
+        help="quality checks to run: sanity, stability, faithfulness (comma-separated), or none (default "
+        "sanity,stability; localisation is added with --reference)",
+    )
+
+
+def _case_name(path: str) -> str:
+    name = Path(str(path).split("::")[0]).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png", ".jpg", ".jpeg"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..explain import explain
+    from ..quality import parse_metrics
+    from ..report import build_case_report, write_html, write_pdf
+
+    out = check_output_path(args.output, (".html", ".htm"))
+    pdf = check_output_path(args.pdf, (".pdf",)) if args.pdf else out.with_suffix(".pdf")
+    quality = [] if args.quality.strip().lower() == "none" else parse_metrics(args.quality)
+    params: dict[str, str] = {}
+    for item in args.param:
+        if "=" not in item:
+            raise InputError(f"--param {item!r}: write KEY=VALUE")
+        key, value = item.split("=", 1)
+        params[key.strip()] = value.strip()
+    progress = progress_from(args)
+    model = open_model(args)
+    volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)
+    reference = read_label_map(args.reference, reference=volume) if args.reference else None
+    progress(0.05, "predicting")
+    prediction = model.predict(volume, progress=progress.sub(0.05, 0.2))
+    expl = explain(model, volume, args.method, label=args.target, params=params, progress=progress.sub(0.2, 0.4))
+    progress(0.4, f"checking the explanation ({', '.join(quality) or 'no checks'})")
+    case = args.case or _case_name(args.input[0])
+    report = build_case_report(model, volume, prediction, expl, reference, case=case, quality=quality)
+    progress(0.9, "drawing")
+    write_pdf(report, pdf)
+    write_html(report, out)
+    write_json({**report.summary(), "pdf": str(pdf), "html": str(out)}, str(out) + ".json")
+    print_notes(volume.dicom.notes if volume.dicom is not None else [])
+    progress(1.0, f"wrote {out} and {pdf}")
+    return 0
