@@ -188,8 +188,9 @@ def _method_rows(explanation: Any, q: dict[str, Any]) -> list[tuple[str, str]]:
                        if v not in (None, "") and not isinstance(v, (list, dict)))
     rows = [("method", f"{explanation.method}" + (f"  ({params})" if params else "")),
             ("explains", _explained(explanation)),
-            ("cost", f"{_fmt(cost.get('seconds'))} s, {cost.get('forward_passes', '?')} forward / "
-                     f"{cost.get('backward_passes', '?')} backward passes")]
+            ("cost", f"{_fmt(cost.get('seconds'))} s" + (
+                f", {cost['forward_passes']} forward / {cost.get('backward_passes', 0)} backward passes"
+                if cost.get("forward_passes") else ""))]
     if "sanity_passed" in q:
         verdict = "PASSED" if q["sanity_passed"] else "FAILED"
         rows.append(("sanity check", f"{verdict}: SSIM to the randomised model's map {_fmt(q['sanity_ssim'])} vs "
