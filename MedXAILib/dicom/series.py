@@ -157,13 +157,26 @@ def _read_header(path: Path) -> Any:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
-        raise InputError(
-            f"{path}: not a DICOM file, in a folder read as a DICOM series; remove it or give the series' files "
-            "their own folder"
-        ) from None
+        ds = _read_without_preamble(path)
+        if ds is not None:
+            return ds
+        where = ", in a folder read as a DICOM series; remove it or give the series' files their own folder" \
+            if path.parent.is_dir() and len(list(path.parent.iterdir())) > 1 else ""
+        raise InputError(f"{path}: not a DICOM file{where}") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for corrupt files
         raise InputError(f"{path}: unreadable DICOM file ({type(exc).__name__}: {str(exc)[:120]}); "
                          "replace it with an intact copy") from None
+
+
+def _read_without_preamble(path: Path) -> Any:
+    """A DICOM data set stored without the 128-byte preamble (older writers), or None when it is not one."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - not DICOM at all
+        return None
+    return ds if "SOPClassUID" in ds and "Rows" in ds else None
 
 
 def _uid(ds: Any, keyword: str, meta_keyword: str | None = None) -> str:
