@@ -204,6 +204,8 @@ def test_seg_of_enhanced_multiframe_source_references_its_frames(ct, models, tmp
         position = seg.PerFrameFunctionalGroupsSequence[i].PlanePositionSequence[0].ImagePositionPatient
         want = src.PerFrameFunctionalGroupsSequence[frame - 1].PlanePositionSequence[0].ImagePositionPatient
         assert [float(v) for v in position] == [float(v) for v in want]
+    assert _referenced_uids(seg) == {str(src.SOPInstanceUID)}
+    _dciodvfy(tmp_path / "s.dcm")
 
 
 def test_dicom_output_from_non_dicom_input_refused_before_any_work(tmp_path, capsys):

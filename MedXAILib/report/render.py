@@ -51,8 +51,12 @@ def _views(arr: np.ndarray, c: tuple[int, ...]) -> list[np.ndarray]:
 
 
 def _window(img: np.ndarray) -> tuple[float, float]:
+    """Display window: 0.5th–99.9th percentile of the imaged voxels (exact zeros, e.g. outside a skull-stripped
+    head, left out), so a bright lesion is not clipped to white."""
     vals = img[np.isfinite(img)]
-    lo, hi = np.percentile(vals, [1, 99.5]) if vals.size else (0.0, 1.0)
+    body = vals[vals != 0]
+    vals = body if body.size > 0.05 * max(vals.size, 1) else vals
+    lo, hi = np.percentile(vals, [0.5, 99.9]) if vals.size else (0.0, 1.0)
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
