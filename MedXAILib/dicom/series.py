@@ -487,7 +487,10 @@ def _decode(path: Path, name: str) -> tuple[np.ndarray, Any]:
 
 def _pixels(chosen: list[tuple[Path, Any]], ordered: list[_Slice], multiframe: bool, notes: list[str]) -> np.ndarray:
     """``(K, rows, columns)`` float32 modality values in the order of ``ordered``."""
-    from pydicom.pixels import apply_modality_lut
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pydicom 2 (e.g. the copy Slicer ships)
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
 
     if multiframe:
         path = chosen[0][0]
