@@ -86,10 +86,13 @@ def test_classification_report_lists_top_classes(tmp_path, one_torch_thread):
     phantom = make_chest_phantom(seed=5, findings=(1, 0, 1))
     image = write_volume(phantom.image, tmp_path / "xray.nii.gz")
     out = tmp_path / "xray.html"
+    boxes = [f"{name}:{','.join(str(v) for v in box)}" for name, box in phantom.boxes.items()]
+    assert boxes
     assert main(["report", "--model", "demo-chest-xray", "--input", str(image), "--output", str(out),
-                 "--pdf", str(tmp_path / "page.pdf"), "--quality", "sanity", "--progress", "none"]) == 0
+                 "--pdf", str(tmp_path / "page.pdf"), "--quality", "sanity", "--progress", "none",
+                 *[a for b in boxes for a in ("--box", b)]]) == 0
     text = _pdf_text(tmp_path / "page.pdf")
-    for section in ("Prediction", "nodule", "cardiomegaly", "effusion", "predicted", "probability",
+    for section in ("Prediction", "nodule", "cardiomegaly", "effusion", "predicted", "probability", "reference box",
                     "demo-chest-xray", "synthetic phantoms", "sanity check", "Not for diagnostic use"):
         assert section in text, section
     assert "not run" in text  # stability was not asked for, and the page says so

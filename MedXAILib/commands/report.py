@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", metavar="RUN", help="a benchmark output folder: report its --case from the "
                         "stored map and quality numbers (the model and dataset named by the run)")
     parser.add_argument("--reference", metavar="LABELS", help="reference label map on the input grid (segmentation)")
+    parser.add_argument("--box", action="append", default=[], metavar="FINDING:X,Y,W,H",
+                        help="a reference box on a 2D image, in pixels (x = column, y = row); repeatable")
     parser.add_argument("--method", help="explanation method (default gradcam; with --benchmark, the run's first)")
     parser.add_argument("--target", metavar="LABEL", help="class name or index to explain (default: the model's)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter")
@@ -41,6 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="quality checks to run: sanity, stability, faithfulness (comma-separated), or none (default "
         "sanity,stability; localisation is added with --reference)",
     )
+
+
+def _boxes(items: list[str]) -> dict[str, tuple[float, float, float, float]]:
+    boxes = {}
+    for item in items:
+        name, _, numbers = item.rpartition(":")
+        try:
+            x, y, w, h = (float(v) for v in numbers.split(","))
+        except ValueError:
+            raise InputError(f"--box {item!r}: write FINDING:X,Y,W,H in pixels (e.g. nodule:410,300,60,55)") from None
+        if not name or w <= 0 or h <= 0:
+            raise InputError(f"--box {item!r}: give a finding name and a positive width and height")
+        boxes[name] = (x, y, w, h)
+    return boxes
 
 
 def _case_name(path: str) -> str:
@@ -79,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                    progress=progress.sub(0.2, 0.4))
     progress(0.4, f"checking the explanation ({', '.join(quality) or 'no checks'})")
     case = args.case or _case_name(args.input[0])
-    report = build_case_report(model, volume, prediction, expl, reference, case=case, quality=quality)
+    report = build_case_report(model, volume, prediction, expl, reference, case=case, quality=quality,
+                               boxes=_boxes(args.box))
     progress(0.9, "drawing")
     write_pdf(report, pdf)
     write_html(report, out)

@@ -34,6 +34,7 @@ class CaseReport:
         probabilities: class name → probability (classification), highest first.
         rows: sections of ``(label, value)`` text rows, in page order (``Prediction``, ``Method`` …).
         card: :func:`model_card`. explained: what the map explains, in words.
+        boxes: reference boxes of a 2D image, finding → ``(x, y, w, h)`` in pixels (x = column I, y = row J).
     """
 
     case: str
@@ -48,6 +49,7 @@ class CaseReport:
     class_values: dict[str, int] = field(default_factory=dict)
     probabilities: dict[str, float] = field(default_factory=dict)
     predicted: list[str] = field(default_factory=list)
+    boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     sections: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     created: str = ""
@@ -120,6 +122,7 @@ def build_case_report(
     case: str = "case",
     quality: Sequence[str] | None = DEFAULT_QUALITY,
     quality_values: dict[str, Any] | None = None,
+    boxes: dict[str, tuple[float, float, float, float]] | None = None,
 ) -> CaseReport:
     """Assemble a case report.
 
@@ -129,6 +132,7 @@ def build_case_report(
         reference: a label map on the input grid (segmentation), for Dice / HD95 and localisation.
         quality: quality families to compute now (``sanity``, ``stability``, ``faithfulness``…); None or empty: none.
         quality_values: already computed quality numbers (e.g. a benchmark's row); used as they are.
+        boxes: reference boxes (2D images), drawn on the image and the explanation.
     """
     from ..quality import evaluate_explanation
 
@@ -143,7 +147,7 @@ def build_case_report(
     report = CaseReport(
         case=case, task=model.task, image=volume, heatmap=explanation.heatmap,
         display_channel=volume.n_channels - 1, explained=_explained(explanation), card=model_card(model),
-        reference=reference, sections=sections, quality=q,
+        reference=reference, sections=sections, quality=q, boxes=dict(boxes or {}),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         software=software_versions(),
     )

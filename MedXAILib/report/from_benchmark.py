@@ -78,7 +78,9 @@ def benchmark_case_report(run: str | Path, case_id: str, method: str | None = No
         raise InputError(f"{folder}: the heat map of {case_id} / {chosen} is missing from maps/")
     dataset = open_dataset(settings["dataset"])
     model = load_model(settings["model"], device=device)
-    image, truth = dataset[case_id].load()
+    case = dataset[case_id]
+    image, truth = case.load()
+    boxes = case.boxes_for(image.shape[1:]) if getattr(case, "boxes", None) else {}
     heatmap = image.with_array(heat[None], channel_names=[])
     explanation = StoredExplanation(
         heatmap=heatmap, method=chosen, target=_StoredTarget(record.get("target") or {}),
@@ -88,7 +90,7 @@ def benchmark_case_report(run: str | Path, case_id: str, method: str | None = No
     reference = truth if isinstance(truth, Volume) else None
     prediction = model.predict(image)
     report = build_case_report(model, image, prediction, explanation, reference, case=case_id, quality=[],
-                               quality_values=record)
+                               quality_values=record, boxes=boxes)
     report.sections["Provenance"].append(("benchmark", f"{folder} (fold {record.get('fold')}, method {chosen}; "
                                                       "map and quality numbers as stored by the run)"))
     return report, model

@@ -131,6 +131,14 @@ def draw_images(fig: Any, box: tuple[float, float, float, float], report: CaseRe
         top.set_title(title_top, fontsize=8)
         if title_low:
             low.set_title(title_low, fontsize=8)
+    if report.image.is_2d and report.boxes:
+        from matplotlib.patches import Rectangle
+
+        for ax in (views[0][0], views[0][1]):
+            for name, (x, y, w, h) in report.boxes.items():
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=REFERENCE_COLOUR,
+                                       linewidth=1.2))
+                ax.text(x, y - 4, name, color=REFERENCE_COLOUR, fontsize=6, va="bottom")
     if report.task == "classification" and report.probabilities:
         cell_w = width / 3
         ax = fig.add_axes([left + 2 * cell_w + 0.10, bottom + 0.03, cell_w - 0.11, height - 0.07])
@@ -145,8 +153,9 @@ def draw_images(fig: Any, box: tuple[float, float, float, float], report: CaseRe
     for name, _, colour in classes:
         fig.text(x, bottom - 0.004, f"— {name}", color=colour, fontsize=7, va="top")
         x += 0.03 + 0.009 * len(name)
-    if ref is not None:
-        fig.text(x, bottom - 0.004, "-- reference", color="#009944", fontsize=7, va="top")
+    if ref is not None or report.boxes:
+        fig.text(x, bottom - 0.004, "-- reference" if ref is not None else "□ reference box", color="#009944",
+                 fontsize=7, va="top")
     sm = _plt().cm.ScalarMappable(cmap="inferno", norm=_plt().Normalize(0, 1))
     cax = fig.add_axes([left + width - 0.2, bottom - 0.01, 0.19, 0.006])
     cb = fig.colorbar(sm, cax=cax, orientation="horizontal")
