@@ -124,6 +124,14 @@ def test_ct_seg_matches_nifti_and_references_the_series(ct, models, tmp_path, ca
     assert sidecar["dicom"]["study_instance_uid"] == seg.StudyInstanceUID
     _dciodvfy(seg_path)
 
+    # the SEG stored beside its series does not turn the folder into two series
+    beside = tmp_path / "ct-with-seg"
+    shutil.copytree(ct, beside)
+    shutil.copy(seg_path, beside / "seg.dcm")
+    again = read_image(beside)
+    np.testing.assert_array_equal(again.array, source.array)
+    assert any("not images" in n for n in again.dicom.notes) and len(again.dicom.files) == 20
+
 
 def test_ct_parametric_map_matches_nifti(ct, models, tmp_path):
     common = ["explain", "--model", str(models["ct"]), "--input", str(ct), "--target", "liver"]

@@ -212,9 +212,10 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
         raise InputError(f"{p}: file or folder not found")
     files = _candidate_files(p) if p.is_dir() else [p]
     headers = [(f, _read_header(f)) for f in files]
-    images = [(f, ds) for f, ds in headers if "Rows" in ds and "Columns" in ds]
+    images = [(f, ds) for f, ds in headers if "Rows" in ds and "Columns" in ds and not _derived(ds)]
     if not images:
-        raise InputError(f"{p}: no DICOM image found (the files hold no pixel data)")
+        raise InputError(f"{p}: no DICOM image found (the files hold no pixel data, or only segmentations / maps)")
+    skipped = len(headers) - len(images)
     groups: dict[str, list[tuple[Path, Any]]] = {}
     for f, ds in images:
         groups.setdefault(_uid(ds, "SeriesInstanceUID"), []).append((f, ds))
@@ -240,7 +241,11 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
         slices = _multiframe_slices(chosen[0][0], chosen[0][1])
     else:
         slices = [_single_frame_slice(f, ds, i) for i, (f, ds) in enumerate(chosen)]
-    return _assemble(chosen, slices, bool(multi), allow_gaps)
+    volume, source = _assemble(chosen, slices, bool(multi), allow_gaps)
+    if skipped:
+        source.notes.append(f"{skipped} file(s) in {p.name} that are not images (segmentations, parametric maps, "
+                            "structured reports…) were left out")
+    return volume, source
 
 
 def missing_series_uids(path: str | os.PathLike) -> list[str]:
@@ -255,6 +260,18 @@ def missing_series_uids(path: str | os.PathLike) -> list[str]:
         if "Rows" in ds and (uid is None or _uid(ds, "SeriesInstanceUID") == uid):
             return [k for k in ("StudyInstanceUID", "SeriesInstanceUID") if not _uid(ds, k)]
     return []
+
+
+#: SOP classes read as results, not as images: Segmentation, Parametric Map, RT Structure Set, presentation states,
+#: structured reports and key objects, encapsulated documents.
+_DERIVED_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.66", "1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.481.3",
+                         "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.104.")
+
+
+def _derived(ds: Any) -> bool:
+    cls = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
+    return any(cls == p or cls.startswith(p + ".") or (p.endswith(".") and cls.startswith(p))
+               for p in _DERIVED_SOP_PREFIXES)
 
 
 def _floats(value: Any, n: int) -> np.ndarray | None:
