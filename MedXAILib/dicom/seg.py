@@ -42,6 +42,11 @@ def masks_from_prediction(prediction: Any, class_names: Sequence[str], label_val
         else:
             masks.append(prediction.probabilities.array[c] >= threshold)
         names.append(name)
+    if not masks:
+        from ..errors import ModelError
+
+        raise ModelError(f"the model's classes ({', '.join(class_names)}) are all background; a DICOM SEG needs "
+                         "at least one segment")
     return np.stack(masks).astype(bool), names
 
 
