@@ -302,8 +302,13 @@ def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True) ->
     if is_2d_format and not vol.is_2d:
         raise InputError(f"{p}: a {suffix} file holds one 2D slice; this volume has {vol.shape[0]} slices")
     img = volume_to_image(vol, force_2d=is_2d_format)
-    with atomic_path(p) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
+    with atomic_path(p) as tmp, captured_native_stderr() as said:
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
+        except RuntimeError as exc:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            detail = next((ln for ln in lines if "ERROR" in ln), lines[-1]).split("ERROR:", 1)[-1].strip()
+            raise InputError(f"{p}: cannot be written ({detail[:160]})") from None
     return p
 
 
@@ -339,4 +344,7 @@ def read_inputs(paths: Sequence[str], model: Model) -> Volume:
         )
     vol = Volume(vol.array, vol.ijk_to_ras, names)
     model.check_input(vol)
+    from .input_checks import questionable_input, warn
+
+    warn(questionable_input(vol, ", ".join(map(str, paths)), model.description.preprocessing.get("input_size")))
     return vol

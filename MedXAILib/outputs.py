@@ -193,16 +193,17 @@ def check_outputs(
         if not text.strip():
             raise InputError(f"{flag} is empty; give a file name")
         p = Path(text).expanduser()
-        if spec.folder:
-            _check_folder(flag, p)
-        else:
-            _check_file(flag, p, spec)
         names = [_Planned(flag, p, "")]
         if not spec.folder:
             names += [_Planned(flag, Path(str(p) + s), "sidecar") for s in spec.sidecars]
             names += [_Planned(flag, p.with_suffix(c), "data file") for c in COMPANIONS.get(_suffix(p), ())]
+        for item in names:  # first, so that "this is your input" is said before "wrong extension"
+            _check_not_input(item, records)
+        if spec.folder:
+            _check_folder(flag, p)
+        else:
+            _check_file(flag, p, spec)
         for item in names:
-            _check_not_input(item, records, spec.folder)
             for other in planned:
                 if _same_file(item.path, other.path):
                     raise InputError(
@@ -254,7 +255,7 @@ def _check_parent(flag: str, p: Path) -> None:
     _probe_writable(existing, f"{flag} {p}")
 
 
-def _check_not_input(item: _Planned, records: list[tuple[str, _Input]], folder: bool) -> None:
+def _check_not_input(item: _Planned, records: list[tuple[str, _Input]]) -> None:
     out = _resolved(item.path)
     for flag, rec in records:
         src = _resolved(rec.path)
@@ -264,10 +265,9 @@ def _check_not_input(item: _Planned, records: list[tuple[str, _Input]], folder: 
                     f"{_describe(item)} lies inside the input folder {rec.path} ({flag}); writing there would "
                     "change the input. Write the output elsewhere"
                 )
-        elif _same_file(item.path, rec.path) or (folder and out in src.parents):
-            what = "contains" if folder and out in src.parents else "is"
+        elif _same_file(item.path, rec.path):
             raise InputError(
-                f"{_describe(item)} {what} the input {rec.path} ({flag}); writing it would destroy the input. "
+                f"{_describe(item)} is the input {rec.path} ({flag}); writing it would destroy the input. "
                 "Give the output another path"
             )
 

@@ -17,9 +17,11 @@ import numpy as np
 from ..cli import add_progress_argument
 from ..errors import InputError
 from ..io import write_json, write_volume
+from ..outputs import OutputSpec
 from ..progress import Progress
 
 HELP = "run the whole pipeline (model, Grad-CAM, metrics, figure) on a built-in phantom case"
+OUTPUTS = {"output": OutputSpec(folder=True)}  # checked by the CLI; every file in it is written as one set
 DEMO_SEED = 20_261_126  # held out: the demo models were trained on seeds < 10 000
 
 

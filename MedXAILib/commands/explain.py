@@ -7,9 +7,12 @@ import json
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
+from ..outputs import OutputSpec
 from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
+OUTPUTS = {"output": OutputSpec(VOLUME_SUFFIXES, sidecars=(".json",)), "normalized": OutputSpec(VOLUME_SUFFIXES)}
 DESCRIPTION = (
     "Explain the model's output on an input. The default target is the predicted foreground (segmentation) or the "
     "top class (classification). Writes the signed raw heat map with the input's geometry, and beside it "
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.dry_run and not args.output:
         raise InputError("--output is required (or use --dry-run to see the cost)")
+    if args.voxel and args.region:
+        raise InputError("give either --region (explain a region) or --voxel (explain one voxel), not both")
     out = check_output_path(args.output, VOLUME_SUFFIXES) if args.output else None
     progress = progress_from(args)
     model = open_model(args)
