@@ -302,7 +302,7 @@ def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True) ->
     if is_2d_format and not vol.is_2d:
         raise InputError(f"{p}: a {suffix} file holds one 2D slice; this volume has {vol.shape[0]} slices")
     img = volume_to_image(vol, force_2d=is_2d_format)
-    with atomic_path(p) as tmp, captured_native_stderr() as said:
+    with atomic_path(p) as tmp, captured_native_stderr():
         try:
             sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
         except RuntimeError as exc:
