@@ -162,6 +162,15 @@ def _compare(actual: int, expected: int, what: str) -> None:
 
 # ---- NIfTI ----------------------------------------------------------------------------------------------------
 def _check_nifti(path: Path) -> None:
+    try:
+        _check_nifti_header_and_data(path)
+    except _CorruptError:
+        if _is_gzip(path):  # a damaged gzip stream garbles the header: say what is really wrong
+            _check_gzip_file(path)
+        raise
+
+
+def _check_nifti_header_and_data(path: Path) -> None:
     with _open(path) as fh:
         try:
             head = fh.read(540)

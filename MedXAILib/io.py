@@ -167,6 +167,25 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
+def _read_grey_alpha_png(path: Path) -> sitk.Image:
+    """A grey + alpha PNG (which ITK's PNG reader cannot type) as a 2-component image: grey, alpha.
+
+    Read with Pillow (a matplotlib dependency); the pixel spacing comes from the ``pHYs`` chunk when it is in metres,
+    as ITK does, else 1 mm.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("LA", "La", "I;16", "L"):
+            raise InputError(f"{path}: PNG pixel mode {im.mode} cannot be read")
+        arr = np.asarray(im.convert("LA") if im.mode == "La" else im)
+        dpi = im.info.get("dpi")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=arr.ndim == 3)
+    if dpi and all(d > 0 for d in dpi):
+        img.SetSpacing(tuple(25.4 / float(d) for d in dpi))
+    return img
+
+
 def read_image(path: str | os.PathLike, grayscale_2d: bool = True) -> Volume:
     """Read one file (or DICOM folder) as a Volume.
 
@@ -187,6 +206,8 @@ def read_image(path: str | os.PathLike, grayscale_2d: bool = True) -> Volume:
             img = _read_dicom_folder(p) if p.is_dir() else sitk.ReadImage(str(p))
         except RuntimeError as exc:
             failure = exc
+            if _suffix(p) == ".png" and "Unknown PixelType" in str(exc):
+                img, failure = _read_grey_alpha_png(p), None
     if failure is not None:
         first = str(failure).strip().splitlines()
         detail = next((line for line in first if "ERROR" in line or "Unable" in line), first[0] if first else "")
