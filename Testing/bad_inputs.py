@@ -77,7 +77,8 @@ def assert_refused(r: Result, pattern: str = "") -> str:
     lines = r.err_lines
     errors = [ln for ln in lines if ln.startswith("error:") or ": error:" in ln]
     assert len(errors) == 1, lines
-    assert all(ln.startswith(("error:", "usage:", " ", "note: 'bench' is deprecated")) or ": error:" in ln for ln in lines), lines
+    allowed = ("error:", "usage:", " ", "note: 'bench' is deprecated")
+    assert all(ln.startswith(allowed) or ": error:" in ln for ln in lines), lines
     assert re.search(pattern, errors[0]), errors[0]
     assert r.changed_inputs == [], r.changed_inputs
     assert [f for f in r.after if f not in r.before] == [], r.new_files

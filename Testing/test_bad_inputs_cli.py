@@ -310,7 +310,8 @@ def test_small_file_expanding_beyond_memory(capfd, w, monkeypatch):
     try:
         r = run(capfd, w["root"], "evaluate", "--prediction", bomb, "--reference", w["ref"],
                 "--output", w["root"] / "e.json")
-        assert_refused(r, r"bomb.nii.gz: reading this 1200 x 1200 x 1200 NIfTI image needs about \d+\.\d GiB, more than the 8.0 GiB")
+        assert_refused(r, r"bomb.nii.gz: reading this 1200 x 1200 x 1200 NIfTI image needs about \d+\.\d GiB, "
+                          r"more than the 8.0 GiB")
     finally:
         bomb.unlink()
 
@@ -349,7 +350,8 @@ def test_malicious_checkpoint_payload_does_not_run(capfd, w, tmp_path):
 
 def test_no_itk_chatter_before_the_error(capfd, w):
     bad = w["root"] / "notmeta.mha"  # a header MetaIO cannot type: ITK prints its complaints on stderr, then fails
-    bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\nElementType = MET_NOSUCH\nElementDataFile = LOCAL\n")
+    bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\nElementType = MET_NOSUCH\n"
+                   "ElementDataFile = LOCAL\n")
     try:
         r = run(capfd, w["root"], "evaluate", "--prediction", bad, "--reference", w["ref"],
                 "--output", w["root"] / "e.json")
