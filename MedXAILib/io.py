@@ -26,6 +26,8 @@ from .volume import LPS_TO_RAS, Volume
 if TYPE_CHECKING:  # io sits below models: the model is only duck-typed here
     from .models import Model
 
+#: Voxel sizes outside this range (mm) come from a corrupt header, not from a scanner or microscope.
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-6, 1e6
 IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -83,10 +85,13 @@ def image_to_volume(img: sitk.Image, name: str | None = None) -> Volume:
     if dim == 4 and ncomp > 1:
         raise InputError(f"{what} is a 4D image of {ncomp}-component vectors; give one value per voxel")
     ijk_to_ras = _ijk_to_ras_from_image(img)
-    if not np.isfinite(ijk_to_ras).all() or abs(np.linalg.det(ijk_to_ras[:3, :3])) < 1e-12:
+    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    direction = np.asarray(img.GetDirection(), dtype=float).reshape(dim, dim)
+    if (not np.isfinite(ijk_to_ras).all() or not np.all((spacing >= MIN_SPACING_MM) & (spacing <= MAX_SPACING_MM))
+            or not abs(np.linalg.det(direction)) > 1e-3):
         raise InputError(
-            f"{what} has a corrupt geometry (spacing {list(img.GetSpacing())}, direction {list(img.GetDirection())}): "
-            "spacings must be positive and finite and the axes independent"
+            f"{what} has a corrupt geometry (spacing {spacing.tolist()} mm, direction {direction.ravel().tolist()}): "
+            f"spacings must lie between {MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm and the axes independent"
         )
     arr = sitk.GetArrayFromImage(img)
     if ncomp > 1:

@@ -18,6 +18,8 @@ from typing import Iterator
 
 _ITK_LOCATION = re.compile(r"^(WARNING|ERROR): In .*, line \d+\s*$")
 _ITK_OBJECT = re.compile(r"^\w+ \(0x[0-9a-f]+\): ")
+# source paths, matrix dumps and bare numbers: nothing a user can act on
+_NOISE = re.compile(r"\.(hxx|cxx|h|cpp|c):|^[\[\]\s\d.eE+-]*$|^\w+ = \[|^M is \d+x\d+|^nan\b", re.IGNORECASE)
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Captured:
         out: list[str] = []
         for line in self.text.splitlines():
             line = line.strip()
-            if not line or _ITK_LOCATION.match(line):
+            if not line or _ITK_LOCATION.match(line) or _NOISE.search(line):
                 continue
             line = _ITK_OBJECT.sub("", line)
             if line not in out:

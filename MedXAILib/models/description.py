@@ -31,6 +31,7 @@ from ..preprocessing import NORMALIZERS
 
 TASKS = ("segmentation", "classification")
 OUTPUTS = ("softmax", "sigmoid")
+PREPROCESSING_KEYS = ("normalize", "target_spacing", "input_size", "percentiles", "hu_window")
 
 
 @dataclass
@@ -98,6 +99,13 @@ class ModelDescription:
         missing = [k for k in ("name", "task", "spatial_dims", "channel_names", "class_names") if k not in data]
         if missing:
             raise ModelError(f"model description {source or ''}: missing keys {missing}")
+        pre = data.get("preprocessing")
+        extra = sorted(set(pre) - set(PREPROCESSING_KEYS)) if isinstance(pre, dict) else []
+        if extra:  # a misspelt key would otherwise be ignored in silence
+            raise ModelError(
+                f"model description {source or ''}: unknown preprocessing keys {extra}; known: "
+                + ", ".join(PREPROCESSING_KEYS)
+            )
         return cls(**{**data, "source": source})
 
     @classmethod
