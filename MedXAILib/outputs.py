@@ -329,6 +329,13 @@ def command_outputs() -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
+def commit_staged() -> None:
+    """Move the outputs staged so far into place now (for a command that lists what it wrote before it returns)."""
+    tx = _ACTIVE.get()
+    if tx is not None:
+        tx.commit()
+
+
 def _make_parents(folder: Path) -> None:
     missing: list[Path] = []
     p = Path(os.path.abspath(folder))

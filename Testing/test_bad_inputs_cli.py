@@ -82,11 +82,20 @@ def test_two_outputs_on_one_path(capfd, w):
     assert_refused(run(capfd, w["root"], *expl(w, "--output", out, "--normalized", out)), "are the same file")
 
 
-def test_output_colliding_with_a_sidecar(capfd, w):
-    out = w["root"] / "o.nii.gz"
-    # not a volume extension: refused by extension; with the sidecar's own name through --normalized it collides
-    r = run(capfd, w["root"], *expl(w, "--output", out, "--normalized", f"{out}.json"))
-    assert_refused(r, r"sidecar|must end with")
+def test_output_whose_sidecar_is_an_input(capfd, w):
+    # the model is given as a description file named like the sidecar segment would write beside --output
+    desc = json.loads((w["seg"] / "model.json").read_text())
+    desc["weights"] = "seg-model/weights.pt"
+    model = w["root"] / "o.nii.gz.json"
+    model.write_text(json.dumps(desc))
+    try:
+        r = run(capfd, w["root"], *(["segment", "--model", model] + seg(w)[3:]), "--output", w["root"] / "o.nii.gz")
+        assert_refused(r, r"the sidecar .*o.nii.gz.json written beside --output is the input .*\(--model\)")
+    finally:
+        model.unlink()
+
+
+def test_mhd_output_and_its_data_file(capfd, w):
     r = run(capfd, w["root"], *seg(w, "--output", w["root"] / "p.mhd", "--probabilities", w["root"] / "p.nii.gz"))
     assert r.code == 0, r.err  # distinct names: fine
     for name in ("p.mhd", "p.zraw", "p.nii.gz", "p.mhd.json"):
