@@ -295,9 +295,18 @@ def test_torchscript_of_the_wrong_architecture_or_output_rank(capfd, w):
 def test_ig_with_absurd_steps_refused_with_the_estimate(capfd, w):
     r = run(capfd, w["root"], *expl(w, "--method", "ig", "--param", "steps=1000000000000",
                                      "--output", w["root"] / "o.nii.gz"))
-    assert_refused(r, r"ig: 1000000000000 integration steps needs about .* more than the")
+    assert_refused(r, r"ig( \(2000000000002 passes\)|: 1000000000000 integration steps) needs about .* more than the")
     r = run(capfd, w["root"], *expl(w, "--method", "ig", "--param", "steps=1000000000000", "--dry-run"))
     assert r.code == 0 and json.loads(r.out)["backward_passes"] >= 10**12
+
+
+@pytest.mark.parametrize("method, param", [("kernelshap", "n_samples"), ("lime", "n_samples"),
+                                           ("gradientshap", "n_samples"), ("saliency", "smoothgrad_samples")])
+def test_sampling_methods_with_absurd_sample_counts(capfd, w, method, param, monkeypatch):
+    monkeypatch.setenv("MEDXAI_MEMORY_LIMIT", "4G")
+    r = run(capfd, w["root"], *expl(w, "--method", method, "--param", f"{param}=1000000000000",
+                                     "--output", w["root"] / "o.nii.gz"))
+    assert_refused(r, rf"{method} \(\d+ passes\) needs about [\d.]+ TiB, more than the 4.0 GiB")
 
 
 def test_small_file_expanding_beyond_memory(capfd, w, monkeypatch):
@@ -458,3 +467,12 @@ def test_mhd_output_names_its_real_data_file_and_outputs_get_the_umask(capfd, w,
     assert sitk.ReadImage(str(tmp_path / "lab.mhd")).GetSize() == (16, 16, 16)
     for name in os.listdir(tmp_path):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_ig_quadrature_is_bounded_in_the_python_api_too():
+    from MedXAILib.errors import MethodError
+    from MedXAILib.explain.gradients import integration_rule
+
+    with pytest.raises(MethodError, match=r"ig: 10000000 integration steps needs about [\d.]+ PiB"):
+        integration_rule("gausslegendre", 10**7)
+    assert len(integration_rule("gausslegendre", 64)[0]) == 64

@@ -61,6 +61,7 @@ def _voxel(text: str | None) -> tuple[int, int, int] | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..explain import explain
+    from ..explain.budget import check_budget
     from ..explain.estimate import estimate_cost
 
     if not args.dry_run and not args.output:
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         est = estimate_cost(model, volume, args.method, params=params)
         print(json.dumps(est, indent=None if args.progress == "json" else 2))
         return 0
+    check_budget(model, volume, args.method, params)  # absurd sample counts and batches: refused with the estimate
     expl = explain(
         model, volume, args.method, label=args.target, region=region, voxel=voxel, params=params,
         progress=progress.sub(0.0, 0.95),
