@@ -170,7 +170,7 @@ def check_outputs(
     outputs: Mapping[str, tuple[str | os.PathLike | None, OutputSpec]],
     inputs: Iterable[tuple[str, Path]] = (),
 ) -> list[Path]:
-    """Validate every output of a command before any work; register them with the open :func:`command_outputs`.
+    """Validate every output of a command before any work (see the module docstring).
 
     Args:
         outputs: ``flag → (path or None, spec)``; None paths (options not given) are skipped.
@@ -212,10 +212,6 @@ def check_outputs(
                     )
             planned.append(item)
         checked.append(p)
-    tx = _ACTIVE.get()
-    if tx is not None:
-        for item in planned:
-            tx.register(item.path, folder=item.role == "" and outputs[item.flag][1].folder)
     return checked
 
 
@@ -275,17 +271,8 @@ def _check_not_input(item: _Planned, records: list[tuple[str, _Input]]) -> None:
 # ---- staged, set-atomic writing -----------------------------------------------------------------------------------
 @dataclass
 class _Transaction:
-    targets: set[Path] = field(default_factory=set)
-    folders: set[Path] = field(default_factory=set)
     staged: list[tuple[Path, Path]] = field(default_factory=list)  # (temporary folder, destination)
     created: list[Path] = field(default_factory=list)
-
-    def register(self, path: Path, folder: bool = False) -> None:
-        (self.folders if folder else self.targets).add(_resolved(path))
-
-    def covers(self, dest: Path) -> bool:
-        r = _resolved(dest)
-        return r in self.targets or any(f == r or f in r.parents for f in self.folders)
 
     def commit(self) -> None:
         try:
@@ -310,8 +297,8 @@ _ACTIVE: ContextVar[_Transaction | None] = ContextVar("medxai_outputs", default=
 
 @contextlib.contextmanager
 def command_outputs() -> Iterator[None]:
-    """Stage every registered output written inside the block; rename them all into place when it succeeds, remove
-    them all (and the folders made for them) when it raises or is interrupted."""
+    """Stage every file written through :func:`atomic_path` inside the block; rename them all into place when it
+    succeeds, remove them all (and the folders made for them) when it raises or is interrupted."""
     tx = _Transaction()
     token = _ACTIVE.set(tx)
     try:
@@ -358,8 +345,8 @@ def _move_in(tmpdir: Path, dest: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path with ``path``'s file name; move it (and any companion file written beside it) into
-    place when the block succeeds — at once, or at the end of the command inside :func:`command_outputs` when the
-    command registered ``path`` as an output."""
+    place when the block succeeds — at once, or, inside :func:`command_outputs`, together with every other output
+    of the command when it succeeds."""
     dest = Path(path)
     _make_parents(dest.parent)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name[:60]}.", suffix=".part", dir=dest.parent))
@@ -372,7 +359,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmpdir, ignore_errors=True)
         return
     tx = _ACTIVE.get()
-    if tx is not None and tx.covers(dest):
+    if tx is not None:  # every file a set-atomic command writes waits for the others
         tx.staged.append((tmpdir, dest))
         return
     try:

@@ -11,8 +11,12 @@ from ..outputs import OutputSpec
 from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
-#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
-OUTPUTS = {"output": OutputSpec(VOLUME_SUFFIXES, sidecars=(".json",)), "normalized": OutputSpec(VOLUME_SUFFIXES)}
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar. ``.dcm``
+#: passes here for the DICOM outputs; run() checks the exact extensions this command writes.
+OUTPUTS = {
+    "output": OutputSpec(VOLUME_SUFFIXES + (".dcm",), sidecars=(".json",)),
+    "normalized": OutputSpec(VOLUME_SUFFIXES),
+}
 DESCRIPTION = (
     "Explain the model's output on an input. The default target is the predicted foreground (segmentation) or the "
     "top class (classification). Writes the signed raw heat map with the input's geometry, and beside it "

@@ -10,8 +10,12 @@ from ..outputs import OutputSpec
 from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
 
 HELP = "segment a volume; writes a label map with the input's exact geometry"
-#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
-OUTPUTS = {"output": OutputSpec(VOLUME_SUFFIXES, sidecars=(".json",)), "probabilities": OutputSpec(VOLUME_SUFFIXES)}
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar. ``.dcm``
+#: passes here for the DICOM outputs; run() checks the exact extensions this command writes.
+OUTPUTS = {
+    "output": OutputSpec(VOLUME_SUFFIXES + (".dcm",), sidecars=(".json",)),
+    "probabilities": OutputSpec(VOLUME_SUFFIXES),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
