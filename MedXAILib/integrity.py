@@ -347,6 +347,8 @@ def _check_metaimage(path: Path) -> None:
             if not raw:
                 break
             offset += len(raw)
+            if not raw.strip():
+                continue
             key, sep, value = raw.decode("latin-1").partition("=")
             if not sep:
                 raise _CorruptError(f"has a corrupt MetaImage header line {raw[:60]!r}")

@@ -113,6 +113,20 @@ def test_truncated_nii_gz_refused_naming_the_file(capfd, w):
         bad.unlink()
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_truncated_2d_images_refused(capfd, w, suffix):
+    """ITK reads a cut JPEG or BMP with the missing rows set to 0 (and libjpeg prints on stderr)."""
+    whole = w["root"] / f"whole{suffix}"
+    sitk.WriteImage(sitk.ReadImage(str(w["xray"])), str(whole))
+    cut = truncated(whole, w["root"] / f"cut{suffix}", 0.6)
+    try:
+        r = run(capfd, w["root"], "classify", "--model", w["cls"], "--input", cut)
+        assert_refused(r, rf"cut{suffix}: .*truncated")
+    finally:
+        whole.unlink()
+        cut.unlink()
+
+
 @pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
 def test_truncated_label_maps_refused_by_evaluate(capfd, w, fraction):
     raw = uncompressed(w["pred"], w["root"] / "pred-raw.nii")
