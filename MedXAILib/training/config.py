@@ -87,6 +87,8 @@ class TrainConfig:
         lr: peak learning rate of AdamW.
         batch_size: samples per step.
         device: ``cpu``, ``cuda`` or ``auto``.
+        threads: torch CPU threads while training a fold (default :data:`N_THREADS`; the same count gives the same
+            weights, wherever the fold runs).
     """
 
     dataset: str
@@ -103,12 +105,13 @@ class TrainConfig:
     lr: float = 2e-3
     batch_size: int = 2
     device: str = "cpu"
+    threads: int = N_THREADS
 
     def check(self) -> None:
         """Refuse values that cannot work, with the reason (raises :class:`InputError`)."""
         if self.task not in TASKS:
             raise InputError(f"--task must be one of {', '.join(TASKS)}; got {self.task!r}")
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
+        for name in ("epochs", "steps_per_epoch", "batch_size", "threads"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
