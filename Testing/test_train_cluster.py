@@ -74,3 +74,26 @@ def test_cluster_folds_equal_the_serial_folds(tmp_path: Path) -> None:
     # a rerun keeps both folds (resume works the same with --cluster)
     assert main([*argv, "--output", str(parallel), "--cluster", "local:2"]) == 0
     assert all(f["skipped"] for f in json.loads((parallel / "folds.json").read_text())["folds"])
+
+
+@pytest.mark.slow  # trains two tiny folds, then benchmarks five tiny cases
+def test_benchmark_with_a_train_folder_explains_each_case_with_its_fold_model(tmp_path: Path) -> None:
+    import csv as _csv
+
+    manifest = _manifest(tmp_path)
+    run = tmp_path / "train"
+    assert main(["train", "--dataset", f"csv:{manifest}", "--task", "segmentation", "--architecture", TINY_UNET,
+                 "--patch", "8,16,16", "--epochs", "1", "--steps-per-epoch", "2", "--folds", "2", "--seed", "3",
+                 "--progress", "none", "--output", str(run)]) == 0
+    out = tmp_path / "bench"
+    base = ["benchmark", "--dataset", f"csv:{manifest}", "--model", str(run), "--methods", "gradcam",
+            "--metrics", "localisation", "--progress", "none"]
+    assert main([*base, "--folds", "2", "--seed", "4", "--output", str(tmp_path / "other")]) == 2  # other folds
+    assert main([*base, "--folds", "2", "--seed", "3", "--output", str(out)]) == 0
+    with open(out / "cases.csv", newline="") as fh:
+        rows = list(_csv.DictReader(fh))
+    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
+    for r in rows:  # the benchmark's task Dice is the one the fold model scored on its held-out case
+        fold_model = load_model(run / f"fold{r['fold']}")
+        expected = fold_model.description.training["per_case"][r["case_id"]]["foreground"]["dice"]
+        assert float(r["task_dice"]) == pytest.approx(expected, abs=1e-9)

@@ -74,17 +74,53 @@ class BenchmarkSettings:
 _CTX: dict[str, Any] = {}
 
 
+TRAIN_FOLDS_FORMAT = "medxai-train-folds"
+
+
+def train_run(spec: str) -> Path | None:
+    """The ``train`` output folder when ``spec`` is one (it holds ``folds.json``), else None.
+
+    Such a ``--model`` means one model per fold: a case of test fold k is explained with ``DIR/fold{k}``, the
+    model that never saw it (the cross-validation protocol).
+    """
+    folder = Path(spec)
+    marker = folder / "folds.json"
+    if not marker.is_file():
+        return None
+    import json
+
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return folder if isinstance(data, dict) and data.get("format") == TRAIN_FOLDS_FORMAT else None
+
+
 def _context(settings: dict[str, Any]) -> dict[str, Any]:
-    """Dataset listing and model, loaded once per process (keyed by dataset and model)."""
+    """Dataset listing and model(s), loaded once per process (keyed by dataset, model and device)."""
     key = (settings["dataset"], settings["model"], settings.get("device", "cpu"))
     if _CTX.get("key") != key:
         from ..datasets import open_dataset
-        from ..models import load_model
 
         _CTX.clear()
-        _CTX.update(key=key, dataset=open_dataset(settings["dataset"]),
-                    model=load_model(settings["model"], device=settings.get("device", "cpu")))
+        _CTX.update(key=key, dataset=open_dataset(settings["dataset"]), per_fold=train_run(settings["model"]),
+                    models={})
+        _model_for(_CTX, settings, 0)
     return _CTX
+
+
+def _model_for(ctx: dict[str, Any], settings: dict[str, Any], fold: int) -> Any:
+    """The model that explains a case of test fold ``fold`` (the same model for every fold unless per-fold)."""
+    from ..models import load_model
+
+    folder = ctx["per_fold"]
+    key = int(fold) if folder is not None else 0
+    if key not in ctx["models"]:
+        if folder is not None:
+            ctx["models"].clear()  # one fold's model at a time per process
+        ctx["models"][key] = load_model(folder / f"fold{key}" if folder is not None else settings["model"],
+                                        device=settings.get("device", "cpu"))
+    return ctx["models"][key]
 
 
 def _init_worker(threads: int) -> None:
@@ -171,7 +207,7 @@ def compute_unit(
         from ..targets import Target, resolve_target
 
         ctx = _context(settings)
-        model = ctx["model"]
+        model = _model_for(ctx, settings, fold)
         case, image, truth = _load_case(ctx, case_id)
         record["patient_id"] = case.patient_id
         t0 = time.perf_counter()
@@ -294,6 +330,14 @@ def plan(settings: BenchmarkSettings) -> tuple[Any, list[Any], list[tuple[str, s
             raise InputError(f"{split_file} does not match the folds of this dataset and seed; use another --output")
     else:
         write_splits(folds, split_file)
+    trained = train_run(settings.model)
+    if trained is not None:
+        theirs = read_splits(trained / "splits.json") if (trained / "splits.json").is_file() else []
+        if [sorted(f.test) for f in theirs] != [sorted(f.test) for f in folds]:
+            raise InputError(
+                f"--model {trained} holds one model per fold of a train run whose folds differ from this benchmark's "
+                f"({settings.folds} folds, seed {settings.seed}); use the --folds and --seed of that train run"
+            )
     fold_of = {cid: f.index for f in folds for cid in f.test}
     units = [(c.case_id, m, fold_of[c.case_id]) for c in dataset for m in settings.methods]
     return dataset, folds, units

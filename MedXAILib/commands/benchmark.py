@@ -31,7 +31,10 @@ def _floats(text: str, what: str) -> list[float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="KIND:PATH, e.g. phantom:6 or brats2021:/data/BraTS2021")
-    parser.add_argument("--model", required=True, help="a built-in model name or a model file or folder")
+    parser.add_argument("--model", required=True,
+                        help="a built-in model name, a model file or folder, or a `train` output folder (one model "
+                             "per fold: each case is explained by the fold model that did not see it; use the same "
+                             "--folds and --seed as that train run)")
     parser.add_argument("--methods", required=True, help="comma-separated methods, e.g. gradcam,random")
     parser.add_argument(
         "--metrics", default="localisation,faithfulness,complexity",
