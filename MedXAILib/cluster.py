@@ -106,6 +106,20 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def environment_error(exc: BaseException) -> str | None:
+    """The fix, when a future failed because the scheduler or a worker cannot load MedXAI's code, else None.
+
+    Recent ``distributed`` versions deserialize the task on the scheduler too, so both need MedXAI installed.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    missing = isinstance(exc, ModuleNotFoundError) and str(getattr(exc, "name", "") or "").startswith("MedXAILib")
+    if missing or "deserializ" in text.lower():
+        return (f"the Dask scheduler or a worker cannot load MedXAI's tasks ({text.splitlines()[0]}); install MedXAI "
+                "(the same version as here) in the environment of the scheduler and of every worker, or put it on "
+                "the shared file system and PYTHONPATH of both")
+    return None
+
+
 def _workers(client: Any) -> dict[str, Any]:
     """The scheduler's worker table (all of them: older ``distributed`` lists every worker without ``n_workers``)."""
     import inspect
@@ -196,5 +210,5 @@ def n_workers(client: Any) -> int:
         return 0
 
 
-__all__ = ["UNIT_LOCK", "connect", "describe_failure", "n_workers", "parse_address", "set_torch_threads",
-           "unit_resources", "worker_label"]
+__all__ = ["UNIT_LOCK", "connect", "describe_failure", "environment_error", "n_workers", "parse_address",
+           "set_torch_threads", "unit_resources", "worker_label"]

@@ -43,10 +43,6 @@ def remote_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) 
     return {"record": record, "heat": heat, "control": control}
 
 
-def _missing_library(exc: BaseException) -> bool:
-    return isinstance(exc, ModuleNotFoundError) and str(getattr(exc, "name", "") or "").startswith("MedXAILib")
-
-
 def run_on_cluster(
     settings: dict[str, Any],
     pending: list[tuple[str, str, int]],
@@ -59,12 +55,12 @@ def run_on_cluster(
     ``finished(record)`` is called once per unit, in completion order (progress counts units across the cluster).
 
     Raises:
-        InputError: no cluster at ``address``, no worker able to run the units, or workers that cannot import
-            MedXAILib (install it on every worker, the same version as here).
+        InputError: no cluster at ``address``, no worker able to run the units, or a scheduler / workers that
+            cannot load MedXAI's code (install it there, the same version as here).
     """
     from distributed import as_completed
 
-    from ..cluster import connect, describe_failure, n_workers, unit_resources
+    from ..cluster import connect, describe_failure, environment_error, n_workers, unit_resources
 
     store = UnitStore(settings["output"])
     resources = unit_resources(str(settings.get("device", "cpu")))
@@ -83,11 +79,9 @@ def run_on_cluster(
                 try:
                     result = fut.result()
                 except Exception as exc:  # noqa: BLE001 - the future's failure, recorded as this unit's
-                    if _missing_library(exc):
-                        raise InputError(
-                            f"a Dask worker cannot import {exc.name}: install MedXAI on every worker (the same "
-                            "version as the client), or put it on the shared file system and PYTHONPATH"
-                        ) from None
+                    fix = environment_error(exc)
+                    if fix:
+                        raise InputError(fix) from None
                     result = {"record": {"case_id": case_id, "method": method, "fold": int(fold), "status": "error",
                                          "error": describe_failure(exc), "worker": ""},
                               "heat": None, "control": None}

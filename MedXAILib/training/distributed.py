@@ -83,7 +83,7 @@ def train_on_cluster(
 
     from distributed import as_completed
 
-    from ..cluster import connect, describe_failure, n_workers, unit_resources
+    from ..cluster import connect, describe_failure, environment_error, n_workers, unit_resources
     from .fold import write_fold
 
     out = Path(config.output)
@@ -104,6 +104,9 @@ def train_on_cluster(
                 try:
                     result = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a lost worker or a bug: reported with the fold
+                    fix = environment_error(exc)
+                    if fix:
+                        raise InputError(fix) from None
                     result = {"error": f"fold {fold.index}: {describe_failure(exc)}"}
                 finally:
                     fut.release()
