@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import threading
+import warnings
 from typing import Any, Iterator
 
 from .errors import InputError
@@ -169,7 +170,9 @@ def connect(address: str, device: str = "cpu", worker_threads: int = 1) -> Itera
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), warnings.catch_warnings():
+            # the scheduler's internal HTTP server (health checks; bound to 127.0.0.1) moves off a busy 8787 quietly
+            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
             if kind == "local":
                 cluster = LocalCluster(
                     n_workers=int(value), threads_per_worker=1, processes=True, host="127.0.0.1",

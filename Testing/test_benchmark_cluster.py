@@ -176,7 +176,11 @@ def test_real_scheduler_survives_a_sigkilled_worker_with_every_row_once(tmp_path
         assert all(r["status"] == "ok" for r in good), [r["error"] for r in good]
         by_worker = {r["worker"].rsplit("/", 1)[-1] for r in rows}
         assert by_worker == {"wA", "wB"}
-        assert sum(r["worker"].endswith("/wB") for r in rows) > sum(r["worker"].endswith("/wA") for r in rows)
+        n_a = sum(r["worker"].endswith("/wA") for r in rows)
+        n_b = sum(r["worker"].endswith("/wB") for r in rows)
+        print(f"fault test: wA SIGKILLed after committing {killed['after']}; rows by wA {n_a}, by wB {n_b}, "
+              f"{len(broken)} broken-case rows recorded as errors")
+        assert n_b > n_a
     finally:
         stop_watch.set()
         _stop(procs)
