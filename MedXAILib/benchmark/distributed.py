@@ -4,7 +4,8 @@ Flow::
 
     client: plan → pending units ──submit(remote_unit, settings, case, method, fold)──► scheduler ──► workers
     worker: compute_unit (reads the case and model from the shared file system; writes nothing)
-            ──► {record (with its worker label), heat map float16 (K, J, I), new random-order control}
+            ──► {record (with its worker label), the heat map encoded as the store keeps it (float16 .npz bytes),
+                 new random-order control}
     client: as each future finishes → commit_unit (control, map, record: one atomic file each) → progress
 
 The store stays the one truth: a killed client is restarted with the same command and runs only what has no record.
@@ -20,8 +21,6 @@ from __future__ import annotations
 import uuid
 from typing import Any, Callable
 
-import numpy as np
-
 from ..errors import InputError
 from ..progress import ProgressCallback
 from .runner import commit_unit, compute_unit
@@ -31,16 +30,16 @@ from .store import UnitStore, unit_key
 def remote_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> dict[str, Any]:
     """Run on a Dask worker: one unit computed (one at a time per process), nothing written.
 
-    Returns ``{"record": dict, "heat": float16 (K, J, I) array or None, "control": dict or None}``.
+    Returns ``{"record": dict, "map_npz": the map as the store keeps it (bytes) or None, "control": dict or None}``:
+    the worker encodes the map, so the client only writes bytes (encoding is the costly part of a commit).
     """
     from ..cluster import UNIT_LOCK, set_torch_threads
 
     with UNIT_LOCK:
         set_torch_threads(int(settings.get("threads", 1)))
         record, heat, control = compute_unit(settings, case_id, method, fold)
-    if heat is not None:
-        heat = np.asarray(heat, dtype=np.float16)  # what the store keeps; halves the transfer
-    return {"record": record, "heat": heat, "control": control}
+    map_npz = UnitStore.encode_map(heat) if heat is not None else None
+    return {"record": record, "map_npz": map_npz, "control": control}
 
 
 def run_on_cluster(
@@ -84,11 +83,11 @@ def run_on_cluster(
                         raise InputError(fix) from None
                     result = {"record": {"case_id": case_id, "method": method, "fold": int(fold), "status": "error",
                                          "error": describe_failure(exc), "worker": ""},
-                              "heat": None, "control": None}
+                              "map_npz": None, "control": None}
                 finally:
                     fut.release()
                 record = result["record"]
-                commit_unit(store, record, result["heat"], result["control"])
+                commit_unit(store, record, None, result["control"], map_npz=result["map_npz"])
                 finished(record)
         finally:
             if futures:

@@ -272,11 +272,13 @@ def compute_unit(
 
 
 def commit_unit(store: UnitStore, record: dict[str, Any], heat: np.ndarray | None,
-                control: dict[str, Any] | None = None) -> None:
-    """Write a computed unit: the case's control (when new and not yet stored), the map, then the record."""
+                control: dict[str, Any] | None = None, map_npz: bytes | None = None) -> None:
+    """Write a computed unit: the case's control (when new and not yet stored), the map (an array, or ``map_npz``
+    already encoded by :meth:`UnitStore.encode_map`), then the record."""
     if control and store.read_control(str(record["case_id"])) is None:
         store.write_control(str(record["case_id"]), control)
-    store.write(record, heat if record.get("status") == "ok" else None)
+    ok = record.get("status") == "ok"
+    store.write(record, heat if ok else None, map_npz if ok else None)
 
 
 def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> dict[str, Any]:
