@@ -128,6 +128,7 @@ def test_real_scheduler_survives_a_sigkilled_worker_with_every_row_once(tmp_path
     procs: list[subprocess.Popen] = []
     killed: dict[str, object] = {}
     stop_watch = threading.Event()
+    observer = None
 
     def spawn(args: list[str], log: str) -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-m", "dask", *args], env=env, cwd=tmp_path, stdout=logs[log],
@@ -147,15 +148,27 @@ def test_real_scheduler_survives_a_sigkilled_worker_with_every_row_once(tmp_path
         for name in ("wA", "wB"):
             workers[name] = spawn(["worker", address, "--name", name, "--nthreads", "1", "--host", "127.0.0.1",
                                    "--no-dashboard", "--death-timeout", "60"], name)
+        from distributed import Client
 
-        def watch() -> None:  # SIGKILL worker A (nanny and worker: its whole process group) after its first unit
+        observer = Client(address, timeout=60)  # the test's own view of the scheduler
+        observer.wait_for_workers(2, timeout=120)
+        observer.run(exec, "import torch, monai, MedXAILib.benchmark.runner")  # both warm: wA gets work early
+        address_of = {w["name"]: a for a, w in observer.scheduler_info()["workers"].items()}
+
+        def watch() -> None:
+            """After worker A's first committed unit, wait until it is running another, then SIGKILL its whole
+            process group (nanny and worker) and note which units it held."""
+            seen_first = False
             while not stop_watch.is_set():
-                for rec in UnitStore(out).records():
-                    if str(rec.get("worker", "")).endswith("/wA"):
+                if not seen_first:
+                    seen_first = any(str(r.get("worker", "")).endswith("/wA") for r in UnitStore(out).records())
+                if seen_first:
+                    held = observer.processing(workers=[address_of["wA"]]).get(address_of["wA"], [])
+                    if held:
                         os.killpg(workers["wA"].pid, signal.SIGKILL)
-                        killed.update(after=rec["case_id"] + "×" + rec["method"], at=time.time())
+                        killed.update(held=[str(k) for k in held], done=len(list(UnitStore(out).records())))
                         return
-                time.sleep(0.05)
+                time.sleep(0.02)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -165,7 +178,8 @@ def test_real_scheduler_survives_a_sigkilled_worker_with_every_row_once(tmp_path
         stop_watch.set()
         watcher.join(timeout=5)
         assert code == 0
-        assert killed, "worker A never finished a unit: the fault was not injected"
+        assert killed, "worker A never held a unit after its first one: the fault was not injected"
+        assert killed["done"] < 14  # killed mid-run
         rows = _rows(out / "cases.csv")
         keys = [(r["case_id"], r["method"]) for r in rows]
         assert len(keys) == 14 and len(set(keys)) == 14  # 7 cases × 2 methods, each exactly once
@@ -176,13 +190,16 @@ def test_real_scheduler_survives_a_sigkilled_worker_with_every_row_once(tmp_path
         assert all(r["status"] == "ok" for r in good), [r["error"] for r in good]
         by_worker = {r["worker"].rsplit("/", 1)[-1] for r in rows}
         assert by_worker == {"wA", "wB"}
+        worker_of = {f"{r['case_id']}__{r['method']}": r["worker"] for r in rows}
+        lost = [next(u for u in worker_of if key.startswith(f"medxai-unit-{u}-")) for key in killed["held"]]
+        assert lost and all(worker_of[u].endswith("/wB") for u in lost)  # the units wA held were redone by wB
         n_a = sum(r["worker"].endswith("/wA") for r in rows)
-        n_b = sum(r["worker"].endswith("/wB") for r in rows)
-        print(f"fault test: wA SIGKILLed after committing {killed['after']}; rows by wA {n_a}, by wB {n_b}, "
-              f"{len(broken)} broken-case rows recorded as errors")
-        assert n_b > n_a
+        print(f"fault test: wA SIGKILLed holding {lost} after {killed['done']} of 14 units were committed; "
+              f"rows by wA {n_a}, by wB {14 - n_a}; {len(broken)} broken-case rows recorded as errors")
     finally:
         stop_watch.set()
+        if observer is not None:
+            observer.close()
         _stop(procs)
         for fh in logs.values():
             fh.close()
