@@ -136,6 +136,8 @@ class TrainConfig:
             if value is not None:
                 parts += [flag, ",".join(_fmt_number(v) for v in value)]
         parts += ["--lr", _fmt_number(self.lr), "--batch-size", str(self.batch_size)]
+        if self.threads != N_THREADS:  # the thread count changes the weights in the last bits
+            parts += ["--threads", str(self.threads)]
         return shlex.join(parts)
 
 
