@@ -7,9 +7,25 @@ import json
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
-from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
+from ..outputs import OutputSpec
+from .common import (
+    DICOM_OUTPUT_SUFFIXES,
+    add_dicom_output_arguments,
+    add_model_arguments,
+    check_dicom_inputs,
+    check_output_path,
+    open_model,
+    print_notes,
+    progress_from,
+)
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
+OUTPUTS = {
+    "output": OutputSpec(DICOM_OUTPUT_SUFFIXES, sidecars=(".json",)),
+    "normalized": OutputSpec(DICOM_OUTPUT_SUFFIXES),
+    "shap_plot": OutputSpec((".png",)),
+}
 DESCRIPTION = (
     "Explain the model's output on an input. The default target is the predicted foreground (segmentation) or the "
     "top class (classification). Writes the signed raw heat map with the input's geometry, and beside it "
@@ -28,8 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter; repeatable"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the passes and estimated cost, then stop")
-    parser.add_argument("--output", help="heat map to write (.nrrd, .nii.gz, .mha); required unless --dry-run")
-    parser.add_argument("--normalized", help="also write the normalised display map here")
+    parser.add_argument(
+        "--output",
+        help="heat map to write (.nrrd, .nii.gz, .mha), or .dcm for a DICOM Parametric Map referencing the DICOM "
+        "input; required unless --dry-run",
+    )
+    parser.add_argument("--normalized", help="also write the normalised display map here (same formats)")
+    add_dicom_output_arguments(parser)
     parser.add_argument(
         "--shap-plot", metavar="PNG",
         help="kernelshap / partitionshap / lime: also write shap's waterfall and bar plots of the per-supervoxel and "
@@ -78,14 +99,27 @@ def explanation_conventions(method: str, params: dict, map_resampling: str) -> d
 
 def run(args: argparse.Namespace) -> int:
     from ..explain import explain
+    from ..explain.budget import check_budget
     from ..explain.estimate import estimate_cost
 
     if not args.dry_run and not args.output:
         raise InputError("--output is required (or use --dry-run to see the cost)")
-    out = check_output_path(args.output, VOLUME_SUFFIXES) if args.output else None
+    if args.voxel and args.region:
+        raise InputError("give either --region (explain a region) or --voxel (explain one voxel), not both")
+    from ..dicom.output import is_dicom_output, model_identity, require_dicom_source
+
+    out = check_output_path(args.output, DICOM_OUTPUT_SUFFIXES) if args.output else None
+    if args.normalized:
+        check_output_path(args.normalized, DICOM_OUTPUT_SUFFIXES)
+    outputs = [] if args.dry_run else [args.output, args.normalized]
+    check_dicom_inputs(outputs, args.input, args.dicom_fill_uids)
     progress = progress_from(args)
     model = open_model(args)
-    volume = read_inputs(args.input, model)
+    volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)
+    source = None
+    for path in outputs:
+        if is_dicom_output(path):
+            source = require_dicom_source(volume, path, args.input, args.dicom_fill_uids)
     region = read_label_map(args.region, reference=volume, what="region mask") if args.region else None
     voxel = _voxel(args.voxel)
     params = _params(args)
@@ -95,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         est = estimate_cost(model, volume, args.method, params=params)
         print(json.dumps(est, indent=None if args.progress == "json" else 2))
         return 0
+    check_budget(model, volume, args.method, params)  # absurd sample counts and batches: refused with the estimate
     expl = explain(
         model, volume, args.method, label=args.target, region=region, voxel=voxel, params=params,
         progress=progress.sub(0.0, 0.95), map_resampling=args.map_resampling,
@@ -102,13 +137,27 @@ def run(args: argparse.Namespace) -> int:
     assert out is not None
     sidecar = {"model": model.name, "input": args.input, **expl.summary(),
                "conventions": explanation_conventions(expl.method, expl.params, args.map_resampling)}
-    write_volume(expl.heatmap, out)
+    notes = list(volume.dicom.notes) if volume.dicom is not None else []
+    for path, heatmap, normalized in ((str(out), expl.heatmap, False), (args.normalized, None, True)):
+        if path is None:
+            continue
+        heatmap = expl.normalized() if normalized else heatmap
+        if is_dicom_output(path):
+            from ..dicom.pmap import write_parametric_map
+
+            info = write_parametric_map(path, heatmap, source, model_identity(model), expl.method,
+                                        normalized=normalized, fill_missing_uids=args.dicom_fill_uids)
+            notes += [n for n in info.pop("notes") if n not in notes]
+            sidecar["dicom_normalized" if normalized else "dicom"] = info
+        else:
+            write_volume(heatmap, path)
+    if notes:
+        sidecar["notes"] = notes
     write_json(sidecar, str(out) + ".json")
     if args.shap_plot:
         from ..figures.shap_plots import shap_figure
 
         shap_figure(check_output_path(args.shap_plot, (".png",)), expl, list(model.description.channel_names))
-    if args.normalized:
-        write_volume(expl.normalized(), check_output_path(args.normalized, VOLUME_SUFFIXES))
+    print_notes(notes)
     progress(1.0, f"wrote {out}")
     return 0
