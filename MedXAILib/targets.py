@@ -22,7 +22,6 @@ import torch
 
 from .errors import TargetError
 from .models import Model, Prediction, PreparedInput
-from .preprocessing import resize
 from .volume import Volume
 
 FOREGROUND = -1  # class_index meaning "each voxel's own predicted (non-background) class"
@@ -64,16 +63,11 @@ class Target:
             w = torch.zeros(1, n, device=dev)
             w[0, self.class_index] = 1.0
             return w
-        grid = prepared.grid.model_shape
+        grid = prepared.model_shape
         w = torch.zeros((1, n) + tuple(grid), device=dev)
         if self.kind == "voxel":
             assert self.voxel is not None
-            i, j, k = self.voxel
-            idx_in = (k, j, i) if model.spatial_dims == 3 else (j, i)
-            idx = tuple(
-                min(int((v + 0.5) * g / s), g - 1) for v, g, s in zip(idx_in, grid, prepared.grid.input_shape)
-            )
-            w[(0, self.class_index) + idx] = 1.0
+            w[(0, self.class_index) + model.voxel_to_model_grid(self.voxel, prepared)] = 1.0
             return w
         assert self.region is not None
         mask = self.region if model.spatial_dims == 3 else self.region[0]
@@ -83,22 +77,12 @@ class Target:
             onehot = np.zeros((n,) + mask.shape, dtype=np.float32)
             for c in range(1, n):
                 onehot[c] = (lm == c) & mask
-            w = _to_grid(torch.from_numpy(onehot), grid).to(dev)
-            return w[None]
-        m = _to_grid(torch.from_numpy(mask.astype(np.float32))[None], grid)[0]
-        w[0, self.class_index] = m.to(dev)
+            if model.spatial_dims == 2:
+                onehot = onehot[:, None]
+            return model.mask_to_model_grid(onehot, prepared)[None]
+        m = mask.astype(np.float32)[None] if model.spatial_dims == 3 else mask.astype(np.float32)[None, None]
+        w[0, self.class_index] = model.mask_to_model_grid(m, prepared)[0]
         return w
-
-
-def _to_grid(masks: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """Resample ``(M, *input grid)`` 0/1 masks onto the model grid, keeping tiny regions non-empty."""
-    if tuple(masks.shape[1:]) == tuple(grid):
-        return masks
-    near = resize(masks[None], grid, "nearest")[0]
-    if near.flatten(1).sum(1).gt(0).all() or masks.sum() == 0:
-        return near
-    lin = resize(masks[None], grid, "linear")[0]
-    return (lin > 0).float()
 
 
 def score(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ A description is a JSON object (see ``MedXAILib/builtin_models/*.json``)::
      "patch_size": [64, 96, 96],
      "architecture": {"name": "UNet", "kwargs": {...}},
      "cam_layer": "model.2.0.conv",
-     "weights": "demo-brain-tumour.pt"}
+     "weights": "demo-brain-tumour.pt",
+     "card": {"version": "1", "training_data": "...", "intended_use": "...", "domain": {...}}}
 
 Spatial lists (``patch_size``, ``target_spacing``, ``input_size``) are in tensor order — ``(K, J, I)`` in 3D,
 ``(J, I)`` in 2D — with spacings in millimetres. ``output`` is ``softmax`` (mutually exclusive classes, index 0 is
@@ -48,6 +49,7 @@ class ModelDescription:
     weights: str | None = None
     label_values: list[int] | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] | None = None
     source: str | None = None
 
     def __post_init__(self) -> None:

@@ -1,17 +1,41 @@
-"""The :class:`Model`: a network plus what is needed to run it on a Volume, and :func:`load_model`.
+"""The :class:`Model` and its *model function* contract, which every format adapter implements.
 
-Data flow inside :meth:`Model.predict`::
+One function per model (see ``docs/architecture.md`` and DESIGN.md, "The model's function"). An adapter (a native MONAI
+network, TorchScript, a MONAI bundle, nnU-Net, …) subclasses :class:`Model` and overrides these five members; nothing
+else in MedXAI needs to know the format:
 
-    Volume (C, K, J, I) ──check──► normalise ──► resample to the model grid ──► tensor (1, C, *grid)
-        ──► network (whole grid, padded to a multiple of its stride, or MONAI sliding window if larger than the patch)
-        ──► logits (1, N, *grid) ──► probabilities ──► resample to the input grid ──► Prediction
+``prepare(volume) -> PreparedInput``
+    The framework's own preprocessing of an input :class:`~MedXAILib.volume.Volume` onto the model grid: intensity
+    normalisation, resampling, reorientation. ``PreparedInput.tensor`` is ``(1, C, *grid)`` float32; the adapter keeps
+    in ``PreparedInput.state`` whatever it needs to go back (a bundle's transformed data dict, a crop box, …).
+``infer(x) -> logits``
+    THE model function on the model grid: ``(B, C, *grid)`` → ``(B, N, *grid)`` (or ``(B, N)`` for classifiers),
+    differentiable with respect to ``x``, doing everything the framework does to produce its logits: sliding window
+    (with its roi, overlap, blend mode and padding), padding to the network's divisor, test-time augmentation, fold
+    ensembling. ``predict``, every explainer and every quality metric that rescores the model call this (through
+    :meth:`Model.run` with ``exact=True``, the default), so what is explained is what was predicted.
+``network_pass(x) -> logits``
+    One pass of the network over the whole grid (zero-padded at the end to its divisor and cropped back): the opt-in
+    approximation (``--param exact=false``). Whoever uses it measures and reports its deviation from :meth:`infer`
+    (Δ score, Dice of the argmax; see :func:`MedXAILib.explain.exactness.deviation`).
+``window_plan(grid) -> WindowPlan | None``
+    When :meth:`infer` runs a sliding window over a grid of that shape, the plan it follows (window slices, padding,
+    the importance map it blends with; :mod:`.function`), so per-window CAMs and relevances can be blended exactly as
+    the logits are. ``None`` when :meth:`infer` is one pass (then layer maps cover the whole grid).
+``to_input_grid(maps, prepared)`` / ``mask_to_model_grid(masks, prepared)`` / ``prediction_from_logits(...)``
+    The framework's inverse back to the input geometry (maps with linear interpolation; the prediction with the
+    framework's own activation and inverse), and the forward mapping of input-grid masks (targets) onto the model grid.
 
-For a 3D model the tensor is ``(1, C, K, J, I)``; for a 2D model ``(1, C, J, I)`` (the input must have one slice).
+The base class implements the contract for networks described by a :class:`ModelDescription` (the built-in demo
+models, state_dict and TorchScript files): normalise → resample to the model grid (same physical box) → one pass, or
+MONAI's ``sliding_window_inference`` (Gaussian, overlap 0.25) when the grid exceeds ``patch_size`` → activation →
+resample back. For a 3D model the tensor is ``(1, C, K, J, I)``; for a 2D model ``(1, C, J, I)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +46,7 @@ from ..preprocessing import GridChange, grid_for_spacing, normalize, resize
 from ..progress import ProgressCallback, no_progress
 from ..volume import Volume
 from .description import ModelDescription
+from .function import WindowPlan, make_window_plan
 from .prediction import Prediction
 
 
@@ -30,17 +55,25 @@ class PreparedInput:
     """A Volume made ready for the network.
 
     Attributes:
-        tensor: ``(1, C, *grid)`` float32 on the model's device; normalised, on the model grid, unpadded.
+        tensor: ``(1, C, *grid)`` float32 on the model's device; preprocessed, on the model grid, unpadded.
         volume: the original input (its geometry is where results go back to).
-        grid: how the input grid maps to the model grid.
+        grid: shapes of the input grid and the model grid (both in the order of their own arrays).
+        state: adapter-private data needed to go back (e.g. a MONAI bundle's transformed data dict).
     """
 
     tensor: torch.Tensor
     volume: Volume
     grid: GridChange
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.tensor.shape[2:])
 
     @property
     def model_ijk_to_ras(self) -> np.ndarray:
+        if "model_ijk_to_ras" in self.state:
+            return np.asarray(self.state["model_ijk_to_ras"], dtype=float)
         return self.grid.model_ijk_to_ras(self.volume.ijk_to_ras)
 
 
@@ -131,23 +164,40 @@ class Model:
         patch = self.description.patch_size
         return bool(self.task == "segmentation" and patch and any(s > p for s, p in zip(shape, patch)))
 
-    def forward(self, x: torch.Tensor, sliding_window: bool | None = None) -> torch.Tensor:
-        """Logits for a ``(B, C, *grid)`` tensor; keeps the autograd graph unless called under ``no_grad``.
+    def window_plan(self, grid: tuple[int, ...]) -> WindowPlan | None:
+        """The sliding window :meth:`infer` runs over a ``grid``-shaped input, or None for one whole-grid pass."""
+        grid = tuple(int(g) for g in grid)
+        if not self.uses_sliding_window(grid):
+            return None
+        return make_window_plan(grid, list(self.description.patch_size or grid), overlap=0.25, mode="gaussian")
 
-        Segmentation inputs larger than the patch go through MONAI's ``sliding_window_inference`` (Gaussian-weighted
-        overlap 0.25); otherwise the whole grid runs at once, zero-padded at the end to the network's divisor and
-        cropped back.
+    def function_info(self, grid: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """What :meth:`infer` does (for sidecars): its kind and, for a sliding window over ``grid``, its settings."""
+        plan = self.window_plan(tuple(grid)) if grid is not None else None
+        if plan is not None:
+            return {**plan.describe(), "adapter": type(self).__name__}
+        return {"kind": "whole_grid", "pad_to_multiple_of": self.divisor(), "adapter": type(self).__name__}
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """THE model function: ``(B, C, *grid)`` → logits, as :meth:`predict` runs it (see the module docstring).
+
+        Keeps the autograd graph unless called under ``no_grad``. Here: MONAI's ``sliding_window_inference``
+        (Gaussian, overlap 0.25, the plan of :meth:`window_plan`) when the grid exceeds ``patch_size``, else
+        :meth:`network_pass`.
         """
-        spatial = tuple(x.shape[2:])
-        if sliding_window is None:
-            sliding_window = self.uses_sliding_window(spatial)
-        if sliding_window:
-            from monai.inferers import sliding_window_inference
+        plan = self.window_plan(tuple(x.shape[2:]))
+        if plan is None:
+            return self.network_pass(x)
+        from monai.inferers import sliding_window_inference
 
-            return sliding_window_inference(
-                x, roi_size=list(self.description.patch_size or spatial), sw_batch_size=1,
-                predictor=self.network, overlap=0.25, mode="gaussian",
-            )
+        return sliding_window_inference(
+            x, roi_size=list(plan.roi), sw_batch_size=1, predictor=self.network, overlap=plan.overlap[0],
+            mode=plan.mode, sigma_scale=plan.sigma_scale,
+        )
+
+    def network_pass(self, x: torch.Tensor) -> torch.Tensor:
+        """One network pass over the whole grid, zero-padded at the end to the network's divisor and cropped back."""
+        spatial = tuple(x.shape[2:])
         div = self.divisor()
         if self.task == "segmentation" and div > 1:
             pads = [(-s) % div for s in spatial]
@@ -160,6 +210,14 @@ class Model:
                 return out[slices]
         return self.network(x)
 
+    def run(self, x: torch.Tensor, exact: bool = True) -> torch.Tensor:
+        """:meth:`infer` (``exact=True``) or the whole-grid approximation :meth:`network_pass`."""
+        return self.infer(x) if exact else self.network_pass(x)
+
+    def forward(self, x: torch.Tensor, sliding_window: bool | None = None) -> torch.Tensor:
+        """Deprecated spelling: ``sliding_window=False`` → :meth:`network_pass`, otherwise :meth:`infer`."""
+        return self.network_pass(x) if sliding_window is False else self.infer(x)
+
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=1) if self.description.output == "softmax" else torch.sigmoid(logits)
 
@@ -169,7 +227,7 @@ class Model:
         prepared = self.prepare(volume)
         progress(0.2, "running the model")
         with torch.inference_mode():
-            logits = self.forward(prepared.tensor)
+            logits = self.infer(prepared.tensor)
         progress(0.8, "mapping the prediction back to the input grid")
         pred = self.prediction_from_logits(logits, prepared, threshold)
         progress(1.0, "prediction done")
@@ -220,12 +278,50 @@ class Model:
             out = out[:, None]
         return out
 
+    def mask_to_model_grid(self, masks: np.ndarray, prepared: PreparedInput) -> torch.Tensor:
+        """``(M, K, J, I)`` 0/1 masks on the input grid → ``(M, *model grid)`` float32 0/1 on the model's device.
+
+        Nearest-neighbour; a mask that would vanish (a region smaller than a model voxel) keeps every model voxel its
+        linear interpolation touches.
+        """
+        m = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))
+        if self.spatial_dims == 2:
+            m = m[:, 0]
+        grid = tuple(prepared.grid.model_shape)
+        if tuple(m.shape[1:]) != grid:
+            near = resize(m[None], grid, "nearest")[0]
+            if not (near.flatten(1).sum(1).gt(0).all() or m.sum() == 0):
+                near = (resize(m[None], grid, "linear")[0] > 0).float()
+            m = near
+        return m.to(self.device)
+
+    def voxel_to_model_grid(self, voxel: tuple[int, int, int], prepared: PreparedInput) -> tuple[int, ...]:
+        """The model-grid index (tensor order) of the model voxel holding input voxel ``(i, j, k)``."""
+        i, j, k = voxel
+        idx_in = (k, j, i) if self.spatial_dims == 3 else (j, i)
+        grid, shape_in = prepared.grid.model_shape, prepared.grid.input_shape
+        return tuple(min(int((v + 0.5) * g / s), g - 1) for v, g, s in zip(idx_in, grid, shape_in))
+
+    def card(self) -> dict[str, Any]:
+        """The model card: name, version, training data, intended use, … (see :mod:`.cards`)."""
+        from .cards import card_of
+
+        return card_of(self)
+
+    def default_cam_layer(self) -> str | None:
+        """The layer CAMs use without ``--layer``: the description's ``cam_layer``, else one chosen by rule."""
+        if self.description.cam_layer:
+            return self.description.cam_layer
+        from .cards import pick_cam_layer
+
+        return pick_cam_layer(self)
+
     def named_layers(self) -> list[str]:
         return [n for n, _ in self.network.named_modules() if n]
 
     def layer(self, name: str | None) -> torch.nn.Module:
         """The module called ``name`` (default: the description's ``cam_layer``)."""
-        name = name or self.description.cam_layer
+        name = name or self.default_cam_layer()
         if not name:
             raise ModelError(f"model {self.name!r} names no cam_layer; pass --layer with a module name")
         modules = dict(self.network.named_modules())
