@@ -27,8 +27,8 @@ DATASET_ID = 511
 DATASET_NAME = f"Dataset{DATASET_ID}_MedXAITiny"
 CLASSES = {"background": 0, "spleen": 1, "kidney_right": 2, "kidney_left": 3, "gallbladder": 4, "liver": 5}
 # (z, y, x) corners of the training crops, each CROP voxels large, inside example_ct_sm's 30 x 101 x 122 grid
-CROP = (24, 40, 48)
-CORNERS = [(0, 20, 10), (6, 40, 60), (3, 55, 30)]
+CROP = (16, 32, 32)
+CORNERS = [(0, 20, 10), (12, 40, 60), (6, 55, 30)]
 
 
 def make_raw_dataset(raw: Path, data_dir: Path) -> None:

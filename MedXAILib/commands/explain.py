@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     )
     assert out is not None
     sidecar = {"model": model.name, "input": args.input, **expl.summary()}
+    sidecar.setdefault("model_function", model.function_info())
     write_volume(expl.heatmap, out)
     write_json(sidecar, str(out) + ".json")
     if args.normalized:

@@ -15,12 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--output", required=True, help="label map to write (.nii.gz, .nrrd, .mha)")
     parser.add_argument("--probabilities", help="also write the class probabilities as a multi-channel volume")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="a model option; repeatable (nnU-Net: tta=false turns mirroring off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, VOLUME_SUFFIXES)
     progress = progress_from(args)
     model = open_model(args)
+    if args.param:
+        raise ModelError(f"unknown model option(s) {', '.join(args.param)}; segment takes tta=true|false")
     if model.task != "segmentation":
         raise ModelError(f"model {model.name!r} is a {model.task} model; use `classify`")
     volume = read_inputs(args.input, model)
@@ -29,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     write_volume(prediction.labels, out)
     if args.probabilities:
         write_volume(prediction.probabilities, check_output_path(args.probabilities, VOLUME_SUFFIXES))
-    write_json({"model": model.name, **prediction.summary()}, str(out) + ".json")
+    write_json({"model": model.name, **prediction.summary(), "model_function": model.function_info()},
+               str(out) + ".json")
     progress(1.0, f"wrote {out}")
     return 0

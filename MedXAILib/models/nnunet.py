@@ -324,8 +324,8 @@ class NnUNetModel(Model):
 
         props = dict(prepared.state["properties"])
         seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits[0].detach().cpu().to(torch.float16), self.plans_manager, self.configuration_manager, self.label_manager,
-            props, return_probabilities=True, num_threads_torch=torch.get_num_threads(),
+            logits[0].detach().cpu().to(torch.float16), self.plans_manager, self.configuration_manager,
+            self.label_manager, props, return_probabilities=True, num_threads_torch=torch.get_num_threads(),
         )
         vol = prepared.volume
         d = self.description

@@ -52,7 +52,9 @@ def require_nnunet() -> None:
         import nnunetv2  # noqa: F401
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # noqa: F401
     except ImportError as exc:
-        raise ModelError(f"this is an nnU-Net v2 model, but nnunetv2 does not import ({exc}); {NNUNET_INSTALL}") from None
+        raise ModelError(
+            f"this is an nnU-Net v2 model, but nnunetv2 does not import ({exc}); {NNUNET_INSTALL}"
+        ) from None
 
 
 def _numpy_safe_globals() -> list[Any]:
