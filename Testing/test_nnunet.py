@@ -47,7 +47,7 @@ def nnunet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ct(test_data_dir: Path) -> Volume:
-    """A real CT crop (20 × 30 × 40 voxels at 3 mm: 4 windows on the model grid) with the file's geometry, shifted to the crop corner."""
+    """A real CT crop (20 × 30 × 40 voxels at 3 mm; 4 windows on the model grid), geometry shifted to the crop."""
     vol = read_volume(test_data_dir / "totalsegmentator" / "example_ct_sm.nii.gz")
     k0, j0, i0 = 5, 30, 30
     m = vol.ijk_to_ras.copy()
@@ -189,7 +189,8 @@ def _fake_part(root: Path, src: Path, dataset: str, names: list[str]) -> Path:
     return dst
 
 
-def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from MedXAILib.models.registry import list_models
 
     root = tmp_path / "ts" / "nnunet" / "results"
