@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "explain": "explain",
     "evaluate": "evaluate",
     "methods": "methods",
+    "models": "models",
     "train": "train",
     "benchmark": "benchmark",
     "speed": "speed",

@@ -282,17 +282,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True) -> Path:
+def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True, four_d: bool = False) -> Path:
     """Write a Volume atomically; the format follows the extension (.nii.gz, .nrrd, .mha, .png…).
 
-    Multi-channel volumes are written as vector images (NRRD/MHA/NIfTI). A 2D image format needs ``K == 1``.
+    Multi-channel volumes are written as vector images (NRRD/MHA/NIfTI), or with ``four_d`` as one 4-D scalar image
+    ``(x, y, z, channel)`` whose first three axes carry the volume's geometry (the 4th: spacing 1, origin 0).
+    A 2D image format needs ``K == 1``.
     """
     p = Path(path)
     suffix = _suffix(p)
     is_2d_format = suffix in IMAGE_2D_SUFFIXES
     if is_2d_format and not vol.is_2d:
         raise InputError(f"{p}: a {suffix} file holds one 2D slice; this volume has {vol.shape[0]} slices")
-    img = volume_to_image(vol, force_2d=is_2d_format)
+    if four_d and not is_2d_format and vol.n_channels > 1:
+        img = sitk.JoinSeries([volume_to_image(vol, channel=c) for c in range(vol.n_channels)])
+    else:
+        img = volume_to_image(vol, force_2d=is_2d_format)
     with atomic_path(p) as tmp:
         sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
     return p

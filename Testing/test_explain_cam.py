@@ -99,8 +99,9 @@ def test_windowed_explanation_stitches_to_the_input_geometry():
     model = tiny_unet_model()
     model.description.patch_size = [8, 12, 12]
     vol = oblique_volume(shape=(12, 20, 18))
-    whole = explain(model, vol, "gradcam", label=1, voxel=None, windowed=False)
-    win = explain(model, vol, "gradcam", label=1, windowed=True)
+    approx = {"exact": "false"}  # patches are an approximation of the sliding-window function
+    whole = explain(model, vol, "gradcam", label=1, voxel=None, windowed=False, params=approx)
+    win = explain(model, vol, "gradcam", label=1, windowed=True, params=approx)
     assert win.details["windowed"] and win.details["n_windows"] > 1
     assert win.heatmap.shape == vol.shape and np.isfinite(win.heatmap.array).all()
     np.testing.assert_array_equal(win.heatmap.ijk_to_ras, vol.ijk_to_ras)
@@ -117,5 +118,5 @@ def test_windowed_skips_patches_without_the_target():
     model = tiny_unet_model()
     model.description.patch_size = [8, 8, 8]
     vol = oblique_volume(shape=(16, 16, 16))
-    e = explain(model, vol, "gradcam", voxel=(1, 1, 1), label=1, windowed=True)
+    e = explain(model, vol, "gradcam", voxel=(1, 1, 1), label=1, windowed=True, params={"exact": "false"})
     assert e.details["n_windows"] == 1  # only the corner window holds the voxel

@@ -102,25 +102,6 @@ def test_sliding_window_matches_whole_volume_shape():
     assert pred.labels.shape == vol.shape
 
 
-def test_explained_function_is_one_whole_grid_pass_even_above_the_patch_size():
-    """Methods explain the network run once over the grid they are given (as CAM hooks need), not the
-    sliding-window inference used for predictions; the engine cuts grids above its limit itself."""
-    from MedXAILib.explain.base import ExplainContext
-    from MedXAILib.targets import resolve_target
-
-    model = tiny_unet_model()
-    model.description.patch_size = [8, 8, 8]
-    vol = oblique_volume(shape=(12, 20, 18))
-    ctx = ExplainContext(model, model.prepare(vol), resolve_target(model, vol, label="l1",
-                                                                      region=np.ones(vol.shape, bool)))
-    with torch.no_grad():
-        whole = model.forward(ctx.x, sliding_window=False)
-        windowed = model.forward(ctx.x)
-        got = ctx.logits(ctx.x)
-    assert torch.equal(got, whole) and not torch.allclose(windowed, whole)
-    assert ctx.forward_passes == 1
-
-
 def test_classifier_input_size_resize():
     model = tiny_classifier(input_size=[32, 32])
     vol = Volume(np.random.rand(1, 1, 50, 70).astype(np.float32), make_ijk_to_ras((0.3, 0.2, 1)))

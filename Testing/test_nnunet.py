@@ -154,10 +154,11 @@ def test_trainer_variants_resolve() -> None:
     assert cls.__name__ == "nnUNetTrainer" and note and "not among" in note
 
 
-@pytest.mark.parametrize("method,target", [("gradcam", "liver"), ("ig", "5"), ("occlusion", "liver"),
-                                           ("lrp", "liver")])
+@pytest.mark.parametrize("method,target,tta", [("gradcam", "liver", "true"), ("gradcam", "5", "false"),
+                                               ("ig", "5", "false"), ("occlusion", "liver", "false"),
+                                               ("lrp", "liver", "false")])
 def test_cli_explain_on_nnunet_folder(nnunet_folder: Path, ct: Volume, tmp_path: Path, method: str, target: str,
-                                      one_torch_thread: None) -> None:
+                                      tta: str, one_torch_thread: None) -> None:
     from MedXAILib.cli import main
     from MedXAILib.io import write_volume
 
@@ -165,17 +166,19 @@ def test_cli_explain_on_nnunet_folder(nnunet_folder: Path, ct: Volume, tmp_path:
     write_volume(ct, src)
     out = tmp_path / f"{method}.nii.gz"
     args = ["explain", "--model", str(nnunet_folder), "--folds", "0", "--input", str(src), "--method", method,
-            "--target", target, "--param", "tta=false", "--output", str(out), "--progress", "none"]
+            "--target", target, "--param", f"tta={tta}", "--output", str(out), "--progress", "none"]
     if method == "ig":
         args += ["--param", "steps=4"]
     if method == "occlusion":
-        args += ["--param", "window_mm=24", "--param", "stride_mm=24"]
+        args += ["--param", "window_mm=60", "--param", "stride_mm=60"]
     assert main(args) == 0
     heat = read_volume(out)
     assert heat.shape == ct.shape and np.allclose(heat.ijk_to_ras, read_volume(src).ijk_to_ras, atol=1e-4)
     side = json.loads(Path(str(out) + ".json").read_text())
-    fn = side["model_function"]
-    assert fn["folds"] == ["0"] and fn["mirroring"] is None and fn["mirroring_allowed_by_checkpoint"] == [0, 1, 2]
+    fn = side["details"]["function"]
+    assert fn["exact"] is True and fn["kind"] == "nnunet_sliding_window" and fn["n_windows"] == 4
+    assert fn["folds"] == ["0"] and fn["mirroring_allowed_by_checkpoint"] == [0, 1, 2]
+    assert fn["mirroring"] == ([0, 1, 2] if tta == "true" else None)
 
 
 # ---- TotalSegmentator's layout -----------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_description_matches_code_and_model_loader(name):
     desc = _description(name)
     fresh = brain_description() if name == "demo-brain-tumour" else chest_description()
     for key in ("name", "task", "spatial_dims", "channel_names", "class_names", "output", "preprocessing",
-                "patch_size", "architecture", "cam_layer", "weights"):
+                "patch_size", "architecture", "cam_layer", "weights", "card"):
         assert desc[key] == fresh[key], key
     md = ModelDescription.from_dict(desc)
     assert md.n_classes == (4 if name == "demo-brain-tumour" else 3)

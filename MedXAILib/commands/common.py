@@ -15,7 +15,9 @@ from ..progress import Progress
 def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) -> None:
     parser.add_argument(
         "--model", required=True,
-        help=f"a built-in model ({', '.join(builtin_model_names()) or 'none installed'}) or a model file or folder",
+        help=f"a built-in model ({', '.join(builtin_model_names()) or 'none installed'}), a model file or folder "
+        "(a MONAI bundle folder is run through MONAI), or monai:NAME (a Model Zoo bundle, downloaded once); "
+        "`python -m MedXAILib models` lists them",
     )
     if inputs:
         parser.add_argument(
@@ -26,6 +28,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) ->
     parser.add_argument(
         "--allow-unsafe-pickle", action="store_true",
         help="allow checkpoints that need arbitrary unpickling (this can run code stored in the file)",
+    )
+    parser.add_argument(
+        "--trust-bundle-code", action="store_true",
+        help="let a MONAI bundle run its own code: $ expressions and _target_s outside MedXAI's allow-list of "
+        "MONAI networks, transforms and inferers (only for bundles whose author you trust)",
     )
     nn = parser.add_argument_group("nnU-Net and TotalSegmentator models")
     nn.add_argument("--folds", help="folds to ensemble, e.g. 0,1,2 or all (default: every fold present)")
@@ -68,7 +75,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def open_model(args: argparse.Namespace) -> Model:
     return load_model(args.model, device=args.device, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                      options=model_options(args))
+                      trust_bundle_code=getattr(args, "trust_bundle_code", False), options=model_options(args))
 
 
 def progress_from(args: argparse.Namespace) -> Progress:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
+from ..models.cards import domain_check
 from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
@@ -78,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
         progress=progress.sub(0.0, 0.95),
     )
     assert out is not None
-    sidecar = {"model": model.name, "input": args.input, **expl.summary()}
-    sidecar.setdefault("model_function", model.function_info())
+    sidecar = {"model": model.name, "input": args.input, "card": model.card(), **expl.summary()}
+    warning = domain_check(model, volume)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+        sidecar["domain_warning"] = warning
     write_volume(expl.heatmap, out)
     write_json(sidecar, str(out) + ".json")
     if args.normalized:

@@ -5,10 +5,12 @@ A method sees the input on the model grid — a ``(1, C, *grid)`` tensor — and
 a map over space, or ``(C, *spatial)`` when it attributes each input channel. The engine then brings the map back
 onto the input grid (linear interpolation over the same physical box) and records what it cost.
 
-Every method explains the same function: the network run once over the whole grid it is given
-(:meth:`ExplainContext.logits`, no sliding window inside it), as CAM hooks need. For a grid larger than the engine's
-limit the engine itself cuts the grid into patches (see :mod:`MedXAILib.explain.engine`), so a perturbation method's
-masked passes cost one network pass each, not one sliding-window inference of many patches each.
+Every method explains the same function, the one :meth:`~MedXAILib.models.Model.predict` uses: the model function
+:meth:`~MedXAILib.models.Model.infer` (its sliding window, padding, test-time augmentation), through
+:meth:`ExplainContext.logits` with ``ctx.exact`` True (the default). Layer methods (CAMs, LRP) explain a sliding-window
+function window by window with the inferer's weights (:mod:`MedXAILib.explain.windows`). ``exact=False`` (the
+``exact`` parameter every method accepts) explains one whole-grid network pass, or patches of it, instead: an
+approximation whose deviation from the function the engine measures and reports.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class ExplainContext:
         self.forward_passes = 0
         self.backward_passes = 0
         self.window: tuple[slice, ...] | None = None
+        self.exact = True
 
     def for_window(self, window: tuple[slice, ...], progress: ProgressCallback) -> ExplainContext:
         """A context over one window of the model grid: the input and the target weights cropped to it."""
@@ -96,12 +99,13 @@ class ExplainContext:
         sub.progress = progress
         sub.forward_passes = sub.backward_passes = 0
         sub.window = window
+        sub.exact = False
         return sub
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network once over a batch ``(B, C, *grid)`` (no sliding window); counts B forward passes."""
+        """The model function on a batch ``(B, C, *grid)`` (one network pass when not ``exact``); counts B passes."""
         self.forward_passes += int(x.shape[0])
-        return self.model.forward(x, sliding_window=False)
+        return self.model.run(x, exact=self.exact)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Target score per sample ``(B,)`` for a batch ``(B, C, *grid)``."""

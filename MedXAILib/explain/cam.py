@@ -8,6 +8,10 @@ forward plus a partial backward. Each variant turns ``(A, dS/dA)`` into a map on
 
 The raw map is kept signed (no ReLU) — the display view shows its positive part, as the CAM papers do.
 
+When the model function runs a sliding window (``ctx.exact`` and :meth:`Model.window_plan` gives a plan), the map is
+computed window by window — each window's ``(A_w, ∂S/∂A_w)`` with the window's share of the target
+(:mod:`MedXAILib.explain.windows`) — upsampled to the window and blended with the inferer's own importance weights.
+
 - Grad-CAM (Selvaraju et al. 2017): ``w_k = mean(dS/dA_k)``; map ``Σ_k w_k A_k``.
 - Grad-CAM++ (Chattopadhay et al. 2018), in its exponential-score closed form: ``α = g² / (2g² + Σ A · g³)``
   with ``g = dS/dA``, ``w_k = Σ α ReLU(g)``. Where the denominator vanishes (g = 0) α is 0, so no NaN appears in 3D
@@ -68,22 +72,33 @@ def layer_capture(model: Model, layer_name: str | None, leaf: bool = True) -> It
         handle.remove()
 
 
+def _flip(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    return torch.flip(t, [a + 2 for a in axes]) if axes else t
+
+
 def activations_and_gradients(ctx: ExplainContext, layer: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A`` and ``dS/dA`` at ``layer`` for the context's input and target, each ``(1, K, *layer grid)``."""
+    """``A`` and ``dS/dA`` at ``layer`` for the context's input and target, each ``(P, K, *layer grid)``.
+
+    The network runs once over ``ctx.x`` (one window, or a function without a sliding window) — or, for a model
+    with test-time mirroring (``model.tta_passes()``, e.g. nnU-Net), once per mirrored pass: pass ``p`` sees the
+    input flipped along its axes, so its ``A`` and ``dS/dA`` are flipped back and ``P`` = number of passes (the
+    function averages the passes' logits, so a CAM is the mean of the passes' CAMs, ``combine(...).mean(0)``)."""
     model = ctx.model
+    passes = model.tta_passes() if hasattr(model, "tta_passes") else [()]
     with frozen_parameters(model.network), layer_capture(model, layer) as captured:
         with torch.enable_grad():
-            logits = model.forward(ctx.x, sliding_window=False)
-            ctx.forward_passes += 1
-            if len(captured) != 1:
+            logits = model.run(ctx.x, exact=getattr(ctx, "exact", False))
+            ctx.forward_passes += len(passes)
+            if len(captured) != len(passes):
                 raise MethodError(
-                    f"layer {layer or model.description.cam_layer!r} ran {len(captured)} times in one forward pass; "
-                    "choose a layer that runs once"
+                    f"layer {layer or model.default_cam_layer()!r} ran {len(captured)} times in one forward pass "
+                    f"({len(passes)} expected); choose a layer that runs once per network pass"
                 )
             s = ctx.score_of_logits(logits).sum()
-            (grad,) = torch.autograd.grad(s, captured[0])
+            grads = torch.autograd.grad(s, captured)
             ctx.count_backward()
-    return captured[0].detach(), grad.detach()
+    acts = torch.cat([_flip(a.detach(), ax) for a, ax in zip(captured, passes)])
+    return acts, torch.cat([_flip(g.detach(), ax) for g, ax in zip(grads, passes)])
 
 
 def upsample_to_grid(cam: torch.Tensor, model: Model, grid: tuple[int, ...]) -> torch.Tensor:
@@ -125,15 +140,35 @@ class _CAM(Method):
 
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         layer = params.get("layer") or None
+        grid = tuple(ctx.x.shape[2:])
+        plan = ctx.model.window_plan(grid) if getattr(ctx, "exact", False) else None
+        name = layer or ctx.model.default_cam_layer()
+        if plan is not None:
+            return self._run_windows(ctx, layer, plan, name)
         ctx.progress(0.1, f"{self.name}: forward and backward to the layer")
         acts, grads = activations_and_gradients(ctx, layer)
-        cam = self.combine(acts, grads)[0]  # (1, *layer grid)
-        grid = tuple(ctx.x.shape[2:])
+        cam = self.combine(acts, grads).mean(0)  # (1, *layer grid), averaged over mirrored passes
         maps = upsample_to_grid(cam, ctx.model, grid)
-        return MethodResult(
-            maps,
-            details={"layer": layer or ctx.model.description.cam_layer, "layer_shape": list(acts.shape[1:])},
-        )
+        return MethodResult(maps, details={"layer": name, "layer_shape": list(acts.shape[1:])})
+
+    def _run_windows(self, ctx: ExplainContext, layer: str | None, plan: Any, name: str | None) -> MethodResult:
+        from .windows import window_context, window_targets
+
+        targets = window_targets(ctx, plan)
+        window_maps = [torch.zeros((1,) + tuple(plan.roi), device=ctx.x.device) for _ in plan.slices]
+        shape: list[int] = []
+        for n, wt in enumerate(targets):
+            ctx.progress(0.05 + 0.9 * n / max(len(targets), 1), f"{self.name}: window {n + 1} of {len(targets)}")
+            sub = window_context(ctx, wt)
+            acts, grads = activations_and_gradients(sub, layer)
+            ctx.forward_passes += sub.forward_passes
+            ctx.backward_passes += sub.backward_passes
+            shape = list(acts.shape[1:])
+            window_maps[wt.index] = upsample_to_grid(self.combine(acts, grads).mean(0), ctx.model,
+                                                     tuple(plan.roi))
+        maps = plan.blend(window_maps)
+        return MethodResult(maps, details={"layer": name, "layer_shape": shape, "windows_explained": len(targets),
+                                           "windows": len(plan.slices)})
 
 
 @register

@@ -1,6 +1,17 @@
 """``explain(model, volume, method, …)``: run one method and return an :class:`Explanation` in input geometry.
 
-Large volumes. A method normally sees the whole model grid in one pass. When a segmentation model's grid holds more
+The explained function. By default (``exact=True``, a parameter every method takes: ``--param exact=false``) the
+method explains the model function itself, :meth:`~MedXAILib.models.Model.infer`, the function ``predict`` and the
+quality metrics use; ``details["function"]`` records it (``exact: true``, the inferer and its settings, and the
+explained score ``S`` computed by one extra function pass, ``record_passes``, which the cost's pass counts leave out
+and its seconds include). With ``exact=False`` the method explains one whole-grid
+network pass (or, on grids above ``max_voxels``, the patches described below) and ``details["function"]`` reports
+the measured deviation of that approximation from the function on this input: ``delta_score`` (relative
+``|S_approx − S| / |S|``) and ``argmax_dice`` (Dice of the two argmax/threshold label maps on the model grid, mean
+over the classes present in either).
+
+Large volumes (approximation only, ``exact=False``).
+A method normally sees the whole model grid in one pass. When a segmentation model's grid holds more
 than ``max_voxels`` voxels (default 128³ = 2 097 152, the size the demo U-Net explains in about 2–3 GB on a CPU), the
 grid is cut into the model's sliding-window patches (``patch_size``, overlap 25 %) and the method runs on each patch
 whose window holds part of the target. Each patch explains the target restricted to that patch (its score is the
@@ -18,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..errors import MethodError
 from ..models import Model, Prediction
 from ..progress import ProgressCallback, no_progress, scaled
 from ..resources import measure
@@ -60,7 +72,9 @@ def explain(
         an Explanation whose heat map has exactly ``volume``'s geometry.
     """
     m = get_method(method)
-    params = {**m.params, **parse_params(m, params or {})}
+    raw = dict(params or {})
+    exact = _as_bool(raw.pop("exact", True))
+    params = {**m.params, **parse_params(m, raw)}
     with measure(model.device) as cost_measure:
         extra_forward = 0
         if target is None:
@@ -73,13 +87,17 @@ def explain(
         m.check(model, target, params)
         prepared = model.prepare(volume)
         ctx = ExplainContext(model, prepared, target, scaled(progress, 0.05, 0.95))
-        grid = tuple(prepared.grid.model_shape)
+        ctx.exact = exact
+        grid = tuple(prepared.model_shape)
+        if exact and windowed:
+            raise MethodError("windowed=True explains patches of the grid, an approximation; pass exact=false too")
         if windowed is None:
-            windowed = model.task == "segmentation" and int(np.prod(grid)) > max_voxels
+            windowed = not exact and model.task == "segmentation" and int(np.prod(grid)) > max_voxels
         if windowed and model.task == "segmentation":
             result = _run_windowed(m, ctx, params)
         else:
             result = _run(m, ctx, params)
+        result.details["function"] = function_record(ctx, exact, bool(windowed))
         progress(0.95, "mapping the map back to the input grid")
         maps = model.to_input_grid(result.maps, prepared)
     heat = maps.sum(axis=0, keepdims=True) if result.per_channel else maps[:1]
@@ -105,6 +123,56 @@ def explain(
         details=result.details,
         display=m.display,
     )
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise MethodError(f"parameter exact={value!r}: give true or false")
+
+
+def function_record(ctx: ExplainContext, exact: bool, windowed: bool) -> dict[str, Any]:
+    """What function was explained; for an approximation, its measured deviation from the exact function."""
+    model = ctx.model
+    grid = tuple(ctx.x.shape[2:])
+    record: dict[str, Any] = {"exact": exact, **model.function_info(grid)}
+    with torch.no_grad():
+        exact_logits = model.infer(ctx.x)
+        s_exact = float(ctx.score_of_logits(exact_logits)[0])
+        record["score"] = s_exact
+        record["record_passes"] = 1
+        if exact:
+            return record
+        record["approximation"] = "patches of the grid, Gaussian-stitched" if windowed else "one whole-grid pass"
+        approx = model.network_pass(ctx.x)
+        record["record_passes"] = 2
+    s_approx = float(ctx.score_of_logits(approx)[0])
+    record["approximate_score"] = s_approx
+    record["delta_score"] = abs(s_approx - s_exact) / max(abs(s_exact), 1e-12)
+    if model.task == "segmentation":
+        record["argmax_dice"] = _label_dice(model, exact_logits, approx)
+    else:
+        record["same_top_class"] = bool(int(exact_logits.argmax(1)[0]) == int(approx.argmax(1)[0]))
+    return record
+
+
+def _label_dice(model: Model, a: torch.Tensor, b: torch.Tensor) -> float:
+    if model.description.output == "softmax":
+        la, lb = a.argmax(1), b.argmax(1)
+        classes = [c for c in range(1, a.shape[1]) if bool((la == c).any() or (lb == c).any())]
+        pairs = [((la == c), (lb == c)) for c in classes]
+    else:
+        pairs = [((a[:, c] > 0), (b[:, c] > 0)) for c in range(a.shape[1])]
+        pairs = [(p, q) for p, q in pairs if bool(p.any() or q.any())]
+    if not pairs:
+        return 1.0
+    dice = [float(2 * (p & q).sum()) / max(float(p.sum() + q.sum()), 1.0) for p, q in pairs]
+    return float(np.mean(dice))
 
 
 def _run(m: Method, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:

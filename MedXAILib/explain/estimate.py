@@ -28,20 +28,26 @@ def estimate_cost(
 ) -> dict[str, Any]:
     """Estimate passes, seconds and peak memory (bytes) of ``explain`` without running the method."""
     m = get_method(method)
-    full = {**m.params, **parse_params(m, params or {})}
+    raw = dict(params or {})
+    exact = str(raw.pop("exact", True)).lower() not in ("0", "false", "no", "off")
+    full = {**m.params, **parse_params(m, raw)}
     prepared = model.prepare(volume)
     n_fwd, n_bwd = m.passes(model, prepared, full)
     x = prepared.tensor
-    # as the engine runs it: the whole grid in one pass, or patch by patch above its limit
+    # as the engine runs it: the model function (exact), else one whole-grid pass (or patches above its limit)
     sliding = model.task == "segmentation" and int(np.prod(x.shape[2:])) > MAX_WHOLE_GRID_VOXELS
+
+    def run(t: torch.Tensor) -> torch.Tensor:
+        return model.infer(t) if exact or sliding else model.network_pass(t)
+
     with torch.no_grad():
-        model.forward(x, sliding_window=sliding)  # warm-up
+        run(x)  # warm-up
     with measure(model.device) as fwd:
         with torch.no_grad():
-            model.forward(x, sliding_window=sliding)
+            run(x)
     with measure(model.device) as both:
         xg = x.detach().clone().requires_grad_(True)
-        out = model.forward(xg, sliding_window=sliding)
+        out = run(xg)
         out.float().sum().backward()
     t_fwd = fwd.seconds
     t_bwd = max(both.seconds - t_fwd, 0.0)

@@ -474,15 +474,56 @@ class LayerwiseRelevancePropagation(Method):
         model = ctx.model
         ctx.progress(0.1, "lrp: canonising and propagating relevance")
         div = model.divisor() if model.task == "segmentation" else 1
-        rel, details = lrp_relevance(
-            model.network, ctx.x, ctx.score_of_logits, composite=str(params["composite"]),
-            epsilon=float(params["epsilon"]), gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]),
-            divisor=div,
-        )
-        ctx.forward_passes += 1 + int(details.pop("canonisation_forward_passes"))
-        ctx.count_backward()
+        plan = model.window_plan(tuple(ctx.x.shape[2:])) if getattr(ctx, "exact", False) else None
+        if plan is not None:
+            rel, details = self._relevance_by_window(ctx, params, plan, div)
+        else:
+            rel, details = lrp_relevance(
+                model.network, ctx.x, ctx.score_of_logits, composite=str(params["composite"]),
+                epsilon=float(params["epsilon"]), gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]),
+                divisor=div,
+            )
+            ctx.forward_passes += 1 + int(details.pop("canonisation_forward_passes"))
+            ctx.count_backward()
         if not params.get("layers"):
             details.pop("layers", None)
         details["composite"] = resolve_composite(str(params["composite"]))
         maps = rel[0] if params.get("per_channel", True) else rel[0].sum(0, keepdim=True)
         return MethodResult(maps, per_channel=bool(params.get("per_channel", True)), details=details)
+
+    def _relevance_by_window(
+        self, ctx: ExplainContext, params: dict[str, Any], plan: Any, div: int
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """LRP of a sliding-window function: each window's relevance for its share ``S_w`` of the score, summed at
+        its position (:mod:`MedXAILib.explain.windows`); conservation is then reported on the whole function."""
+        from ..targets import score
+        from .windows import window_targets
+
+        targets = window_targets(ctx, plan)
+        rel = torch.zeros((1, ctx.x.shape[1]) + plan.padded, device=ctx.x.device)
+        total, absorbed = 0.0, 0.0
+        for n, wt in enumerate(targets):
+            ctx.progress(0.1 + 0.85 * n / max(len(targets), 1), f"lrp: window {n + 1} of {len(targets)}")
+            # a model with test-time mirroring (nnU-Net) averages its passes over flipped inputs: each pass gets
+            # 1/P of the window's target, flipped like its input, and its relevance is flipped back
+            passes = ctx.model.tta_passes() if hasattr(ctx.model, "tta_passes") else [()]
+            for axes in passes:
+                dims = [a + 2 for a in axes]
+                fx = torch.flip(wt.x, dims) if dims else wt.x
+                fw = (torch.flip(wt.weights, dims) if dims else wt.weights) / len(passes)
+                r, det = lrp_relevance(
+                    ctx.model.network, fx, lambda logits, w=fw: score(logits, w),
+                    composite=str(params["composite"]), epsilon=float(params["epsilon"]),
+                    gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]), divisor=div,
+                )
+                rel[(slice(None), slice(None)) + wt.slices] += torch.flip(r, dims) if dims else r
+                total += float(det["score"])
+                absorbed += float(det["absorbed"])
+                ctx.forward_passes += 1 + int(det["canonisation_forward_passes"])
+                ctx.count_backward()
+        crop = (slice(None), slice(None)) + tuple(slice(a, a + g) for g, (a, _) in zip(plan.grid, plan.pad))
+        real = torch.zeros_like(rel[:, :1])
+        real[crop] = 1
+        details = conservation_report(rel, {"score": total, "absorbed": absorbed}, real)
+        details.update({"windows_explained": len(targets), "windows": len(plan.slices)})
+        return rel[crop].detach(), details

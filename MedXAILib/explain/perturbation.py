@@ -45,12 +45,7 @@ def model_grid_spacing(prepared: PreparedInput, spatial_dims: int) -> np.ndarray
 
     It is the input spacing × input shape / model shape per axis (the model grid covers the same physical box).
     """
-    spacing = np.asarray(prepared.volume.spacing_kji, dtype=float)
-    if spatial_dims == 2:
-        spacing = spacing[1:]
-    shape_in = np.asarray(prepared.grid.input_shape, dtype=float)
-    shape_model = np.asarray(prepared.grid.model_shape, dtype=float)
-    return spacing * shape_in / shape_model
+    return prepared.model_spacing
 
 
 def mm_to_voxels(values_mm: Sequence[float] | float, spacing: np.ndarray, what: str) -> tuple[int, ...]:

@@ -68,8 +68,13 @@ PRUNE_BY = ("mean", "std")
 def capture_activations(ctx: ExplainContext, layer: str | None) -> torch.Tensor:
     """Activations ``(1, K, *layer grid)`` at ``layer`` from one forward pass (counted) on the whole grid."""
     model = ctx.model
+    if getattr(ctx, "exact", False) and model.window_plan(tuple(ctx.x.shape[2:])) is not None:
+        raise MethodError(
+            f"{model.name!r} runs a sliding window over this input; Score-CAM through it is not implemented "
+            "exactly. Pass --param exact=false to explain one whole-grid pass (its deviation is reported)"
+        )
     with torch.no_grad(), layer_capture(model, layer, leaf=False) as captured:
-        model.forward(ctx.x, sliding_window=False)
+        model.network_pass(ctx.x)
         ctx.forward_passes += 1
     if len(captured) != 1:
         raise MethodError(
@@ -216,7 +221,7 @@ def layer_channels(model: Model, prepared: PreparedInput, layer: str | None) -> 
         if isinstance(n, int) and n > 0:
             return n
     with torch.inference_mode(), layer_capture(model, layer, leaf=False) as captured:
-        model.forward(prepared.tensor, sliding_window=False)
+        model.network_pass(prepared.tensor)
     return int(captured[0].shape[1])
 
 

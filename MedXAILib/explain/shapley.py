@@ -66,7 +66,7 @@ from ..errors import MethodError
 from ..models import Model, PreparedInput
 from .base import ExplainContext, Method, MethodResult, register
 from .coarse import CoarseScorer, check_scale, rescore_error
-from .supervoxels import model_grid_spacing, supervoxels
+from .supervoxels import supervoxels
 
 BASELINES = ("mean", "zero", "blur")
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -423,8 +423,7 @@ class Features:
 def build_features(ctx: ExplainContext, params: dict[str, Any]) -> Features:
     """Supervoxels of the context's model-grid input, and their feature index (see :func:`feature_index`)."""
     x = ctx.x
-    n_dims = x.ndim - 2
-    spacing = model_grid_spacing(ctx.prepared.model_ijk_to_ras, n_dims)
+    spacing = tuple(float(s) for s in ctx.prepared.model_spacing)
     labels = supervoxels(
         x[0].detach().cpu().numpy(),
         spacing,

@@ -1,114 +1,362 @@
-"""MONAI bundles: a folder with ``configs/inference.json`` (or ``.yaml``), ``configs/metadata.json`` and
-``models/model.pt`` or ``models/model.ts``, turned into a network and a :class:`ModelDescription`."""
+"""MONAI bundles, run as MONAI runs them: the :class:`BundleModel` adapter.
+
+A bundle folder holds ``configs/inference.json`` (or ``.yaml``), ``configs/metadata.json`` and ``models/model.pt``
+(a state_dict, read without unpickling code) or ``models/model.ts``. Its model function is executed with MONAI's own
+objects, parsed from the config by ``monai.bundle.ConfigParser`` under the consent rule of :mod:`.bundle_config`:
+
+- :meth:`BundleModel.prepare` — the input Volume becomes the ``MetaTensor`` MONAI's ``LoadImaged`` would produce
+  (channel-first ``(C, I, J, K)`` array, RAS affine), and the bundle's ``preprocessing`` Compose runs from the
+  transform after the loader (``EnsureChannelFirstd``, ``Orientationd``, ``Spacingd``, ``NormalizeIntensityd``, …).
+  The model grid is MONAI's: tensor axes follow the transformed image's (I, J, K)-ordered affine, not ours.
+- :meth:`BundleModel.infer` — the bundle's ``inferer`` (e.g. ``SlidingWindowInferer`` with its roi, overlap, blend
+  mode and padding) applied to the bundle's ``network_def`` with the bundle's weights; autograd flows through it.
+- :meth:`BundleModel.prediction_from_logits` — the bundle's ``postprocessing``: ``Activationsd`` and ``Invertd``
+  (MONAI's inverse of the preprocessing) give the probabilities on the input grid; the steps after them
+  (``AsDiscreted``, label mappings) give the label map. Steps that need code are skipped with a note unless trusted.
+- :meth:`BundleModel.to_input_grid` — MONAI's ``Invertd`` applied to explanation maps (linear interpolation).
+
+What cannot be honoured is a :class:`~MedXAILib.errors.ModelError` naming the entry (a loader-less preprocessing that
+needs files, a 2D bundle, an inferer without a known window plan for layer methods); it is never approximated.
+"""
 
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import ModelError
-from .checkpoints import UNSAFE_FLAG, load_weights_into
+from ..preprocessing import GridChange
+from ..progress import ProgressCallback, no_progress
+from ..volume import Volume
+from . import bundle_config as bc
+from .checkpoints import load_weights_into
 from .description import ModelDescription
+from .function import WindowPlan, make_window_plan
+from .model import Model, PreparedInput
+from .prediction import Prediction
 from .torchscript import load_torchscript
 
-
-def _read_config(folder: Path, stem: str) -> dict[str, Any] | None:
-    for ext in (".json", ".yaml", ".yml"):
-        p = folder / "configs" / f"{stem}{ext}"
-        if p.exists():
-            if ext == ".json":
-                return json.loads(p.read_text())
-            import yaml  # MONAI bundles in YAML need PyYAML
-
-            return yaml.safe_load(p.read_text())
-    return None
+_LOADERS = ("LoadImaged", "LoadImage")
+_PROB_STEPS = ("Activationsd", "Activations", "Invertd", "EnsureTyped", "ToTensord", "ToDeviced", "CastToTyped")
+_SKIPPED_ALWAYS = ("SaveImaged", "SaveImage")
 
 
-def _contains_expression(obj: Any) -> bool:
-    if isinstance(obj, str):
-        return obj.startswith("$")
-    if isinstance(obj, dict):
-        return any(_contains_expression(v) for v in obj.values())
-    if isinstance(obj, list):
-        return any(_contains_expression(v) for v in obj)
-    return False
+class BundleModel(Model):
+    """A MONAI bundle executed through ``monai.bundle`` (see the module docstring).
 
+    Attributes:
+        preprocessing: the bundle's preprocessing ``Compose`` (MONAI object).
+        inferer: the bundle's inferer (MONAI object).
+        post_prob, post_label: the postprocessing steps that make probabilities, then labels.
+        notes: what was skipped or substituted, in words (shown in sidecars).
+    """
 
-def _bundle_preprocessing(config: dict[str, Any]) -> dict[str, Any]:
-    """Translate the common MONAI inference transforms into our preprocessing spec."""
-    spec: dict[str, Any] = {"normalize": "none"}
-    pre = config.get("preprocessing", {})
-    transforms = pre.get("transforms", []) if isinstance(pre, dict) else []
-    for t in transforms:
-        if not isinstance(t, dict):
-            continue
-        target = str(t.get("_target_", "")).split(".")[-1]
-        if target in ("NormalizeIntensityd", "NormalizeIntensity"):
-            spec["normalize"] = "zscore_foreground" if t.get("nonzero") else "zscore"
-        elif target in ("ScaleIntensityRanged", "ScaleIntensityRange"):
-            spec["normalize"] = "hu_window"
-            spec["hu_window"] = [float(t.get("a_min", -1000)), float(t.get("a_max", 1000))]
-        elif target in ("ScaleIntensityRangePercentilesd", "ScaleIntensityRangePercentiles"):
-            spec["normalize"] = "percentile"
-            spec["percentiles"] = [float(t.get("lower", 0.5)), float(t.get("upper", 99.5))]
-        elif target in ("Spacingd", "Spacing") and isinstance(t.get("pixdim"), list):
-            # MONAI pixdim is (x, y, z) = (i, j, k); ours is tensor order
-            spec["target_spacing"] = [float(v) for v in t["pixdim"]][::-1]
-    return spec
+    def __init__(self, network: torch.nn.Module, description: ModelDescription, device: str, *,
+                 preprocessing: Any, inferer: Any, post_prob: list[Any], post_label: list[Any], image_key: str,
+                 image_only: bool, notes: list[str]) -> None:
+        super().__init__(network, description, device)
+        self.preprocessing = preprocessing
+        self.inferer = inferer
+        self.post_prob = post_prob
+        self.post_label = post_label
+        self.image_key = image_key
+        self.image_only = image_only
+        self.notes = notes
+        transforms = list(getattr(preprocessing, "transforms", [preprocessing]))
+        start = 0
+        for i, t in enumerate(transforms):
+            if type(t).__name__ in _LOADERS:
+                start = i + 1
+        self._after_loader = transforms[start:]
 
+    # ---- prepare -------------------------------------------------------------------------------------------------
+    def _as_loaded(self, volume: Volume) -> Any:
+        from monai.data import MetaTensor
 
-def load_bundle(folder: Path, allow_unsafe_pickle: bool = False) -> tuple[torch.nn.Module, ModelDescription]:
-    """Load a MONAI bundle folder: ``configs/inference.json`` (network_def, preprocessing) + ``models/model.pt``."""
-    config = _read_config(folder, "inference")
-    if config is None or "network_def" not in config:
-        raise ModelError(f"{folder}: a MONAI bundle needs configs/inference.json with a network_def")
-    network_def = config["network_def"]
-    if _contains_expression(network_def) and not allow_unsafe_pickle:
-        raise ModelError(
-            f"{folder}: the bundle's network_def contains Python expressions ('$...'), which would run code; "
-            f"pass {UNSAFE_FLAG} if you trust this bundle"
+        arr = np.ascontiguousarray(volume.array.astype(np.float32).transpose(0, 3, 2, 1))  # (C, I, J, K)
+        affine = torch.as_tensor(volume.ijk_to_ras, dtype=torch.float64)
+        meta = {"original_channel_dim": 0, "spatial_shape": np.asarray(arr.shape[1:]), "space": "RAS",
+                "original_affine": volume.ijk_to_ras.copy(), "filename_or_obj": "medxai-input"}
+        return MetaTensor(torch.from_numpy(arr), affine=affine, meta=meta)
+
+    def prepare(self, volume: Volume) -> PreparedInput:
+        from monai.transforms import Compose
+
+        if self.spatial_dims != 3:
+            raise ModelError(f"bundle {self.name!r}: only 3D bundles are supported")
+        self.check_input(volume)
+        data: dict[str, Any] = {self.image_key: self._as_loaded(volume)}
+        if not self.image_only:
+            data[f"{self.image_key}_meta_dict"] = dict(data[self.image_key].meta)
+        pre = self.preprocessing
+        try:
+            data = Compose(self._after_loader, map_items=getattr(pre, "map_items", True),
+                           unpack_items=getattr(pre, "unpack_items", False), lazy=getattr(pre, "lazy", False))(data)
+        except Exception as exc:  # noqa: BLE001 - MONAI wraps transform errors in RuntimeError with the transform
+            raise ModelError(f"bundle {self.name!r}: its preprocessing failed on this input ({exc})") from None
+        img = data[self.image_key]
+        tensor = torch.as_tensor(img).detach().float().clone()[None].to(self.device)
+        affine = np.asarray(img.affine, dtype=float)
+        state = {"data": data, "model_ijk_to_ras": affine,
+                 "model_spacing": np.linalg.norm(affine[:3, :3], axis=0)}
+        return PreparedInput(tensor=tensor, volume=volume, grid=GridChange(tuple(volume.shape), tuple(img.shape[1:])),
+                             state=state)
+
+    # ---- the function --------------------------------------------------------------------------------------------
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The bundle's inferer with its network: ``(B, C, *grid)`` → ``(B, N, *grid)`` (differentiable)."""
+        out = self.inferer(inputs=x, network=self.network)
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(f"bundle {self.name!r}: its inferer returned {type(out).__name__}, not one tensor")
+        return out.as_tensor() if hasattr(out, "as_tensor") else out
+
+    def window_plan(self, grid: tuple[int, ...]) -> WindowPlan | None:
+        from monai.inferers import SimpleInferer, SlidingWindowInferer
+
+        inf = self.inferer
+        if isinstance(inf, SlidingWindowInferer):
+            return make_window_plan(grid, inf.roi_size, inf.overlap, str(inf.mode), inf.sigma_scale,
+                                    str(inf.padding_mode), float(inf.cval))
+        if isinstance(inf, SimpleInferer):
+            return None
+        raise ModelError(f"bundle {self.name!r}: layer maps through its inferer {type(inf).__name__} are not "
+                         "supported (no window plan); use a gradient or perturbation method, or --param exact=false")
+
+    def function_info(self, grid: tuple[int, ...] | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {"adapter": "BundleModel", "inferer": type(self.inferer).__name__,
+                                "preprocessing": [type(t).__name__ for t in self._after_loader],
+                                "postprocessing": [type(t).__name__ for t in self.post_prob + self.post_label],
+                                "notes": list(self.notes)}
+        if grid is not None:
+            try:
+                plan = self.window_plan(tuple(grid))
+            except ModelError:
+                plan = None
+            if plan is not None:
+                info.update(plan.describe())
+        return info
+
+    # ---- back to the input --------------------------------------------------------------------------------------
+    def _invert(self, maps: torch.Tensor, prepared: PreparedInput, nearest: bool = False) -> np.ndarray:
+        """``(M, *model grid)`` → ``(M, K, J, I)`` float32 on the input grid with MONAI's ``Invertd``."""
+        from monai.data import MetaTensor
+        from monai.transforms import Invertd
+
+        data = prepared.state["data"]
+        img = data[self.image_key]
+        mt = MetaTensor(maps.detach().float().cpu(), meta=copy.deepcopy(img.meta))
+        d = {"pred": mt, self.image_key: img}
+        inv = Invertd(keys="pred", transform=self.preprocessing, orig_keys=self.image_key, nearest_interp=nearest,
+                      to_tensor=True)
+        out = torch.as_tensor(inv(d)["pred"]).float().cpu().numpy()
+        return self._to_volume_order(out, prepared)
+
+    def _to_volume_order(self, arr: np.ndarray, prepared: PreparedInput) -> np.ndarray:
+        out = np.ascontiguousarray(arr.transpose(0, 3, 2, 1)).astype(np.float32)
+        if tuple(out.shape[1:]) != tuple(prepared.volume.shape):
+            raise ModelError(f"bundle {self.name!r}: its inverse gave shape {out.shape[1:]}, the input has "
+                             f"{prepared.volume.shape}; its preprocessing is not invertible by MONAI")
+        return out
+
+    def to_input_grid(self, maps: torch.Tensor, prepared: PreparedInput) -> np.ndarray:
+        grid = prepared.model_shape
+        t = maps.detach().float()
+        if tuple(t.shape[1:]) != tuple(grid):
+            t = F.interpolate(t[None], size=grid, mode="trilinear", align_corners=False)[0]
+        return self._invert(t, prepared)
+
+    def mask_to_model_grid(self, masks: np.ndarray, prepared: PreparedInput) -> torch.Tensor:
+        """Input-grid masks onto MONAI's model grid by the two affines (nearest; tiny regions kept by linear > 0)."""
+        m = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))[None]  # (1, M, K, J, I)
+        grid = prepared.model_shape
+        model_aff = np.asarray(prepared.state["model_ijk_to_ras"], dtype=float)
+        to_input = np.linalg.inv(prepared.volume.ijk_to_ras) @ model_aff  # model (a, b, c) → input (i, j, k)
+        axes = [torch.arange(n, dtype=torch.float64) for n in grid]
+        abc = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        ijk = abc @ torch.from_numpy(to_input[:3, :3]).T + torch.from_numpy(to_input[:3, 3])
+        size = torch.tensor(prepared.volume.shape[::-1], dtype=torch.float64)  # (I, J, K)
+        norm = (2 * ijk + 1) / size - 1  # grid_sample's align_corners=False coordinates, (x=i, y=j, z=k)
+        g = norm.reshape(1, *grid, 3).float()
+        near = F.grid_sample(m, g, mode="nearest", align_corners=False)[0]
+        if not (near.flatten(1).sum(1).gt(0).all() or m.sum() == 0):
+            near = (F.grid_sample(m, g, mode="bilinear", align_corners=False)[0] > 0).float()
+        return near.to(self.device)
+
+    def voxel_to_model_grid(self, voxel: tuple[int, int, int], prepared: PreparedInput) -> tuple[int, ...]:
+        model_aff = np.asarray(prepared.state["model_ijk_to_ras"], dtype=float)
+        ras = prepared.volume.ijk_to_ras @ np.array([*voxel, 1.0])
+        abc = np.linalg.inv(model_aff) @ ras
+        return tuple(int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip(abc[:3], prepared.model_shape))
+
+    def prediction_from_logits(self, logits: torch.Tensor, prepared: PreparedInput,
+                               threshold: float = 0.5) -> Prediction:
+        from monai.data import MetaTensor
+        from monai.transforms import Compose, Invertd
+
+        d = self.description
+        data = prepared.state["data"]
+        img = data[self.image_key]
+        pred = MetaTensor(logits.detach().float()[0].cpu(), meta=copy.deepcopy(img.meta))
+        work = {**data, "pred": pred}
+        if self.post_prob:
+            work = Compose(self.post_prob)(work)
+        if not any(type(t).__name__ == "Invertd" for t in self.post_prob):
+            work = Invertd(keys="pred", transform=self.preprocessing, orig_keys=self.image_key,
+                           nearest_interp=False, to_tensor=True)(work)
+        probs = self._to_volume_order(torch.as_tensor(work["pred"]).float().cpu().numpy(), prepared)
+        labels = None
+        labels_from_rule = True
+        if self.post_label:
+            lab = Compose(self.post_label)({**work, "pred": work["pred"]})["pred"]
+            lab_np = torch.as_tensor(lab).cpu().numpy()
+            if lab_np.shape[0] == 1:
+                labels = np.rint(lab_np.transpose(0, 3, 2, 1)).astype(np.int16)
+                labels_from_rule = False
+        if labels is None:
+            labels = self._labels_from_probs(probs, threshold)
+        vol = prepared.volume
+        return Prediction(
+            "segmentation", list(d.class_names),
+            labels=Volume(labels.astype(np.int16), vol.ijk_to_ras.copy()),
+            probabilities=Volume(probs, vol.ijk_to_ras.copy(), list(d.class_names)),
+            logits_model_grid=logits.detach(),
+            label_values=self.label_values() if labels_from_rule or d.output == "softmax" else None,
+            notes=list(self.notes) + ([self._rule_note()] if labels_from_rule and d.output == "sigmoid" else []),
+            overlapping=d.output == "sigmoid",
         )
-    from monai.bundle import ConfigParser
 
-    scalars = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
-    parser = ConfigParser({**scalars, "network_def": network_def})
-    try:
-        network = parser.get_parsed_content("network_def")
-    except Exception as exc:  # noqa: BLE001 - MONAI raises many types for bad configs
-        raise ModelError(f"{folder}: cannot build the bundle's network_def ({exc})") from None
-    metadata = _read_config(folder, "metadata") or {}
-    fmt = metadata.get("network_data_format", {})
-    image_in = fmt.get("inputs", {}).get("image", {})
-    pred_out = fmt.get("outputs", {}).get("pred", {})
-    n_in = int(image_in.get("num_channels", 1))
-    n_out = int(pred_out.get("num_channels", 2))
-    ch_def = image_in.get("channel_def", {}) or {}
-    out_def = pred_out.get("channel_def", {}) or {}
-    channel_names = [str(ch_def.get(str(i), f"channel{i}")) for i in range(n_in)]
-    class_names = [str(out_def.get(str(i), f"class{i}")) for i in range(n_out)]
-    spatial = image_in.get("spatial_shape", [])
-    spatial_dims = 2 if len(spatial) == 2 else 3
-    task = "classification" if pred_out.get("type") in ("probabilities", "logits") and not spatial else "segmentation"
-    description = ModelDescription(
-        name=str(metadata.get("name", folder.name)),
-        task=task,
-        spatial_dims=spatial_dims,
-        channel_names=channel_names,
-        class_names=class_names,
-        output="sigmoid" if "sigmoid" in json.dumps(config.get("postprocessing", "")).lower() else "softmax",
-        preprocessing=_bundle_preprocessing(config),
-        patch_size=[int(s) for s in config.get("inferer", {}).get("roi_size", [])][::-1] or None,
-        source=str(folder),
+    def _rule_note(self) -> str:
+        values = ", ".join(f"{n}={v}" for n, v in zip(self.description.class_names, self.label_values()))
+        return (f"label map made by MedXAI from the overlapping sigmoid outputs (probability >= 0.5, smaller regions "
+                f"painted over larger ones): {values}; the probabilities keep every class separate")
+
+    def _labels_from_probs(self, probs: np.ndarray, threshold: float) -> np.ndarray:
+        d = self.description
+        if d.output == "softmax":
+            values = np.asarray([d.label_value(i) for i in range(d.n_classes)], dtype=np.int16)
+            return values[probs.argmax(axis=0)][None]
+        index = np.zeros(probs.shape[1:], dtype=np.int16)
+        masks = [probs[c] >= threshold for c in range(probs.shape[0])]
+        values = self.label_values()
+        for c in sorted(range(len(masks)), key=lambda c: -int(masks[c].sum())):  # nested: smaller regions on top
+            index[masks[c]] = values[c]
+        return index[None]
+
+    def predict(self, volume: Volume, progress: ProgressCallback = no_progress, threshold: float = 0.5) -> Prediction:
+        return super().predict(volume, progress, threshold)
+
+    def divisor(self) -> int:
+        arch = self.description.architecture or {}
+        if arch.get("name") == "SegResNet":
+            return 2 ** (len(arch.get("kwargs", {}).get("blocks_down", (1, 2, 2, 4))) - 1)
+        return super().divisor()
+
+
+def _split_postprocessing(config: dict[str, Any], folder: Path, trust: bool) -> tuple[dict[str, Any], list[str]]:
+    """The config with unsafe / saving postprocessing steps removed, and notes saying which."""
+    notes: list[str] = []
+    post = config.get("postprocessing")
+    if not isinstance(post, dict) or not isinstance(post.get("transforms"), list):
+        return config, notes
+    kept = []
+    for i, t in enumerate(post["transforms"]):
+        name = str(t.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(t, dict) else ""
+        if name in _SKIPPED_ALWAYS:
+            continue
+        if not trust:
+            probe = {**config, "_probe_": t}
+            found, _ = bc.check_entry(probe, "_probe_")
+            if found:
+                notes.append(f"postprocessing step {i} ({name or 'entry'}) skipped: "
+                             f"{found.replace('_probe_', 'it')}; pass {bc.TRUST_FLAG} to run it")
+                continue
+        kept.append(t)
+    cfg = dict(config)
+    cfg["postprocessing"] = {**post, "transforms": kept}
+    return cfg, notes
+
+
+def load_bundle_model(folder: Path, device: str = "cpu", trust_code: bool = False,
+                      allow_unsafe_pickle: bool = False) -> BundleModel:
+    """Load a MONAI bundle folder as a :class:`BundleModel` (see the module docstring and :mod:`.bundle_config`).
+
+    Raises:
+        BundleCodeError: an entry needs code and ``trust_code`` is False.
+        ModelError: a missing or unreadable config or weights, or a bundle MedXAI cannot run exactly.
+    """
+    folder = Path(folder)
+    config = bc.read_config(folder, "inference")
+    if config is None:
+        raise ModelError(f"{folder}: a MONAI bundle needs configs/inference.json (or .yaml)")
+    for key in ("network_def", "preprocessing", "inferer"):
+        if key not in config:
+            raise ModelError(f"{folder}: the bundle's inference config has no {key!r} entry")
+    metadata = bc.read_config(folder, "metadata") or {}
+    config, notes = _split_postprocessing(config, folder, trust_code)
+    wanted = ["network_def", "preprocessing", "inferer"] + (["postprocessing"] if "postprocessing" in config else [])
+    if trust_code:
+        parser = bc.trusted_parser(config, folder)
+    else:
+        ids: set[str] = set()
+        for key in wanted:
+            found, needed = bc.check_entry(config, key)
+            if found:
+                raise bc.refuse(folder, found)
+            ids |= needed
+        parser = bc.safe_parser(config, ids, folder)
+    parsed: dict[str, Any] = {}
+    for key in wanted:
+        try:
+            parsed[key] = parser.get_parsed_content(key)
+        except Exception as exc:  # noqa: BLE001 - MONAI raises many types for bad configs
+            raise ModelError(f"{folder}: cannot build the bundle's {key} ({type(exc).__name__}: {exc})") from None
+    io = bc.bundle_io(metadata, config)
+    post_steps = list(getattr(parsed.get("postprocessing"), "transforms", []))
+    post_prob: list[Any] = []
+    for t in post_steps:  # the leading activation / inverse / typing steps make the probabilities
+        if type(t).__name__ not in _PROB_STEPS:
+            break
+        post_prob.append(t)
+    post_label = post_steps[len(post_prob):]
+    sigmoid = any(_activation_is_sigmoid(t) for t in post_prob)
+    if not any(type(t).__name__ in ("Activationsd", "Activations") for t in post_prob):
+        notes.append("the bundle's postprocessing names no activation; softmax is used for probabilities")
+    net_def = config["network_def"]
+    arch = None
+    if isinstance(net_def, dict):
+        arch = {"name": str(net_def.get("_target_", "")).rsplit(".", 1)[-1],
+                "kwargs": {k: v for k, v in net_def.items() if not k.startswith("_")}}
+    desc = ModelDescription(
+        name=str(metadata.get("name", folder.name)), task=io["task"], spatial_dims=io["spatial_dims"],
+        channel_names=io["channels"], class_names=io["classes"], output="sigmoid" if sigmoid else "softmax",
+        architecture=arch, card=bc.bundle_card(metadata, folder), source=str(folder),
     )
-    weights = folder / "models" / "model.pt"
-    ts = folder / "models" / "model.ts"
+    network = parsed["network_def"]
+    weights, ts = folder / "models" / "model.pt", folder / "models" / "model.ts"
     if weights.exists():
         load_weights_into(network, weights, allow_unsafe_pickle)
     elif ts.exists():
         network = load_torchscript(ts)
     else:
         raise ModelError(f"{folder}: the bundle has no models/model.pt or models/model.ts")
-    return network, description
+    loader = next((t for t in getattr(parsed["preprocessing"], "transforms", []) if type(t).__name__ in _LOADERS),
+                  None)
+    image_key = str(getattr(loader, "keys", ["image"])[0]) if loader is not None else "image"
+    image_only = bool(getattr(getattr(loader, "_loader", None), "image_only", True)) if loader is not None else True
+    return BundleModel(network, desc, device, preprocessing=parsed["preprocessing"], inferer=parsed["inferer"],
+                       post_prob=post_prob, post_label=post_label, image_key=image_key, image_only=image_only,
+                       notes=notes)
+
+
+def _activation_is_sigmoid(t: Any) -> bool:
+    flags = getattr(t, "sigmoid", None)
+    if isinstance(flags, dict):
+        return any(bool(v) for v in flags.values())
+    if isinstance(flags, (list, tuple)):
+        return any(bool(v) for v in flags)
+    return bool(flags)

@@ -10,18 +10,16 @@ It comes from the description's ``card`` entry (built-in models, ``model.json``)
 
 The **domain** (``card["domain"]``) records what the model saw at training, per input channel::
 
-    {"spacing_mm": [[lo, hi] per axis, tensor order], "size": [[lo, hi] per axis],
-     "intensity": {channel: {"p1": float, "p99": float, "mean": float}}}
+    {"spacing_mm": [[lo, hi] per axis, tensor order], "size": [[lo, hi] per axis], "scale_free": bool,
+     "intensity": {channel: {"median": [lo, hi], "p99": [lo, hi], "p99_over_median": [lo, hi]}}}
 
-:func:`domain_check` compares an input with it and returns one line of warning (or None): a spacing or size outside
-the recorded range by more than 25 %, or a channel whose median or 99th percentile lies outside the recorded
-[p1, p99] band widened by half its width.
+:func:`domain_check` compares an input with it and returns one line of warning (or None); see its docstring.
 
 **Default CAM layer** (:func:`pick_cam_layer`): with no ``cam_layer`` in the description and no ``--layer``, one
 dummy pass records every convolution that runs exactly once and the spatial size of its output; the choice is the
-last one whose output keeps at least ¼ of the input resolution on every axis and is not the network's output
-convolution (segmentation: the last decoder convolution at ≥ ¼ resolution), or the last convolution overall for a
-classifier. The rule and the choice are recorded in the card.
+last one whose output keeps at least ¼ of the input resolution on every axis and has more channels than the network
+has outputs, which rules out the output convolutions (segmentation: the last decoder convolution at ≥ ¼
+resolution), or the last convolution overall for a classifier. The rule and the choice are recorded in the card.
 """
 
 from __future__ import annotations
@@ -35,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..volume import Volume
     from .model import Model
 
-CAM_RULE = "last convolution run once whose output keeps >= 1/4 of the input resolution (not the output layer)"
+CAM_RULE = ("last convolution run once whose output keeps >= 1/4 of the input resolution and has more channels than "
+            "the network has outputs (so not the output layers)")
 _CONV = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
 
 
@@ -79,6 +78,7 @@ def pick_cam_layer(model: Model) -> str | None:
     side = max(4 * div, 32 if d.task == "classification" else 16)
     shape = (1, d.n_channels) + (side,) * d.spatial_dims
     calls: dict[str, list[tuple[int, ...]]] = {}
+    channels: dict[str, int] = {}
     order: list[str] = []
     handles = []
     for name, mod in net.named_modules():
@@ -86,6 +86,7 @@ def pick_cam_layer(model: Model) -> str | None:
             def hook(_m: Any, _i: Any, out: Any, name: str = name) -> None:
                 if isinstance(out, torch.Tensor):
                     calls.setdefault(name, []).append(tuple(out.shape[2:]))
+                    channels[name] = int(out.shape[1])
                     order.append(name)
             handles.append(mod.register_forward_hook(hook))
     try:
@@ -101,16 +102,20 @@ def pick_cam_layer(model: Model) -> str | None:
     if d.task == "classification":
         choice = once[-1] if once else None
     else:
-        candidates = [n for n in once if all(s * 4 >= side for s in calls[n][0])]
-        if candidates and candidates[-1] == order[-1]:
-            candidates = candidates[:-1]  # the output convolution gives the logits themselves
+        n_out = d.n_classes
+        candidates = [n for n in once if all(s * 4 >= side for s in calls[n][0]) and channels[n] > n_out]
         choice = candidates[-1] if candidates else None
     model._default_cam_layer = choice  # type: ignore[attr-defined]
     return choice
 
 
+SCALE_FREE = ("zscore", "zscore_foreground", "percentile", "minmax")
+
+
 def domain_stats(volume: Volume) -> dict[str, Any]:
-    """Spacing, size and per-channel intensity statistics of an input (the quantities :func:`domain_check` uses)."""
+    """Spacing, size and per-channel intensity statistics of an input (the quantities :func:`domain_check` uses).
+
+    Intensities are taken over non-zero voxels when they are at least 1 % of the image (skull-stripped MRI)."""
     arr = volume.array
     stats: dict[str, Any] = {"spacing_mm": [float(s) for s in volume.spacing_kji], "size": list(volume.shape)}
     inten: dict[str, Any] = {}
@@ -121,39 +126,73 @@ def domain_stats(volume: Volume) -> dict[str, Any]:
             vals = vals[:: vals.size // 200_000]
         nz = vals[vals != 0]
         v = nz if nz.size > 0.01 * vals.size else vals
-        inten[name] = {"p1": float(np.percentile(v, 1)), "median": float(np.median(v)),
-                       "p99": float(np.percentile(v, 99)), "mean": float(v.mean())}
+        p1, med, p99 = (float(x) for x in np.percentile(v, [1, 50, 99]))
+        inten[name] = {"p1": p1, "median": med, "p99": p99,
+                       "p99_over_median": p99 / med if abs(med) > 1e-6 else None}
     stats["intensity"] = inten
     return stats
 
 
+def domain_of(volumes: list[Volume], normalize: str, note: str) -> dict[str, Any]:
+    """The training domain of a model from volumes it was trained on (ranges over the volumes)."""
+    stats = [domain_stats(v) for v in volumes]
+    dims = len(stats[0]["spacing_mm"])
+
+    def rng(values: list[float]) -> list[float]:
+        return [float(min(values)), float(max(values))]
+
+    names = list(stats[0]["intensity"])
+    return {
+        "spacing_mm": [rng([st["spacing_mm"][a] for st in stats]) for a in range(dims)],
+        "size": [rng([st["size"][a] for st in stats]) for a in range(dims)],
+        "scale_free": normalize in SCALE_FREE,
+        "intensity": {c: {k: rng([st["intensity"][c][k] for st in stats]) for k in ("median", "p99")}
+                      | ({"p99_over_median": rng([st["intensity"][c]["p99_over_median"] for st in stats])}
+                         if all(st["intensity"][c]["p99_over_median"] is not None for st in stats) else {})
+                      for c in names},
+        "measured_on": note,
+    }
+
+
+def _outside(value: float, band: list[float]) -> bool:
+    lo, hi = float(band[0]), float(band[1])
+    slack = 0.5 * max(hi - lo, abs(hi), abs(lo))
+    return not (lo - slack <= value <= hi + slack)
+
+
 def domain_check(model: Model, volume: Volume) -> str | None:
-    """One line saying how ``volume`` lies outside the model's recorded training domain, or None."""
-    domain = (card_of(model).get("domain") or {}) if model is not None else {}
+    """One line saying how ``volume`` lies outside the model's recorded training domain, or None.
+
+    Spacing and size: more than 25 % outside the trained range on an axis. Intensities (per channel): for a model
+    that normalises scale away (z-score, percentile, min-max), the spread ``p99 / median`` outside the trained range
+    widened by half its magnitude; otherwise the median or the 99th percentile outside theirs.
+    """
+    domain = card_of(model).get("domain") or {}
     if not domain:
         return None
     seen = domain_stats(volume)
     problems: list[str] = []
     for key, unit in (("spacing_mm", " mm"), ("size", "")):
-        rng = domain.get(key)
-        if not rng:
+        bands = domain.get(key)
+        if not bands:
             continue
-        values = seen[key][-len(rng):]
-        for axis, (v, (lo, hi)) in enumerate(zip(values, rng)):
+        values = seen[key][-len(bands):]
+        for axis, (v, (lo, hi)) in enumerate(zip(values, bands)):
             if v < 0.75 * float(lo) or v > 1.25 * float(hi):
-                problems.append(f"{key.replace('_mm', '')} {v:g}{unit} on axis {axis} (trained {lo:g}–{hi:g}{unit})")
+                problems.append(f"{key.replace('_mm', '')} {v:g}{unit} on axis {axis} (trained {lo:g}-{hi:g}{unit})")
                 break
-    names = list(model.description.channel_names)
-    for c, name in enumerate(names):
+    got_all = list(seen["intensity"].values())
+    for c, name in enumerate(model.description.channel_names):
         ref = (domain.get("intensity") or {}).get(name)
-        got = list(seen["intensity"].values())[c] if c < len(seen["intensity"]) else None
-        if not ref or got is None:
+        if not ref or c >= len(got_all):
             continue
-        lo, hi = float(ref["p1"]), float(ref["p99"])
-        slack = 0.5 * max(hi - lo, 1e-6)
-        if not (lo - slack <= got["median"] <= hi + slack and lo - slack <= got["p99"] <= hi + slack):
-            problems.append(f"{name} intensities median {got['median']:.3g}, p99 {got['p99']:.3g} "
-                            f"(trained p1–p99 {lo:.3g}–{hi:.3g})")
+        got = got_all[c]
+        keys = ["p99_over_median"] if domain.get("scale_free") and "p99_over_median" in ref else ["median", "p99"]
+        for k in keys:
+            if got.get(k) is not None and _outside(float(got[k]), ref[k]):
+                lo, hi = ref[k]
+                problems.append(f"{name} intensities {k.replace('_', ' ')} {got[k]:.3g} (trained {lo:.3g}-{hi:.3g})")
+                break
     if not problems:
         return None
     return f"input outside model {model.name!r}'s training domain: " + "; ".join(problems)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .bundle import load_bundle
+from .bundle import load_bundle_model
 from .checkpoints import load_weights_into
 from .description import ModelDescription
 from .model import Model
@@ -53,6 +53,7 @@ def load_model(
     device: str = "cpu",
     allow_unsafe_pickle: bool = False,
     description: ModelDescription | None = None,
+    trust_bundle_code: bool = False,
     options: dict[str, Any] | None = None,
 ) -> Model:
     """Load a built-in model by name, or a model file or folder.
@@ -61,14 +62,16 @@ def load_model(
         - a built-in name (``demo-brain-tumour``, ``demo-chest-xray``);
         - a description ``.json`` whose ``weights`` names a state_dict (``.pt``/``.pth``/``.safetensors``) beside it;
         - a weights or TorchScript file with a description beside it (``<stem>.json`` or ``model.json``);
-        - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``);
+        - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``),
+          run through MONAI (:mod:`.bundle`); its code entries run only with ``trust_bundle_code``;
         - an nnU-Net v2 trained-model folder (``plans.json``, ``dataset.json``, ``fold_K/checkpoint_*.pth``), or one
           of its ``fold_K`` folders (that fold only), run as nnU-Net runs it (:mod:`.nnunet`);
-        - ``SCHEME:NAME`` for a registered resolver (:mod:`.registry`), e.g. ``totalsegmentator:total``.
+        - ``SCHEME:NAME`` for a registered resolver (:mod:`.registry`), e.g. ``monai:spleen_ct_segmentation``
+          (downloaded into the cache on first use, :mod:`.zoo`) or ``totalsegmentator:total`` (installed weights).
 
     ``options`` are format options: for nnU-Net ``folds`` (list, default every fold present), ``checkpoint``
     (``final``/``best``), ``tta`` (mirroring, default on where the checkpoint allows it); for TotalSegmentator also
-    ``fast`` and ``target`` (the class whose part to load).
+    ``fast`` and ``target`` (the class whose part to load). Resolvers that take no options get none.
 
     Raises:
         ModelError: unknown name, missing or unreadable file, weights that need unsafe unpickling (unless allowed),
@@ -80,7 +83,7 @@ def load_model(
     if resolved is not None:
         fn, name = resolved
         accepts = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-        return fn(name, device=device, trust_code=False, allow_unsafe_pickle=allow_unsafe_pickle,
+        return fn(name, device=device, trust_code=trust_bundle_code, allow_unsafe_pickle=allow_unsafe_pickle,
                   **(options if accepts else {}))
     builtin = BUILTIN_DIR / f"{text}.json"
     path = builtin if builtin.exists() else Path(text)
@@ -97,8 +100,7 @@ def load_model(
                                      checkpoint=options.get("checkpoint") or "final", tta=options.get("tta", True),
                                      allow_unsafe_pickle=allow_unsafe_pickle)
         if (path / "configs").is_dir():
-            network, desc = load_bundle(path, allow_unsafe_pickle)
-            return Model(network, description or desc, device)
+            return load_bundle_model(path, device, trust_bundle_code, allow_unsafe_pickle)
         if (path / "model.json").exists():
             path = path / "model.json"
         else:

@@ -71,6 +71,16 @@ class PreparedInput:
         return tuple(int(s) for s in self.tensor.shape[2:])
 
     @property
+    def model_spacing(self) -> np.ndarray:
+        """Voxel size (mm) along the model tensor's spatial axes, in that tensor's order."""
+        if "model_spacing" in self.state:
+            return np.asarray(self.state["model_spacing"], dtype=float)
+        spacing = np.asarray(self.volume.spacing_kji, dtype=float)
+        if len(self.grid.model_shape) == 2:
+            spacing = spacing[1:]
+        return spacing * np.asarray(self.grid.input_shape, float) / np.asarray(self.grid.model_shape, float)
+
+    @property
     def model_ijk_to_ras(self) -> np.ndarray:
         if "model_ijk_to_ras" in self.state:
             return np.asarray(self.state["model_ijk_to_ras"], dtype=float)
@@ -266,7 +276,16 @@ class Model:
             labels=Volume(labels[None].astype(np.int16), vol.ijk_to_ras.copy()),
             probabilities=Volume(probs, vol.ijk_to_ras.copy(), list(d.class_names)),
             logits_model_grid=logits,
+            label_values=self.label_values(),
         )
+
+    def label_values(self) -> list[int]:
+        """The value each class has in this model's label maps (sigmoid: ``c + 1`` unless class 0 is background)."""
+        d = self.description
+        if d.output == "softmax" or d.task != "segmentation":
+            return [d.label_value(i) for i in range(d.n_classes)]
+        shift = 1 if d.class_names[0].lower() != "background" else 0
+        return [c + shift for c in range(d.n_classes)]
 
     def to_input_grid(self, maps: torch.Tensor, prepared: PreparedInput) -> np.ndarray:
         """Bring ``(M, *grid_or_layer_shape)`` maps onto the input grid as ``(M, K, J, I)`` float32 (linear)."""
@@ -277,6 +296,13 @@ class Model:
         if self.spatial_dims == 2:
             out = out[:, None]
         return out
+
+    def input_to_model_grid(self, arrays: np.ndarray, prepared: PreparedInput) -> torch.Tensor:
+        """``(M, K, J, I)`` float maps on the input grid → ``(M, *model grid)`` float32 (linear), on the device."""
+        m = torch.from_numpy(np.ascontiguousarray(arrays, dtype=np.float32))
+        if self.spatial_dims == 2:
+            m = m[:, 0]
+        return resize(m[None], tuple(prepared.grid.model_shape), "linear")[0].to(self.device)
 
     def mask_to_model_grid(self, masks: np.ndarray, prepared: PreparedInput) -> torch.Tensor:
         """``(M, K, J, I)`` 0/1 masks on the input grid → ``(M, *model grid)`` float32 0/1 on the model's device.

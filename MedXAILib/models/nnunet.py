@@ -297,8 +297,10 @@ class NnUNetModel(Model):
         return acc16 / norm16, out32
 
     def network_pass(self, x: torch.Tensor) -> torch.Tensor:
-        """The approximation: one pass of the (fold-averaged) network over the whole grid, no mirroring; each axis
-        zero-padded at the end to a multiple of its total stride and cropped back (2D configs: slice by slice)."""
+        """The function inside one window, applied to the whole of ``x``: the (fold-averaged) network on ``x`` and on
+        each mirrored copy when TTA is on, averaged (nnU-Net's per-window step); each axis zero-padded at the end to
+        a multiple of its total stride and cropped back. 2D configurations: slice by slice. Over a window this is
+        exactly what :meth:`infer` computes there; over the whole grid it is the opt-in approximation."""
         if self.is_2d_config:
             slices = [self._pass_padded(x[:, :, d]) for d in range(x.shape[2])]
             return torch.stack(slices, dim=2)
@@ -312,7 +314,7 @@ class NnUNetModel(Model):
         flat: list[int] = []
         for s, d in reversed(list(zip(spatial, per_axis))):
             flat.extend([0, int((-s) % int(d))])
-        out = self.network(torch.nn.functional.pad(x, flat) if any(flat) else x)
+        out = self._mirrored(torch.nn.functional.pad(x, flat) if any(flat) else x, self.network)
         return out[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
 
     # ---- back to the input ---------------------------------------------------------------------------------------

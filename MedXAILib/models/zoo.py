@@ -100,6 +100,7 @@ def fetch_bundle(name: str) -> Path:
             f"monai:{name}: could not download the bundle into {root} ({type(exc).__name__}: {exc}); check the name "
             "and the network, or give the bundle folder itself to --model"
         ) from None
+    (root / f"{name}.zip").unlink(missing_ok=True)  # MONAI keeps the archive beside the extracted folder
     if not (folder / "configs").is_dir():
         raise ModelError(f"monai:{name}: the download did not produce {folder}/configs")
     return folder

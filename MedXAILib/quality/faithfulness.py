@@ -41,7 +41,6 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..models import Model, PreparedInput
-from ..preprocessing import resize
 from ..targets import Target, resolve_target
 from ..volume import Volume
 
@@ -54,8 +53,7 @@ DEFAULT_BLUR_SIGMA_MM = 8.0
 
 def model_grid_spacing(prepared: PreparedInput, spatial_dims: int) -> np.ndarray:
     """Voxel size (mm) of the model grid in tensor order: ``(k, j, i)`` in 3D, ``(j, i)`` in 2D."""
-    sp = np.linalg.norm(prepared.model_ijk_to_ras[:3, :3], axis=0)[::-1]
-    return sp[1:].copy() if spatial_dims == 2 else sp.copy()
+    return prepared.model_spacing.copy()
 
 
 def map_to_model_grid(heatmap: np.ndarray, model: Model, prepared: PreparedInput) -> np.ndarray:
@@ -68,8 +66,7 @@ def map_to_model_grid(heatmap: np.ndarray, model: Model, prepared: PreparedInput
                          "the map must lie on the input's voxel grid")
     if not np.isfinite(h).all():
         raise InputError("the heat map holds NaN or infinite values")
-    t = torch.from_numpy(np.ascontiguousarray(h[0] if model.spatial_dims == 2 else h))[None, None]
-    return resize(t, prepared.grid.model_shape, "linear")[0, 0].numpy().astype(np.float64)
+    return model.input_to_model_grid(h[None], prepared)[0].cpu().numpy().astype(np.float64)
 
 
 def make_baseline(
