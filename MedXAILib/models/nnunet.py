@@ -4,22 +4,28 @@ The model function, with nnU-Net's own code at every step it defines::
 
     Volume (C, K, J, I)  ──  nnU-Net's preprocessor (``run_case_npy``: transpose_forward, crop to non-zero,
         normalisation scheme per channel, resampling with its separate-z rule)  ──►  tensor (1, C, *model grid)
-    infer:  pad_nd_image up to the patch  ──►  windows at compute_steps_for_sliding_window(step 0.5)
-        ──►  per window: network(x) and, when the checkpoint allows mirroring and TTA is on, the mean over every
-             combination of flipped axes (the order of ``_internal_maybe_mirror_and_predict``), each fold's network
-             averaged (nnU-Net averages the folds' logits; every step is linear, so averaging per window is the same)
-        ──►  blended with compute_gaussian(patch, 1/8, 10) and divided by the summed weights  ──►  logits (1, N, *grid)
-    back:  nnU-Net's ``convert_predicted_logits_to_segmentation_with_correct_shape`` (logits resampled to the
-        cropped input shape, softmax/sigmoid, argmax or regions, un-cropped, transpose_backward).
+    infer, per fold:  pad_nd_image up to the patch  ──►  windows at compute_steps_for_sliding_window(step 0.5)
+        ──►  per window: the network on the window and, when the checkpoint allows mirroring and TTA is on, on every
+             combination of flipped axes, averaged (``_internal_maybe_mirror_and_predict``'s order)
+        ──►  weighted by compute_gaussian(patch, 1/8, 10), accumulated in float16 and divided by the float16 sum of
+             weights, as ``_internal_predict_sliding_window_return_logits`` does  ──►  logits of the fold
+        folds summed in float16 and divided by their number  ──►  logits (1, N, *model grid)
+    back:  nnU-Net's ``convert_predicted_logits_to_segmentation_with_correct_shape`` on the float16 logits
+        (resampled to the cropped input shape, softmax/sigmoid, argmax or regions, un-cropped, transpose_backward).
 
-Differences from ``nnUNetPredictor`` on CPU: the blend is accumulated in float32 (nnU-Net accumulates in float16),
-so logits differ by float16 rounding (~1e-3 relative); the Gaussian weights are nnU-Net's own float16 values.
-Explanation maps on the model grid go back with nnU-Net's probability resampling, un-cropped with zeros.
+The result equals ``nnUNetPredictor``'s on CPU (the tests measure max |Δp| = 0 to float32 rounding). Gradients: the
+forward values are nnU-Net's float16 ones; the backward pass differentiates the same blend computed in float32 (the
+float16 normaliser is ~6e-8 where only window corners reach, so its reciprocal would overflow to inf/NaN).
+Explanation maps on the model grid go back with nnU-Net's probability resampling, zeros outside the crop.
 
-``window_plan`` describes the windows (:class:`~.function.WindowPlan`), and ``tta_passes()`` the flips run in each
-window, in the order :meth:`NnUNetModel.infer` runs them (per window: the flips, for each fold network in turn
-inside the one ``network`` call), so per-pass layer maps can be un-flipped, averaged and blended like the logits.
-2D configurations run slice by slice; their windows are described as 3D windows one slice deep.
+Explainers: ``window_plan`` gives nnU-Net's windows and Gaussian (:class:`~.function.WindowPlan`; 2D configurations
+as 3D windows one slice deep), ``network_pass`` is the per-window step (mirrors and folds included), and
+``tta_passes()`` lists the flips each network call runs, in order, so per-pass layer maps can be flipped back and
+averaged (CAMs, LRP). Several folds are one :class:`FoldEnsemble` module (layers ``folds.K.…``); a CAM layer lies in
+one fold (default ``folds.0.decoder.stages.<last>``), so a CAM of an ensemble shows that fold's route to the score.
+
+Unsupported (clear errors): cascades (``3d_cascade_fullres`` needs the low-res prediction as input), readers other than
+SimpleITKIO/NibabelIO (e.g. NibabelIOWithReorient, 2D natural images), architectures that need timm (Primus).
 """
 
 from __future__ import annotations
