@@ -217,3 +217,13 @@ def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
     listed = [e for e in list_models() if e["source"] == "totalsegmentator"]
     assert [e["load"] for e in listed] == ["totalsegmentator:total"]
     assert "liver" in listed[0]["classes"] and "ribs_5" in listed[0]["classes"]
+
+
+def test_models_listing_has_nnunet_results_folders(nnunet_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from MedXAILib.models.registry import list_models
+
+    monkeypatch.setenv("nnUNet_results", str(nnunet_folder.parent.parent))
+    entries = [e for e in list_models() if e["source"] == "nnunet"]
+    assert len(entries) == 1 and entries[0]["load"] == str(nnunet_folder)
+    assert entries[0]["classes"][5] == "liver" and entries[0]["channels"] == ["CT"]
+    assert entries[0]["card"]["folds"] == ["0", "1"]
