@@ -196,3 +196,39 @@ def test_missing_bundle_parts_are_clear_errors(tmp_path):
     (folder / "models" / "model.pt").unlink()
     with pytest.raises(ModelError, match="model.pt"):
         load_model(folder)
+
+
+# ---- explaining a bundle -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def spleen_crop(tmp_path_factory) -> tuple[Path, Path]:
+    """The spleen bundle (seeded weights) and a crop of the TotalSegmentator CT that its inferer covers in one
+    96³ window after ``Spacingd`` (so each function pass costs one network pass in CI)."""
+    if not ZOO.is_dir():
+        pytest.skip("MEDXAI_TEST_DATA with monai-model-zoo/ not available")
+    tmp = tmp_path_factory.mktemp("spleen")
+    folder = zoo_bundle(tmp, "spleen_ct_segmentation", ZOO)
+    vol = read_volume([str(DATA / "totalsegmentator" / "example_ct.nii.gz")])
+    crop = Volume(np.ascontiguousarray(vol.array[:, 40:80, 20:64, 30:76]), vol.ijk_to_ras.copy())
+    crop.ijk_to_ras[:3, 3] = vol.ijk_to_ras[:3, :3] @ np.array([30.0, 20.0, 40.0]) + vol.ijk_to_ras[:3, 3]
+    return folder, write_volume(crop, tmp / "ct_crop.nii.gz")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gradcam", "lrp", "ig", "occlusion"])
+def test_explain_runs_on_the_spleen_bundle_without_layer(spleen_crop, tmp_path, method):
+    folder, image = spleen_crop
+    params = {"ig": ["steps=2", "internal_batch_size=2"], "occlusion": ["window_mm=100", "stride_mm=100"]}
+    out = tmp_path / "heat.nii.gz"
+    args = ["explain", "--progress", "none", "--model", str(folder), "--input", str(image), "--method", method,
+            "--output", str(out)]
+    for p in params.get(method, []):
+        args += ["--param", p]
+    assert main(args) == 0
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["details"]["function"]["exact"] is True
+    assert side["details"]["function"]["inferer"] == "SlidingWindowInferer"
+    if method == "gradcam":
+        assert side["details"]["layer"] == side["card"]["cam_layer"] == "model.1.submodule.2.1.conv.unit0.conv"
+    heat, ref = read_volume([str(out)]), read_volume([str(image)])
+    assert heat.shape == ref.shape and np.isfinite(heat.array).all() and np.abs(heat.array).max() > 0
+    np.testing.assert_allclose(heat.ijk_to_ras, ref.ijk_to_ras, atol=1e-4)

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..preprocessing import GridChange
-from ..progress import ProgressCallback, no_progress
 from ..volume import Volume
 from . import bundle_config as bc
 from .checkpoints import load_weights_into
@@ -199,6 +198,8 @@ class BundleModel(Model):
         from monai.transforms import Compose, Invertd
 
         d = self.description
+        if d.task == "classification":  # class scores need no inverse; the activation is the bundle's
+            return super().prediction_from_logits(logits, prepared, threshold)
         data = prepared.state["data"]
         img = data[self.image_key]
         pred = MetaTensor(logits.detach().float()[0].cpu(), meta=copy.deepcopy(img.meta))
@@ -246,9 +247,6 @@ class BundleModel(Model):
         for c in sorted(range(len(masks)), key=lambda c: -int(masks[c].sum())):  # nested: smaller regions on top
             index[masks[c]] = values[c]
         return index[None]
-
-    def predict(self, volume: Volume, progress: ProgressCallback = no_progress, threshold: float = 0.5) -> Prediction:
-        return super().predict(volume, progress, threshold)
 
     def divisor(self) -> int:
         arch = self.description.architecture or {}

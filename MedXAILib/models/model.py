@@ -102,6 +102,15 @@ class Model:
         self.device = resolve_device(device)
         self.network = network.to(self.device).eval()
 
+    def with_network(self, network: torch.nn.Module) -> Model:
+        """The same model (same adapter, same function) running another network, e.g. a randomised copy."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.network = network.to(self.device).eval()
+        clone.__dict__.pop("_default_cam_layer", None)
+        return clone
+
     # ---- description shortcuts ------------------------------------------------------------------------------
     @property
     def name(self) -> str:

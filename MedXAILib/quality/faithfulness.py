@@ -253,7 +253,7 @@ def deletion_insertion(
                     flat[ordr[:c]] = True
                     mask = torch.from_numpy(flat.reshape((1, 1) + grid)).to(x.device)
                     batch.append(torch.where(mask, base, x) if kind == "deletion" else torch.where(mask, x, base))
-            logits = model.forward(torch.cat(batch, 0))
+            logits = model.infer(torch.cat(batch, 0))  # the model function predict and explain use
             forward += len(chunk)
             vals = target_score(model, logits, weights, score).float().cpu().numpy()
             for (key, *_), v in zip(chunk, vals):

@@ -86,7 +86,7 @@ def randomised_model(model: Model, n_top: int, seed: int = 0) -> Model:
     network = copy.deepcopy(model.network)
     for pos, (_name, module) in enumerate(parameter_modules(network)[:n_top]):
         reinitialise(module, seed + pos)
-    return Model(network, model.description, str(model.device))
+    return model.with_network(network)
 
 
 def shifted_baseline(heatmap: np.ndarray, n_pairs: int = 8, seed: int = 0) -> dict[str, float | int]:

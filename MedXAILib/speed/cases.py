@@ -59,8 +59,13 @@ class BenchCase:
         return self._prepared
 
     def context(self) -> ExplainContext:
-        """A fresh context (pass counters at 0) on the case's prepared model-grid input."""
-        return ExplainContext(self.model, self.prepared(), self.target)
+        """A fresh context (pass counters at 0) on the case's prepared model-grid input.
+
+        Its function is one whole-grid network pass (``exact=False``), the function the captum / MONAI references
+        are given, so that every row compares the same computation (the README's speed table says so)."""
+        ctx = ExplainContext(self.model, self.prepared(), self.target)
+        ctx.exact = False
+        return ctx
 
     @property
     def model_grid(self) -> list[int]:
