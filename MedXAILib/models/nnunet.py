@@ -80,8 +80,12 @@ class NnUNetModel(Model):
     """An nnU-Net v2 results folder (see the module docstring); build with :func:`load_nnunet_model`."""
 
     def __init__(self, loaded: NnUNetFolder, device: str = "cpu", tta: bool = True) -> None:
-        import nnunetv2
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            framework = f"nnunetv2 {version('nnunetv2')}"
+        except PackageNotFoundError:
+            framework = "nnunetv2"
         self.loaded = loaded
         self.plans_manager = loaded.plans_manager()
         self.configuration_manager = self.plans_manager.get_configuration(loaded.configuration)
@@ -119,7 +123,7 @@ class NnUNetModel(Model):
             channel_names=channel_names,
             class_names=class_names,
             output=output,
-            preprocessing={"framework": f"nnunetv2 {getattr(nnunetv2, '__version__', '')}".strip(),
+            preprocessing={"framework": framework,
                            "configuration": loaded.configuration, "target_spacing": list(cm.spacing),
                            "normalization": list(cm.normalization_schemes)},
             patch_size=[int(p) for p in cm.patch_size],
