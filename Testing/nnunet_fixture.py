@@ -4,14 +4,16 @@
    its reference labels (``example_seg``), keeping TotalSegmentator's first five classes, which are consecutive
    (1 spleen, 2 kidney_right, 3 kidney_left, 4 gallbladder, 5 liver) as nnU-Net requires.
 2. nnU-Net's own planner and preprocessor run on it (the code behind ``nnUNetv2_plan_and_preprocess``:
-   fingerprint, ``ExperimentPlanner``, ``DefaultPreprocessor``), for ``3d_fullres``.
+   fingerprint, ``ExperimentPlanner``, ``DefaultPreprocessor``), for ``3d_fullres`` and ``2d``.
 3. ``nnUNetTrainer`` (or a named trainer) is built on those plans and writes ``fold_K/checkpoint_final.pth`` with its
    own ``save_checkpoint``. The weights stay untrained; the training log is filled the way a real training epoch fills
    it (numpy scalars included), so the checkpoint looks like a trained one to the loader.
 
 nnU-Net reads its folder variables (``nnUNet_raw`` …) when it is imported, so this runs in a child process:
 ``python Testing/nnunet_fixture.py OUT_DIR DATA_DIR [--folds 0,1] [--trainer NAME] [--target-spacing Z Y X]``.
-It prints the results folder (``OUT/nnUNet_results/Dataset511_MedXAITiny/<trainer>__nnUNetPlans__3d_fullres``).
+It prints the 3d_fullres results folder
+(``OUT/nnUNet_results/Dataset511_MedXAITiny/<trainer>__nnUNetPlans__3d_fullres``); the ``…__2d`` folder (fold 0)
+lies beside it.
 """
 
 from __future__ import annotations
@@ -70,10 +72,10 @@ def plan_and_preprocess(target_spacing: list[float] | None) -> None:
 
     extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=True, clean=True, verbose=False)
     plan_experiments([DATASET_ID], overwrite_target_spacing=target_spacing)
-    preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), verbose=False)
+    preprocess([DATASET_ID], configurations=("3d_fullres", "2d"), num_processes=(1, 1), verbose=False)
 
 
-def write_checkpoints(folds: list[int], trainer_name: str) -> Path:
+def write_checkpoints(folds: list[int], trainer_name: str, configuration: str = "3d_fullres") -> Path:
     import numpy as np
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -88,7 +90,7 @@ def write_checkpoints(folds: list[int], trainer_name: str) -> Path:
         plans = load_json(str(pre / "nnUNetPlans.json"))
         plans["continue_training"] = False  # nnU-Net 2.8's run script sets this before building a trainer
         dataset_json = load_json(str(pre / "dataset.json"))
-        trainer = trainer_class(plans, "3d_fullres", fold, dataset_json, device=torch.device("cpu"))
+        trainer = trainer_class(plans, configuration, fold, dataset_json, device=torch.device("cpu"))
         trainer.initialize()
         trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()  # sets inference_allowed_mirroring_axes
         # one epoch's log, as on_train_epoch_end / on_validation_epoch_end / on_epoch_end write it (numpy scalars)
@@ -137,6 +139,7 @@ def main() -> None:
     torch.set_num_threads(1)
     make_raw_dataset(Path(os.environ["nnUNet_raw"]), a.data_dir)
     plan_and_preprocess(a.target_spacing)
+    write_checkpoints([0], a.trainer, "2d")  # a 2D configuration (one fold) beside the 3D one
     out = write_checkpoints([int(f) for f in a.folds.split(",")], a.trainer)
     print(out)
 

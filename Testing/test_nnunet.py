@@ -96,6 +96,20 @@ def test_parity_with_nnunet_predictor(nnunet_folder: Path, ct: Volume, mirroring
     assert np.allclose(ours.labels.ijk_to_ras, ct.ijk_to_ras)
 
 
+def test_parity_2d_configuration(nnunet_folder: Path, ct: Volume, one_torch_thread: None) -> None:
+    folder = nnunet_folder.parent / "nnUNetTrainer__nnUNetPlans__2d"
+    model = load_model(folder)  # mirroring on: the 2D checkpoint allows axes (0, 1)
+    prepared = model.prepare(ct)
+    plan = model.window_plan(prepared.model_shape)
+    assert plan.roi[0] == 1 and len(plan.slices) >= prepared.model_shape[0]  # slice-wise windows
+    assert len(model.tta_passes()) == 4
+    ours = model.predict(ct)
+    seg, probs = _reference(folder, ct, (0,), True)
+    assert ours.probabilities is not None and ours.labels is not None
+    assert np.abs(ours.probabilities.array - probs).max() <= 1e-3
+    assert (ours.labels.array[0] == seg).mean() >= 0.999
+
+
 def test_infer_is_differentiable_and_network_pass_is_close(nnunet_folder: Path, ct: Volume,
                                                            one_torch_thread: None) -> None:
     model = load_model(nnunet_folder, options={"folds": [0], "tta": False})
