@@ -465,6 +465,11 @@ class LayerwiseRelevancePropagation(Method):
         super().check(model, target, params)
         resolve_composite(str(params.get("composite", self.params["composite"])))
         check_network(model.network)
+        if getattr(model, "is_2d_config", False):
+            raise MethodError(
+                "lrp does not support nnU-Net 2d configurations (a 2D network run slice by slice); use gradcam, ig or "
+                "occlusion, or the model's 3d_fullres folder"
+            )
 
     def passes(self, model: Model, prepared: Any, params: dict[str, Any]) -> tuple[int, int]:
         has_bn = any(isinstance(m, BN_TYPES) for m in model.network.modules())
