@@ -110,6 +110,22 @@ def test_parity_2d_configuration(nnunet_folder: Path, ct: Volume, one_torch_thre
     assert (ours.labels.array[0] == seg).mean() >= 0.999
 
 
+def test_masks_voxels_and_maps_round_trip_through_the_model_grid(nnunet_folder: Path, ct: Volume) -> None:
+    model = load_model(nnunet_folder, options={"folds": [0]})
+    prepared = model.prepare(ct)
+    mask = np.zeros((1,) + ct.shape, dtype=np.float32)
+    mask[0, 2:9, 4:20, 25:38] = 1  # an asymmetric box: a wrong transpose or flip would move it
+    on_model = model.mask_to_model_grid(mask, prepared)
+    assert tuple(on_model.shape[1:]) == prepared.model_shape
+    back = model.to_input_grid(on_model, prepared)[0] > 0.5
+    dice = 2 * (back & (mask[0] > 0)).sum() / (back.sum() + mask.sum())
+    assert dice > 0.8
+    idx = model.voxel_to_model_grid((30, 10, 5), prepared)  # (i, j, k) inside the box
+    assert on_model[(0,) + idx] == 1
+    corner = model._model_to_input_ijk(prepared) @ np.array([0.0, 0.0, 0.0, 1.0])
+    assert np.all(corner[:3] > -1.0) and np.all(corner[:3] < 1.0)  # model voxel 0 sits near input voxel 0
+
+
 def test_infer_is_differentiable_and_network_pass_is_close(nnunet_folder: Path, ct: Volume,
                                                            one_torch_thread: None) -> None:
     model = load_model(nnunet_folder, options={"folds": [0], "tta": False})
