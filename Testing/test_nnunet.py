@@ -253,7 +253,7 @@ def test_models_listing_has_nnunet_results_folders(nnunet_folder: Path, monkeypa
     from MedXAILib.models.registry import list_models
 
     monkeypatch.setenv("nnUNet_results", str(nnunet_folder.parent.parent))
-    entries = [e for e in list_models() if e["source"] == "nnunet"]
-    assert len(entries) == 1 and entries[0]["load"] == str(nnunet_folder)
-    assert entries[0]["classes"][5] == "liver" and entries[0]["channels"] == ["CT"]
-    assert entries[0]["card"]["folds"] == ["0", "1"]
+    entries = {e["load"]: e for e in list_models() if e["source"] == "nnunet"}
+    assert set(entries) == {str(nnunet_folder), str(nnunet_folder.parent / "nnUNetTrainer__nnUNetPlans__2d")}
+    e = entries[str(nnunet_folder)]
+    assert e["classes"][5] == "liver" and e["channels"] == ["CT"] and e["card"]["folds"] == ["0", "1"]

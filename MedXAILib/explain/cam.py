@@ -108,7 +108,8 @@ def upsample_to_grid(cam: torch.Tensor, model: Model, grid: tuple[int, ...]) -> 
     the padded size and cropped, which keeps every map voxel over the anatomy it was computed from.
     """
     div = model.divisor() if model.task == "segmentation" else 1
-    padded = tuple(-(-g // div) * div for g in grid)
+    divs = model.axis_divisors(len(grid)) if hasattr(model, "axis_divisors") else (div,) * len(grid)
+    padded = tuple(-(-g // d) * d for g, d in zip(grid, divs))
     mode = "bilinear" if cam.ndim == 3 else "trilinear"
     up = F.interpolate(cam[None], size=padded, mode=mode, align_corners=False)[0]
     return up[(slice(None),) + tuple(slice(0, g) for g in grid)]

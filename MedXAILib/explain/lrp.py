@@ -409,13 +409,14 @@ def conservation_report(rel: torch.Tensor, details: dict[str, Any], real: torch.
 def lrp_relevance(
     network: nn.Module, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor],
     composite: str = "epsilon-plus-flat", epsilon: float = 1e-6, gamma: float = 0.25, norm_rule: str = "centered",
-    divisor: int = 1, canonise: bool = True,
+    divisor: int | tuple[int, ...] = 1, canonise: bool = True,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """LRP relevance of ``score_fn(network(x))`` w.r.t. ``x`` — the whole pipeline, for tests and scripts.
 
     Args:
         network: any supported network (it is copied, never modified).
-        x: ``(1, C, *grid)`` input. divisor: zero-pad the grid at its end to a multiple of this (cropped after).
+        x: ``(1, C, *grid)`` input. divisor: zero-pad the grid at its end to a multiple of this (cropped after);
+            one value per spatial axis when given as a tuple (e.g. nnU-Net's anisotropic strides).
         score_fn: logits → ``(1,)``.
 
     Returns:
@@ -423,7 +424,8 @@ def lrp_relevance(
     """
     check_network(network)
     spatial = tuple(x.shape[2:])
-    pads = [(-s) % divisor for s in spatial]
+    divs = tuple(divisor) if isinstance(divisor, (tuple, list)) else (int(divisor),) * len(spatial)
+    pads = [(-s) % d for s, d in zip(spatial, divs)]
     xp = x
     if any(pads):
         flat: list[int] = []
@@ -478,7 +480,9 @@ class LayerwiseRelevancePropagation(Method):
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         model = ctx.model
         ctx.progress(0.1, "lrp: canonising and propagating relevance")
-        div = model.divisor() if model.task == "segmentation" else 1
+        div: int | tuple[int, ...] = model.divisor() if model.task == "segmentation" else 1
+        if model.task == "segmentation" and hasattr(model, "axis_divisors"):
+            div = tuple(model.axis_divisors(ctx.x.ndim - 2))
         plan = model.window_plan(tuple(ctx.x.shape[2:])) if getattr(ctx, "exact", False) else None
         if plan is not None:
             rel, details = self._relevance_by_window(ctx, params, plan, div)
@@ -497,7 +501,7 @@ class LayerwiseRelevancePropagation(Method):
         return MethodResult(maps, per_channel=bool(params.get("per_channel", True)), details=details)
 
     def _relevance_by_window(
-        self, ctx: ExplainContext, params: dict[str, Any], plan: Any, div: int
+        self, ctx: ExplainContext, params: dict[str, Any], plan: Any, div: int | tuple[int, ...]
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """LRP of a sliding-window function: each window's relevance for its share ``S_w`` of the score, summed at
         its position (:mod:`MedXAILib.explain.windows`); conservation is then reported on the whole function."""

@@ -188,6 +188,15 @@ class NnUNetModel(Model):
                             for s in strides], axis=0)
         return int(np.max(per_axis))
 
+    def axis_divisors(self, ndim: int = 3) -> tuple[int, ...]:
+        """What each model-grid axis is padded to a multiple of before a network pass (the product of the network's
+        strides per axis; 1 for the slice axis of a 2D configuration). nnU-Net's patches are multiples of these, so
+        a window is never padded."""
+        strides = self.configuration_manager.network_arch_init_kwargs.get("strides") or [[1]]
+        nd = len(self.configuration_manager.patch_size)
+        per_axis = tuple(int(v) for v in np.prod([np.broadcast_to(np.asarray(s), (nd,)) for s in strides], axis=0))
+        return (1,) * (ndim - nd) + per_axis
+
     def tta_passes(self) -> list[tuple[int, ...]]:
         """The flips (model-grid spatial axes, 0-based) each window runs, in order; ``()`` is the plain pass."""
         if not (self.tta and self.mirror_axes):
@@ -317,9 +326,7 @@ class NnUNetModel(Model):
         return self._pass_padded(x)
 
     def _pass_padded(self, x: torch.Tensor) -> torch.Tensor:
-        strides = self.configuration_manager.network_arch_init_kwargs.get("strides") or [[1]]
-        nd = x.ndim - 2
-        per_axis = np.prod([np.broadcast_to(np.asarray(s), (nd,)) for s in strides], axis=0)
+        per_axis = self.axis_divisors(x.ndim - 2)
         spatial = tuple(x.shape[2:])
         flat: list[int] = []
         for s, d in reversed(list(zip(spatial, per_axis))):
