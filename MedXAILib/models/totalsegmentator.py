@@ -133,7 +133,8 @@ def pick_part(parts: list[Path], target: str | None, task: str) -> Path:
         lines = "; ".join(f"{p.parent.name}: {', '.join(class_names_of(p)[1:4])}, …" for p in parts)
         raise ModelError(
             f"TotalSegmentator {task!r} is {len(parts)} nnU-Net models, each for some classes ({lines}); name the "
-            "class to explain with --target NAME (e.g. --target liver) so the part that holds it is used"
+            "class to explain with --target NAME (e.g. --target liver) so the part that holds it is used, or pick a "
+            f"part by its dataset id (e.g. totalsegmentator:{parts[0].parent.name[7:10]})"
         )
     want = str(target).strip().lower()
     for p in parts:
