@@ -240,8 +240,9 @@ def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
     assert "Dataset291" in m.description.source and m.description.class_index("liver") == 5
     m2 = load_model("totalsegmentator:total", options={"target": "ribs_3"})
     assert "Dataset295" in m2.description.source
-    with pytest.raises(ModelError, match="--target NAME"):
+    with pytest.raises(ModelError, match="--target NAME.*totalsegmentator:291"):
         load_model("totalsegmentator:total")
+    assert "Dataset292" in load_model("totalsegmentator:292").description.source  # one part by its dataset id
     with pytest.raises(ModelError, match="totalseg_download_weights -t total_fast"):
         load_model("totalsegmentator:total", options={"fast": True})
     listed = [e for e in list_models() if e["source"] == "totalsegmentator"]

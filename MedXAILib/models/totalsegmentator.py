@@ -125,6 +125,11 @@ def resolve_parts(task: str, fast: bool, root: Path | None = None) -> list[Path]
     return [f for f in found.values() if f is not None]
 
 
+def _dataset_id(folder: Path) -> str:
+    m = re.match(r"Dataset0*(\d+)", folder.parent.name)
+    return m.group(1) if m else folder.parent.name
+
+
 def pick_part(parts: list[Path], target: str | None, task: str) -> Path:
     """The part holding ``target`` (a class name); a one-part task needs no target."""
     if len(parts) == 1:
@@ -134,7 +139,7 @@ def pick_part(parts: list[Path], target: str | None, task: str) -> Path:
         raise ModelError(
             f"TotalSegmentator {task!r} is {len(parts)} nnU-Net models, each for some classes ({lines}); name the "
             "class to explain with --target NAME (e.g. --target liver) so the part that holds it is used, or pick a "
-            f"part by its dataset id (e.g. totalsegmentator:{parts[0].parent.name[7:10]})"
+            f"part by its dataset id (e.g. totalsegmentator:{_dataset_id(parts[0])})"
         )
     want = str(target).strip().lower()
     for p in parts:
