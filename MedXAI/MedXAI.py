@@ -137,6 +137,7 @@ class MedXAIParameterNode:
     heatmapOpacity / heatmapThreshold / heatmapVolumeRendering - display of the result; heatmap, prediction,
     resultsTable - outputs; thresholdSegmentation - where "Threshold to segment" adds its segment.
     qualitySlowMetrics - Evaluate's explanation quality also runs stability and sanity (they re-run the explainer).
+    compareMethods - the methods "Compare methods" runs on the same target (comma-separated).
     modelName, method, methodParameters and targetClass are set by the panel (CODE_SET_PARAMETERS): their choices
     come from the selected model and method.
     """
@@ -163,6 +164,7 @@ class MedXAIParameterNode:
     thresholdSegmentation: vtkMRMLSegmentationNode
     resultsTable: vtkMRMLTableNode
     qualitySlowMetrics: bool = False
+    compareMethods: str = "gradcam,saliency,lrp"
 
 
 #
@@ -214,6 +216,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.show3DButton.connect("clicked(bool)", self.onShow3DButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.qualityButton.connect("clicked(bool)", self.onQualityButton)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompareButton)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.volumeRenderCheckBox.connect("toggled(bool)", self.onVolumeRenderToggled)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -288,6 +291,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.toolTip = _("Stop the running job; nothing it made is kept")
             self.ui.applyButton.enabled = True
             self.ui.qualityButton.enabled = False
+            self.ui.compareButton.enabled = False
             return
         self.ui.applyButton.text = _("Apply")
         p = self._parameterNode
@@ -298,6 +302,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = _("Run the model and explain it") if ready else _("Select the inputs first")
         self.ui.estimateButton.enabled = ready
         self.ui.qualityButton.enabled = bool(ready and p.heatmap)
+        self.ui.compareButton.enabled = ready
         self.ui.show3DButton.enabled = bool(p and p.prediction)
 
     # -- the model list and what follows the model -------------------------------------------------------------
@@ -815,6 +820,24 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.start()
             self._checkCanApply()
 
+    def onCompareButton(self) -> None:
+        """Explain the same target with several methods and measure their agreement, as a background job."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to compare the methods."), waitCursor=True):
+            if self._running():
+                raise ValueError(_("Wait for the running job to finish, or cancel it"))
+            if not self.logic.ensureDependencies():
+                return
+            p = self._parameterNode
+            target = {k: v for k, v in self._targetArguments().items() if k not in ("method", "methodArgs")}
+            self.ui.logTextEdit.clear()
+            self._pendingSteps = []
+            self._task = self.logic.compare(self._inputNodes(), self.logic.modelFromParameters(p), p.compareMethods,
+                                            device="cuda" if p.useGpu else "cpu", **target)
+            self._log(_("Comparing {methods}…").format(methods=p.compareMethods))
+            self.ui.progressBar.value = 0
+            self._timer.start()
+            self._checkCanApply()
+
 
 #
 # MedXAILogic
@@ -1075,6 +1098,22 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
         task = self.workflow().start_explain(
             inputNodes, model, method=method, target=target or None, method_args=methodArgs, device=device,
             opacity=opacity, **self._explainTarget(inputNodes, regionSegmentation, regionSegment, markupsNode))
+        return self._finish(task, waitForCompletion)
+
+    def compare(self, inputNodes, model: str = "demo-brain-tumour", methods: str = "gradcam,saliency,lrp",
+                target: Optional[str] = None, regionSegmentation=None, regionSegment: Optional[str] = None,  # noqa: UP045 - Slicer 5.8 runs Python 3.9
+                markupsNode=None, device: str = "cpu", opacity: float = 0.5, waitForCompletion: bool = False):
+        """Explain one target with every method in ``methods`` (comma-separated) and measure their agreement.
+
+        Outputs: ``"heatmap"`` (the consensus map), ``"agreement_map"``, ``"table"`` (per method: agreement with the
+        consensus, seconds, Spearman rho to every other method) and ``"report"`` (``agreement.json``).
+        """
+        from MedXAILogicLib.compare_job import start_compare
+
+        inputNodes = list(inputNodes)
+        task = start_compare(self.workflow(), inputNodes, model, methods, target=target or None, device=device,
+                             opacity=opacity,
+                             **self._explainTarget(inputNodes, regionSegmentation, regionSegment, markupsNode))
         return self._finish(task, waitForCompletion)
 
     def estimateCost(self, inputNodes, model: str = "demo-brain-tumour", method: str = "gradcam",

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "segment": "segment",
     "classify": "classify",
     "explain": "explain",
+    "compare": "compare",
     "evaluate": "evaluate",
     "methods": "methods",
     "models": "models",

@@ -71,11 +71,12 @@ def test_models_json_contract(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEDXAI_MODEL_CACHE", str(tmp_path / "cache"))
     assert main(["models", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)["models"]
-    keys = {"name", "source", "task", "spatial_dims", "channels", "classes", "card", "load"}
+    keys = {"name", "source", "task", "spatial_dims", "channels", "classes", "card", "label_values", "load"}
     assert all(keys <= set(m) for m in models)
     by_name = {m["name"]: m for m in models}
     assert by_name["demo-brain-tumour"]["source"] == "builtin"
-    assert by_name["spleen_ct_segmentation"]["source"] == "zoo"
+    assert by_name["monai:spleen_ct_segmentation"]["source"] == "zoo"
+    assert all(m["name"] == m["load"] for m in models)  # name is what --model takes
     for m in models:
         assert m["source"] in ("builtin", "cached", "zoo", "bundle", "nnunet", "totalsegmentator", "file")
         assert {"name", "version", "training_data", "intended_use"} <= set(m["card"])

@@ -117,3 +117,22 @@ def test_demo_region_score_equals_the_deletion_insertion_score():
     fi = deletion_insertion(model, vol, expl.heatmap, expl.target, steps=2, score="logit", random_control=False)
     s = expl.details["function"]["score"]
     assert abs(fi["score_input"] - s) <= 1e-5 * max(1.0, abs(s))
+
+
+def test_cam_on_a_segresnet_whose_blocks_add_in_place():
+    """SegResNet's residual blocks do ``x += identity`` right after the default CAM layer's convolution."""
+    from MedXAILib.models import Model
+    from MedXAILib.models.description import ModelDescription
+    from MedXAILib.models.monai_network import build_network
+
+    torch.manual_seed(0)
+    arch = {"name": "SegResNet", "kwargs": {"spatial_dims": 3, "in_channels": 2, "out_channels": 3,
+                                              "init_filters": 8, "blocks_down": [1, 1], "blocks_up": [1]}}
+    desc = ModelDescription(name="tiny-segresnet", task="segmentation", spatial_dims=3, channel_names=["a", "b"],
+                            class_names=["bg", "l1", "l2"], architecture=arch, patch_size=[8, 8, 8])
+    model = Model(build_network(arch), desc)
+    vol = oblique_volume(shape=(12, 20, 18))
+    layer = model.default_cam_layer()
+    assert layer and layer.startswith("up_layers"), layer
+    e = explain(model, vol, "gradcam", label="l1", region=np.ones(vol.shape, bool))
+    assert e.details["layer"] == layer and np.abs(e.heatmap.array).max() > 0

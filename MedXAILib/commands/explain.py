@@ -32,6 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the passes and estimated cost, then stop")
     parser.add_argument("--output", help="heat map to write (.nrrd, .nii.gz, .mha); required unless --dry-run")
     parser.add_argument("--normalized", help="also write the normalised display map here")
+    parser.add_argument(
+        "--shap-plot", metavar="PNG",
+        help="kernelshap / partitionshap / lime: also write shap's waterfall and bar plots of the per-supervoxel and "
+        "per-sequence values here",
+    )
+    parser.add_argument(
+        "--map-resampling", choices=("interpolate", "sum"), default="interpolate",
+        help="how the model-grid map reaches the input grid: interpolate values (default; sums hold on the model "
+        "grid) or sum (rescaled so the map's sum is kept); see docs/conventions.md",
+    )
 
 
 def _params(args: argparse.Namespace) -> dict[str, str]:
@@ -58,6 +68,16 @@ def _voxel(text: str | None) -> tuple[int, int, int] | None:
     return parts[0], parts[1], parts[2]
 
 
+def explanation_conventions(method: str, params: dict, map_resampling: str) -> dict[str, str]:
+    """The conventions an explanation used (see :mod:`MedXAILib.conventions`), for its sidecar."""
+    out = {"map_resampling": map_resampling}
+    if method == "scorecam":
+        out["scorecam_weighting"] = str(params.get("weighting", "auto"))
+    if method == "lrp" and "bias" in params:
+        out["lrp_bias"] = str(bool(params["bias"])).lower()
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ..explain import explain
     from ..explain.estimate import estimate_cost
@@ -71,22 +91,29 @@ def run(args: argparse.Namespace) -> int:
     region = read_label_map(args.region, reference=volume, what="region mask") if args.region else None
     voxel = _voxel(args.voxel)
     params = _params(args)
+    if args.shap_plot and args.method not in ("kernelshap", "partitionshap", "lime"):
+        raise InputError("--shap-plot is for kernelshap, partitionshap and lime (methods with per-supervoxel values)")
     if args.dry_run:
         est = estimate_cost(model, volume, args.method, params=params)
         print(json.dumps(est, indent=None if args.progress == "json" else 2))
         return 0
     expl = explain(
         model, volume, args.method, label=args.target, region=region, voxel=voxel, params=params,
-        progress=progress.sub(0.0, 0.95),
+        progress=progress.sub(0.0, 0.95), map_resampling=args.map_resampling,
     )
     assert out is not None
-    sidecar = {"model": model.name, "input": args.input, "card": model.card(), **expl.summary()}
+    sidecar = {"model": model.name, "input": args.input, "card": model.card(), **expl.summary(),
+               "conventions": explanation_conventions(expl.method, expl.params, args.map_resampling)}
     warning = domain_check(model, volume)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
         sidecar["domain_warning"] = warning
     write_volume(expl.heatmap, out)
     write_json(sidecar, str(out) + ".json")
+    if args.shap_plot:
+        from ..figures.shap_plots import shap_figure
+
+        shap_figure(check_output_path(args.shap_plot, (".png",)), expl, list(model.description.channel_names))
     if args.normalized:
         write_volume(expl.normalized(), check_output_path(args.normalized, VOLUME_SUFFIXES))
     progress(1.0, f"wrote {out}")

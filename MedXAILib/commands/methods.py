@@ -34,7 +34,8 @@ def describe_methods() -> list[dict[str, Any]]:
                 "needs_gradients": bool(cls.needs_gradients),
                 "display": cls.display,
                 "cost_model": cls.cost_model,
-                "params": {k: _jsonable(v) for k, v in cls.params.items()},
+                # exact: every method explains the model function itself unless exact=false (engine-level)
+                "params": {**{k: _jsonable(v) for k, v in cls.params.items()}, "exact": True},
                 "reference": cls.reference,
                 "module": cls.__module__.rsplit(".", 1)[-1],
             }
@@ -94,7 +95,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     records = describe_methods()
     if args.json:
-        print(json.dumps({"methods": records}))
+        from ..conventions import conventions_table
+
+        print(json.dumps({"methods": records, "conventions": conventions_table()}))
     else:
         print(format_table(records))
     return 0

@@ -10,7 +10,8 @@ DESCRIPTION = (
     "List the models that `--model` accepts without a path: the built-in demo models, MONAI Model Zoo bundles already "
     "in the cache, and known Model Zoo bundles (downloaded on first use with `--model monai:NAME`). Each shows its "
     "task, input channels, classes and model card (version, training data, intended use). With --json, prints "
-    '{"models": [{"name", "source", "task", "spatial_dims", "channels", "classes", "card", "load"}]}. '
+    '{"models": [{"name", "source", "task", "spatial_dims", "channels", "classes", "card", "label_values", "load"}]} '
+    "(name is what --model takes). "
     "Nothing is downloaded and no network is reached."
 )
 

@@ -50,7 +50,8 @@ def frozen_parameters(network: torch.nn.Module) -> Iterator[None]:
 def layer_capture(model: Model, layer_name: str | None, leaf: bool = True) -> Iterator[list[torch.Tensor]]:
     """Capture a layer's output during the forward passes made in the block.
 
-    With ``leaf`` the output is replaced by a detached tensor that requires grad, so a backward pass stops there.
+    With ``leaf`` the output is replaced by (a copy of) a detached tensor that requires grad, so a backward pass stops
+    there; the copy lets the network modify it in place, as residual blocks do.
     """
     if isinstance(model.network, torch.jit.ScriptModule):
         raise MethodError("layer methods need hooks, which TorchScript models do not support; load a state_dict model")
@@ -61,7 +62,9 @@ def layer_capture(model: Model, layer_name: str | None, leaf: bool = True) -> It
         if not isinstance(output, torch.Tensor):
             raise MethodError(f"layer {layer_name or model.description.cam_layer!r} does not output a single tensor")
         if leaf:
-            output = output.detach().requires_grad_(True)
+            captured.append(output.detach().requires_grad_(True))
+            # the network gets a non-leaf copy: residual blocks add in place after a convolution (x += identity)
+            return captured[-1].clone()
         captured.append(output)
         return output
 

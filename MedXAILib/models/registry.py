@@ -2,13 +2,14 @@
 
 JSON contract (what ``models --json`` prints; the Slicer panel codes against it)::
 
-    {"models": [{"name": str,
+    {"models": [{"name": str,                                         # what --model takes (e.g. monai:NAME)
                  "source": "builtin" | "cached" | "zoo" | "bundle" | "nnunet" | "totalsegmentator" | "file",
                  "task": "segmentation" | "classification" | null,     # null: not known before download
                  "spatial_dims": 2 | 3 | null,
                  "channels": [str], "classes": [str],
                  "card": {"name": str, "version": str, "training_data": str, "intended_use": str, ...},
-                 "load": str}]}                                       # what to pass to --model
+                 "label_values": [int] | null,                        # class values in label maps, if not indices
+                 "load": str}]}                                       # the same as name (kept for clarity)
 
 Hooks for other formats (e.g. nnU-Net, TotalSegmentator), without touching this module's callers:
 
@@ -54,13 +55,13 @@ def resolver_for(text: str) -> tuple[Resolver, str] | None:
 
 def entry(
     name: str, source: str, task: str | None, spatial_dims: int | None, channels: list[str], classes: list[str],
-    card: dict[str, Any], load: str,
+    card: dict[str, Any], load: str | None = None, label_values: list[int] | None = None,
 ) -> dict[str, Any]:
-    """One catalogue entry in the contract's form (checks ``source``)."""
+    """One catalogue entry in the contract's form (checks ``source``); ``name`` is what ``--model`` takes."""
     if source not in SOURCE_KINDS:
         raise ValueError(f"unknown model source kind {source!r}")
     return {"name": name, "source": source, "task": task, "spatial_dims": spatial_dims, "channels": list(channels),
-            "classes": list(classes), "card": card, "load": load}
+            "classes": list(classes), "card": card, "label_values": label_values, "load": load or name}
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -42,7 +42,8 @@ def _builtin_entries() -> list[dict[str, Any]]:
         d = ModelDescription.from_json(BUILTIN_DIR / f"{name}.json")
         card = {"name": d.name, "version": "unknown", "training_data": d.training.get("data", "unknown"),
                 "intended_use": "unknown", **(d.card or {})}
-        out.append(entry(name, "builtin", d.task, d.spatial_dims, d.channel_names, d.class_names, card, name))
+        out.append(entry(name, "builtin", d.task, d.spatial_dims, d.channel_names, d.class_names, card, name,
+                         d.label_values))
     return out
 
 
@@ -53,7 +54,7 @@ def bundle_entry(folder: Path, source: str, load: str) -> dict[str, Any]:
     meta_path = folder / "configs" / "metadata.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     io = bundle_io(meta, {})
-    return entry(folder.name, source, io["task"], io["spatial_dims"], io["channels"], io["classes"],
+    return entry(load, source, io["task"], io["spatial_dims"], io["channels"], io["classes"],
                  bundle_card(meta, folder), load)
 
 
@@ -73,8 +74,8 @@ def _zoo_entries() -> list[dict[str, Any]]:
             continue
         card = {"name": name, "version": "not downloaded", "training_data": info["training_data"],
                 "intended_use": "research example from the MONAI Model Zoo; not for diagnostic use"}
-        out.append(entry(name, "zoo", info["task"], info["spatial_dims"], info["channels"], info["classes"], card,
-                         f"monai:{name}"))
+        out.append(entry(f"monai:{name}", "zoo", info["task"], info["spatial_dims"], info["channels"],
+                         info["classes"], card))
     return out
 
 
