@@ -217,6 +217,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.qualityButton.connect("clicked(bool)", self.onQualityButton)
         self.ui.compareButton.connect("clicked(bool)", self.onCompareButton)
+        self.ui.reportButton.connect("clicked(bool)", self.onReportButton)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.volumeRenderCheckBox.connect("toggled(bool)", self.onVolumeRenderToggled)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -292,6 +293,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = True
             self.ui.qualityButton.enabled = False
             self.ui.compareButton.enabled = False
+            self.ui.reportButton.enabled = False
             return
         self.ui.applyButton.text = _("Apply")
         p = self._parameterNode
@@ -303,6 +305,7 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.estimateButton.enabled = ready
         self.ui.qualityButton.enabled = bool(ready and p.heatmap)
         self.ui.compareButton.enabled = ready
+        self.ui.reportButton.enabled = bool(ready)
         self.ui.show3DButton.enabled = bool(p and p.prediction)
 
     # -- the model list and what follows the model -------------------------------------------------------------
@@ -732,6 +735,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.resultsTable = table  # onTableSelected shows it
         if outputs.get("cost"):
             self.ui.costLabel.text = self.logic.describeCost(outputs["cost"])
+        if outputs.get("html") is not None:
+            self._log(_("Case report written: {html} and {pdf}").format(html=outputs["html"], pdf=outputs["pdf"]))
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -834,6 +839,30 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._task = self.logic.compare(self._inputNodes(), self.logic.modelFromParameters(p), p.compareMethods,
                                             device="cuda" if p.useGpu else "cpu", **target)
             self._log(_("Comparing {methods}…").format(methods=p.compareMethods))
+            self.ui.progressBar.value = 0
+            self._timer.start()
+            self._checkCanApply()
+
+    def onReportButton(self) -> None:
+        """Write the one-page case report (HTML + PDF) of the current inputs, model and method, in the background."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to write the case report."), waitCursor=True):
+            if self._running():
+                raise ValueError(_("Wait for the running job to finish, or cancel it"))
+            if not self.logic.ensureDependencies():
+                return
+            path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save the case report"),
+                                                  "case.html", _("HTML page (*.html)"))
+            if not path:
+                return
+            p = self._parameterNode
+            self.ui.logTextEdit.clear()
+            self._pendingSteps = []
+            self._task = self.logic.writeCaseReport(
+                self._inputNodes(), path, self.logic.modelFromParameters(p), method=p.method,
+                referenceSegmentation=self.ui.referenceSegmentSelector.currentNode() or p.referenceSegmentation,
+                slowMetrics=p.qualitySlowMetrics, device="cuda" if p.useGpu else "cpu",
+            )
+            self._log(_("Writing the case report…"))
             self.ui.progressBar.value = 0
             self._timer.start()
             self._checkCanApply()
@@ -1153,6 +1182,21 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
         """
         task = self.workflow().start_quality(heatmapNode, list(inputNodes), model or None, referenceSegmentation,
                                              referenceSegment, method=method, slow=slowMetrics)
+        return self._finish(task, waitForCompletion)
+
+    def writeCaseReport(self, inputNodes, outputPath: str, model: Optional[str] = "demo-brain-tumour",  # noqa: UP045
+                        method: Optional[str] = "gradcam", referenceSegmentation=None,  # noqa: UP045
+                        slowMetrics: bool = True, device: str = "cpu", waitForCompletion: bool = False):
+        """The one-page case report (``outputPath`` .html and a .pdf beside it; outputs ``"html"``, ``"pdf"``).
+
+        The CLI's ``report`` command runs the model and ``method`` again; ``slowMetrics`` adds the sanity check and
+        stability (minutes); a reference segmentation adds Dice / HD95 and localisation. No node is created.
+        """
+        from MedXAILogicLib.report import start_report
+
+        task = start_report(self.workflow(), list(inputNodes), model or "demo-brain-tumour", outputPath,
+                            method=method or "gradcam", reference=referenceSegmentation,
+                            quality="sanity,stability" if slowMetrics else "none", device=device)
         return self._finish(task, waitForCompletion)
 
     # -- results (fast, in this process) ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "benchmark": "benchmark",
     "speed": "speed",
+    "report": "report",
 }
 
 #: Old command names that still work, with a one-line deprecation note: name -> current name.

@@ -9,7 +9,16 @@ import sys
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
 from ..models.cards import domain_check
-from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
+from .common import (
+    DICOM_OUTPUT_SUFFIXES,
+    add_dicom_output_arguments,
+    add_model_arguments,
+    check_dicom_inputs,
+    check_output_path,
+    open_model,
+    print_notes,
+    progress_from,
+)
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
 DESCRIPTION = (
@@ -30,8 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter; repeatable"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the passes and estimated cost, then stop")
-    parser.add_argument("--output", help="heat map to write (.nrrd, .nii.gz, .mha); required unless --dry-run")
-    parser.add_argument("--normalized", help="also write the normalised display map here")
+    parser.add_argument(
+        "--output",
+        help="heat map to write (.nrrd, .nii.gz, .mha), or .dcm for a DICOM Parametric Map referencing the DICOM "
+        "input; required unless --dry-run",
+    )
+    parser.add_argument("--normalized", help="also write the normalised display map here (same formats)")
+    add_dicom_output_arguments(parser)
     parser.add_argument(
         "--shap-plot", metavar="PNG",
         help="kernelshap / partitionshap / lime: also write shap's waterfall and bar plots of the per-supervoxel and "
@@ -84,10 +98,20 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.dry_run and not args.output:
         raise InputError("--output is required (or use --dry-run to see the cost)")
-    out = check_output_path(args.output, VOLUME_SUFFIXES) if args.output else None
+    from ..dicom.output import is_dicom_output, model_identity, require_dicom_source
+
+    out = check_output_path(args.output, DICOM_OUTPUT_SUFFIXES) if args.output else None
+    if args.normalized:
+        check_output_path(args.normalized, DICOM_OUTPUT_SUFFIXES)
+    outputs = [] if args.dry_run else [args.output, args.normalized]
+    check_dicom_inputs(outputs, args.input, args.dicom_fill_uids)
     progress = progress_from(args)
     model = open_model(args)
-    volume = read_inputs(args.input, model)
+    volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)
+    source = None
+    for path in outputs:
+        if is_dicom_output(path):
+            source = require_dicom_source(volume, path, args.input, args.dicom_fill_uids)
     region = read_label_map(args.region, reference=volume, what="region mask") if args.region else None
     voxel = _voxel(args.voxel)
     params = _params(args)
@@ -108,13 +132,27 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
         sidecar["domain_warning"] = warning
-    write_volume(expl.heatmap, out)
+    notes = list(volume.dicom.notes) if volume.dicom is not None else []
+    for path, heatmap, normalized in ((str(out), expl.heatmap, False), (args.normalized, None, True)):
+        if path is None:
+            continue
+        heatmap = expl.normalized() if normalized else heatmap
+        if is_dicom_output(path):
+            from ..dicom.pmap import write_parametric_map
+
+            info = write_parametric_map(path, heatmap, source, model_identity(model), expl.method,
+                                        normalized=normalized, fill_missing_uids=args.dicom_fill_uids)
+            notes += [n for n in info.pop("notes") if n not in notes]
+            sidecar["dicom_normalized" if normalized else "dicom"] = info
+        else:
+            write_volume(heatmap, path)
+    if notes:
+        sidecar["notes"] = notes
     write_json(sidecar, str(out) + ".json")
     if args.shap_plot:
         from ..figures.shap_plots import shap_figure
 
         shap_figure(check_output_path(args.shap_plot, (".png",)), expl, list(model.description.channel_names))
-    if args.normalized:
-        write_volume(expl.normalized(), check_output_path(args.normalized, VOLUME_SUFFIXES))
+    print_notes(notes)
     progress(1.0, f"wrote {out}")
     return 0
