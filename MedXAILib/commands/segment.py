@@ -65,17 +65,16 @@ def run(args: argparse.Namespace) -> int:
                "terminology": terminology(desc.class_names),
                "function": model.function_info(tuple(prediction.logits_model_grid.shape[2:]))
                if prediction.logits_model_grid is not None else None}
+    notes = list(prediction.notes) + (list(volume.dicom.notes) if volume.dicom is not None else [])
     warning = domain_check(model, volume)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
         sidecar["domain_warning"] = warning
-    notes = list(volume.dicom.notes) if volume.dicom is not None else []
     if dicom_out:
         from ..dicom.seg import masks_from_prediction, write_segmentation
 
-        masks, names = masks_from_prediction(
-            prediction, desc.class_names, [desc.label_value(i) for i in range(desc.n_classes)], desc.output
-        )
+        values = prediction.label_values or [desc.label_value(i) for i in range(desc.n_classes)]
+        masks, names = masks_from_prediction(prediction, desc.class_names, values, desc.output)
         info = write_segmentation(out, masks, names, prediction.labels, source, model_identity(model),
                                   args.dicom_fill_uids)
         notes += info.pop("notes")
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         prob_path = check_output_path(args.probabilities, VOLUME_SUFFIXES)
         write_volume(prediction.probabilities, prob_path, four_d=True)
         sidecar["probabilities"] = {"file": str(prob_path), "layout": "x, y, z, class",
-                                    "classes": list(prediction.class_names), "activation": model.description.output}
+                                    "classes": list(prediction.class_names), "activation": desc.output}
     if notes:
         sidecar["notes"] = notes
     write_json(sidecar, str(out) + ".json")

@@ -329,10 +329,12 @@ def load_bundle_model(folder: Path, device: str = "cpu", trust_code: bool = Fals
     if isinstance(net_def, dict):
         arch = {"name": str(net_def.get("_target_", "")).rsplit(".", 1)[-1],
                 "kwargs": {k: v for k, v in net_def.items() if not k.startswith("_")}}
+    roi = [int(r) for r in getattr(parsed["inferer"], "roi_size", None) or []]
     desc = ModelDescription(
         name=str(metadata.get("name", folder.name)), task=io["task"], spatial_dims=io["spatial_dims"],
         channel_names=io["channels"], class_names=io["classes"], output="sigmoid" if sigmoid else "softmax",
         architecture=arch, card=bc.bundle_card(metadata, folder), source=str(folder),
+        patch_size=roi if roi and all(r > 0 for r in roi) else None,  # the inferer's window (MONAI's axis order)
     )
     network = parsed["network_def"]
     weights, ts = folder / "models" / "model.pt", folder / "models" / "model.ts"
