@@ -102,7 +102,7 @@ def load_model(
                                      checkpoint=options.get("checkpoint") or "final", tta=options.get("tta", True),
                                      allow_unsafe_pickle=allow_unsafe_pickle)
         if (path / "configs").is_dir():
-            return load_bundle_model(path, device, trust_bundle_code, allow_unsafe_pickle)
+            return check_network_outputs(load_bundle_model(path, device, trust_bundle_code, allow_unsafe_pickle))
         if (path / "model.json").exists():
             path = path / "model.json"
         else:
