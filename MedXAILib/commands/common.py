@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..cli import add_progress_argument
 from ..errors import InputError
@@ -40,12 +40,48 @@ def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) ->
         help="let a MONAI bundle run its own code: $ expressions and _target_s outside MedXAI's allow-list of "
         "MONAI networks, transforms and inferers (only for bundles whose author you trust)",
     )
+    nn = parser.add_argument_group("nnU-Net and TotalSegmentator models")
+    nn.add_argument("--folds", help="folds to ensemble, e.g. 0,1,2 or all (default: every fold present)")
+    nn.add_argument("--checkpoint", choices=["final", "best"], help="checkpoint_final.pth (default) or _best.pth")
+    nn.add_argument("--fast", action="store_true", help="TotalSegmentator: the low-resolution (--fast) model")
     add_progress_argument(parser)
+
+
+def _pop_model_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Model options given as ``--param KEY=VALUE`` (``tta=true|false``), removed from the method parameters."""
+    out: dict[str, Any] = {}
+    keep = []
+    for item in getattr(args, "param", None) or []:
+        key, _, value = item.partition("=")
+        if key.strip() == "tta":
+            v = value.strip().lower()
+            if v not in ("true", "false", "1", "0", "on", "off"):
+                raise InputError(f"--param tta={value!r}: write tta=true or tta=false")
+            out["tta"] = v in ("true", "1", "on")
+        else:
+            keep.append(item)
+    if getattr(args, "param", None) is not None:
+        args.param = keep
+    return out
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Format options for :func:`load_model` from the command line (nnU-Net folds, checkpoint, TTA, …)."""
+    from ..models.nnunet_folder import parse_folds
+
+    opts: dict[str, Any] = {
+        "folds": parse_folds(getattr(args, "folds", None)),
+        "checkpoint": getattr(args, "checkpoint", None),
+        "fast": True if getattr(args, "fast", False) else None,
+        "target": getattr(args, "target", None),
+    }
+    opts.update(_pop_model_params(args))
+    return opts
 
 
 def open_model(args: argparse.Namespace) -> Model:
     return load_model(args.model, device=args.device, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                      trust_bundle_code=getattr(args, "trust_bundle_code", False))
+                      trust_bundle_code=getattr(args, "trust_bundle_code", False), options=model_options(args))
 
 
 def progress_from(args: argparse.Namespace) -> Progress:

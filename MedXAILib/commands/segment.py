@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the per-class probabilities (softmax or sigmoid, as the model says) as one 4-D image "
         "(x, y, z, class) in the input's geometry, classes in the model's order (see the sidecar)",
     )
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="a model option; repeatable (nnU-Net: tta=false turns mirroring off)",
+    )
     add_dicom_output_arguments(parser)
 
 
@@ -53,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     check_dicom_inputs([args.output], args.input, args.dicom_fill_uids)
     progress = progress_from(args)
     model = open_model(args)
+    if args.param:
+        raise ModelError(f"unknown model option(s) {', '.join(args.param)}; segment takes tta=true|false")
     if model.task != "segmentation":
         raise ModelError(f"model {model.name!r} is a {model.task} model; use `classify`")
     volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)

@@ -75,24 +75,33 @@ def layer_capture(model: Model, layer_name: str | None, leaf: bool = True) -> It
         handle.remove()
 
 
-def activations_and_gradients(ctx: ExplainContext, layer: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A`` and ``dS/dA`` at ``layer`` for the context's input and target, each ``(1, K, *layer grid)``.
+def _flip(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    return torch.flip(t, [a + 2 for a in axes]) if axes else t
 
-    The network runs once over ``ctx.x`` (one window, or a function without a sliding window)."""
+
+def activations_and_gradients(ctx: ExplainContext, layer: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A`` and ``dS/dA`` at ``layer`` for the context's input and target, each ``(P, K, *layer grid)``.
+
+    The network runs once over ``ctx.x`` (one window, or a function without a sliding window) — or, for a model
+    with test-time mirroring (``model.tta_passes()``, e.g. nnU-Net), once per mirrored pass: pass ``p`` sees the
+    input flipped along its axes, so its ``A`` and ``dS/dA`` are flipped back and ``P`` = number of passes (the
+    function averages the passes' logits, so a CAM is the mean of the passes' CAMs, ``combine(...).mean(0)``)."""
     model = ctx.model
+    passes = model.tta_passes() if hasattr(model, "tta_passes") else [()]
     with frozen_parameters(model.network), layer_capture(model, layer) as captured:
         with torch.enable_grad():
             logits = model.run(ctx.x, exact=getattr(ctx, "exact", False))
-            ctx.forward_passes += 1
-            if len(captured) != 1:
+            ctx.forward_passes += len(passes)
+            if len(captured) != len(passes):
                 raise MethodError(
-                    f"layer {layer or model.default_cam_layer()!r} ran {len(captured)} times in one forward pass; "
-                    "choose a layer that runs once"
+                    f"layer {layer or model.default_cam_layer()!r} ran {len(captured)} times in one forward pass "
+                    f"({len(passes)} expected); choose a layer that runs once per network pass"
                 )
             s = ctx.score_of_logits(logits).sum()
-            (grad,) = torch.autograd.grad(s, captured[0])
+            grads = torch.autograd.grad(s, captured)
             ctx.count_backward()
-    return captured[0].detach(), grad.detach()
+    acts = torch.cat([_flip(a.detach(), ax) for a, ax in zip(captured, passes)])
+    return acts, torch.cat([_flip(g.detach(), ax) for g, ax in zip(grads, passes)])
 
 
 def upsample_to_grid(cam: torch.Tensor, model: Model, grid: tuple[int, ...]) -> torch.Tensor:
@@ -102,7 +111,8 @@ def upsample_to_grid(cam: torch.Tensor, model: Model, grid: tuple[int, ...]) -> 
     the padded size and cropped, which keeps every map voxel over the anatomy it was computed from.
     """
     div = model.divisor() if model.task == "segmentation" else 1
-    padded = tuple(-(-g // div) * div for g in grid)
+    divs = model.axis_divisors(len(grid)) if hasattr(model, "axis_divisors") else (div,) * len(grid)
+    padded = tuple(-(-g // d) * d for g, d in zip(grid, divs))
     mode = "bilinear" if cam.ndim == 3 else "trilinear"
     up = F.interpolate(cam[None], size=padded, mode=mode, align_corners=False)[0]
     return up[(slice(None),) + tuple(slice(0, g) for g in grid)]
@@ -141,7 +151,7 @@ class _CAM(Method):
             return self._run_windows(ctx, layer, plan, name)
         ctx.progress(0.1, f"{self.name}: forward and backward to the layer")
         acts, grads = activations_and_gradients(ctx, layer)
-        cam = self.combine(acts, grads)[0]  # (1, *layer grid)
+        cam = self.combine(acts, grads).mean(0)  # (1, *layer grid), averaged over mirrored passes
         maps = upsample_to_grid(cam, ctx.model, grid)
         return MethodResult(maps, details={"layer": name, "layer_shape": list(acts.shape[1:])})
 
@@ -158,7 +168,8 @@ class _CAM(Method):
             ctx.forward_passes += sub.forward_passes
             ctx.backward_passes += sub.backward_passes
             shape = list(acts.shape[1:])
-            window_maps[wt.index] = upsample_to_grid(self.combine(acts, grads)[0], ctx.model, tuple(plan.roi))
+            window_maps[wt.index] = upsample_to_grid(self.combine(acts, grads).mean(0), ctx.model,
+                                                     tuple(plan.roi))
         maps = plan.blend(window_maps)
         return MethodResult(maps, details={"layer": name, "layer_shape": shape, "windows_explained": len(targets),
                                            "windows": len(plan.slices)})

@@ -417,13 +417,14 @@ def conservation_report(rel: torch.Tensor, details: dict[str, Any], real: torch.
 def lrp_relevance(
     network: nn.Module, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor],
     composite: str = "epsilon-plus-flat", epsilon: float = 1e-6, gamma: float = 0.25, norm_rule: str = "centered",
-    divisor: int = 1, canonise: bool = True, bias: bool = False,
+    divisor: int | tuple[int, ...] = 1, canonise: bool = True, bias: bool = False,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """LRP relevance of ``score_fn(network(x))`` w.r.t. ``x`` — the whole pipeline, for tests and scripts.
 
     Args:
         network: any supported network (it is copied, never modified).
-        x: ``(1, C, *grid)`` input. divisor: zero-pad the grid at its end to a multiple of this (cropped after).
+        x: ``(1, C, *grid)`` input. divisor: zero-pad the grid at its end to a multiple of this (cropped after);
+            one value per spatial axis when given as a tuple (e.g. nnU-Net's anisotropic strides).
         score_fn: logits → ``(1,)``.
 
     Returns:
@@ -431,7 +432,8 @@ def lrp_relevance(
     """
     check_network(network)
     spatial = tuple(x.shape[2:])
-    pads = [(-s) % divisor for s in spatial]
+    divs = tuple(divisor) if isinstance(divisor, (tuple, list)) else (int(divisor),) * len(spatial)
+    pads = [(-s) % d for s, d in zip(spatial, divs)]
     xp = x
     if any(pads):
         flat: list[int] = []
@@ -473,6 +475,11 @@ class LayerwiseRelevancePropagation(Method):
         super().check(model, target, params)
         resolve_composite(str(params.get("composite", self.params["composite"])))
         check_network(model.network)
+        if getattr(model, "is_2d_config", False):
+            raise MethodError(
+                "lrp does not support nnU-Net 2d configurations (a 2D network run slice by slice); use gradcam, ig or "
+                "occlusion, or the model's 3d_fullres folder"
+            )
 
     def passes(self, model: Model, prepared: Any, params: dict[str, Any]) -> tuple[int, int]:
         has_bn = any(isinstance(m, BN_TYPES) for m in model.network.modules())
@@ -481,7 +488,9 @@ class LayerwiseRelevancePropagation(Method):
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         model = ctx.model
         ctx.progress(0.1, "lrp: canonising and propagating relevance")
-        div = model.divisor() if model.task == "segmentation" else 1
+        div: int | tuple[int, ...] = model.divisor() if model.task == "segmentation" else 1
+        if model.task == "segmentation" and hasattr(model, "axis_divisors"):
+            div = tuple(model.axis_divisors(ctx.x.ndim - 2))
         plan = model.window_plan(tuple(ctx.x.shape[2:])) if getattr(ctx, "exact", False) else None
         if plan is not None:
             rel, details = self._relevance_by_window(ctx, params, plan, div)
@@ -501,7 +510,7 @@ class LayerwiseRelevancePropagation(Method):
         return MethodResult(maps, per_channel=bool(params.get("per_channel", True)), details=details)
 
     def _relevance_by_window(
-        self, ctx: ExplainContext, params: dict[str, Any], plan: Any, div: int
+        self, ctx: ExplainContext, params: dict[str, Any], plan: Any, div: int | tuple[int, ...]
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """LRP of a sliding-window function: each window's relevance for its share ``S_w`` of the score, summed at
         its position (:mod:`MedXAILib.explain.windows`); conservation is then reported on the whole function."""
@@ -518,16 +527,24 @@ class LayerwiseRelevancePropagation(Method):
             ctx.forward_passes += n_fwd
         for n, wt in enumerate(targets):
             ctx.progress(0.1 + 0.85 * n / max(len(targets), 1), f"lrp: window {n + 1} of {len(targets)}")
-            r, det = lrp_relevance(
-                net, wt.x, lambda logits, w=wt.weights: score(logits, w),
-                composite=str(params["composite"]), epsilon=float(params["epsilon"]), gamma=float(params["gamma"]),
-                norm_rule=str(params["norm_rule"]), divisor=div, canonise=False, bias=bool(params["bias"]),
-            )
-            rel[(slice(None), slice(None)) + wt.slices] += r
-            total += float(det["score"])
-            absorbed += float(det["absorbed"])
-            ctx.forward_passes += 1
-            ctx.count_backward()
+            # a model with test-time mirroring (nnU-Net) averages its passes over flipped inputs: each pass gets
+            # 1/P of the window's target, flipped like its input, and its relevance is flipped back
+            passes = ctx.model.tta_passes() if hasattr(ctx.model, "tta_passes") else [()]
+            for axes in passes:
+                dims = [a + 2 for a in axes]
+                fx = torch.flip(wt.x, dims) if dims else wt.x
+                fw = (torch.flip(wt.weights, dims) if dims else wt.weights) / len(passes)
+                r, det = lrp_relevance(
+                    net, fx, lambda logits, w=fw: score(logits, w),
+                    composite=str(params["composite"]), epsilon=float(params["epsilon"]),
+                    gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]), divisor=div, canonise=False,
+                    bias=bool(params["bias"]),
+                )
+                rel[(slice(None), slice(None)) + wt.slices] += torch.flip(r, dims) if dims else r
+                total += float(det["score"])
+                absorbed += float(det["absorbed"])
+                ctx.forward_passes += 1
+                ctx.count_backward()
         crop = (slice(None), slice(None)) + tuple(slice(a, a + g) for g, (a, _) in zip(plan.grid, plan.pad))
         real = torch.zeros_like(rel[:, :1])
         real[crop] = 1

@@ -6,7 +6,9 @@ module only recognises the format and hands over.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelError
 from .bundle import load_bundle_model
@@ -14,6 +16,8 @@ from .checkpoints import load_weights_into
 from .description import ModelDescription
 from .model import Model
 from .monai_network import build_network
+from .nnunet_folder import is_nnunet_folder
+from .registry import resolver_for
 from .torchscript import is_torchscript, load_torchscript
 from .validation import check_network_outputs
 
@@ -32,12 +36,26 @@ def _description_beside(path: Path) -> Path | None:
     return None
 
 
+def _nnunet_folder_and_folds(path: Path, options: dict[str, Any]) -> tuple[Path, list[int | str] | None] | None:
+    """``(results folder, folds)`` for an nnU-Net folder or one of its ``fold_K`` folders, else None."""
+    if is_nnunet_folder(path):
+        return path, options.get("folds")
+    if path.name.startswith("fold_") and is_nnunet_folder(path.parent):
+        tail = path.name[len("fold_"):]
+        fold: int | str = int(tail) if tail.isdigit() else tail
+        if options.get("folds") not in (None, [fold]):
+            raise ModelError(f"{path} is fold {fold}; --folds {options['folds']} contradicts it")
+        return path.parent, [fold]
+    return None
+
+
 def load_model(
     name_or_path: str | Path,
     device: str = "cpu",
     allow_unsafe_pickle: bool = False,
     description: ModelDescription | None = None,
     trust_bundle_code: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> Model:
     """Load a built-in model by name, or a model file or folder.
 
@@ -47,8 +65,14 @@ def load_model(
         - a weights or TorchScript file with a description beside it (``<stem>.json`` or ``model.json``);
         - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``),
           run through MONAI (:mod:`.bundle`); its code entries run only with ``trust_bundle_code``;
+        - an nnU-Net v2 trained-model folder (``plans.json``, ``dataset.json``, ``fold_K/checkpoint_*.pth``), or one
+          of its ``fold_K`` folders (that fold only), run as nnU-Net runs it (:mod:`.nnunet`);
         - ``SCHEME:NAME`` for a registered resolver (:mod:`.registry`), e.g. ``monai:spleen_ct_segmentation``
-          (downloaded into the cache on first use, :mod:`.zoo`).
+          (downloaded into the cache on first use, :mod:`.zoo`) or ``totalsegmentator:total`` (installed weights).
+
+    ``options`` are format options: for nnU-Net ``folds`` (list, default every fold present), ``checkpoint``
+    (``final``/``best``), ``tta`` (mirroring, default on where the checkpoint allows it); for TotalSegmentator also
+    ``fast`` and ``target`` (the class whose part to load). Resolvers that take no options get none.
 
     Raises:
         ModelError: unknown name, missing or unreadable file, weights that need unsafe unpickling (unless allowed),
@@ -56,18 +80,27 @@ def load_model(
             description on a dummy pass (:func:`~.validation.check_network_outputs`).
     """
     text = str(name_or_path)
-    from .registry import resolver_for
-
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     resolved = resolver_for(text) if not Path(text).exists() else None
     if resolved is not None:
         fn, name = resolved
-        return fn(name, device=device, trust_code=trust_bundle_code, allow_unsafe_pickle=allow_unsafe_pickle)
+        accepts = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+        return fn(name, device=device, trust_code=trust_bundle_code, allow_unsafe_pickle=allow_unsafe_pickle,
+                  **(options if accepts else {}))
     builtin = BUILTIN_DIR / f"{text}.json"
     path = builtin if builtin.exists() else Path(text)
     if not path.exists():
         names = ", ".join(builtin_model_names()) or "none installed"
         raise ModelError(f"unknown model {text!r}: not a built-in model ({names}) and no such file or folder")
     if path.is_dir():
+        nnunet = _nnunet_folder_and_folds(path, options)
+        if nnunet is not None:
+            from .nnunet import load_nnunet_model
+
+            folder, folds = nnunet
+            return load_nnunet_model(str(folder), device=device, folds=folds,
+                                     checkpoint=options.get("checkpoint") or "final", tta=options.get("tta", True),
+                                     allow_unsafe_pickle=allow_unsafe_pickle)
         if (path / "configs").is_dir():
             return check_network_outputs(load_bundle_model(path, device, trust_bundle_code, allow_unsafe_pickle))
         if (path / "model.json").exists():

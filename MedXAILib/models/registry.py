@@ -79,4 +79,6 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def _load_builtin_sources() -> None:
-    from . import zoo  # noqa: F401 - registers the builtin, cached and zoo sources and the monai: resolver
+    # zoo: the builtin, cached and zoo sources and the monai: resolver; nnunet_sources (which imports zoo first, so
+    # built-in models are listed first): the nnunet and totalsegmentator sources and the totalsegmentator: resolver
+    from . import nnunet_sources, zoo  # noqa: F401
