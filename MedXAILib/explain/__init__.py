@@ -19,6 +19,8 @@ METHOD_MODULES = (
     "shapley",
     "lrp",
     "baselines",
+    "counterfactual",
+    "sedc",
 )
 
 _loaded = False

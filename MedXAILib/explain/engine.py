@@ -76,12 +76,15 @@ def explain(
         grid = tuple(prepared.grid.model_shape)
         if windowed is None:
             windowed = model.task == "segmentation" and int(np.prod(grid)) > max_voxels
-        if windowed and model.task == "segmentation":
+        if windowed and model.task == "segmentation" and m.windowable:
             result = _run_windowed(m, ctx, params)
         else:
             result = _run(m, ctx, params)
         progress(0.95, "mapping the map back to the input grid")
-        maps = model.to_input_grid(result.maps, prepared)
+        if result.input_maps is not None:
+            maps = result.input_maps.astype(np.float32, copy=False)
+        else:
+            maps = model.to_input_grid(result.maps, prepared)
     heat = maps.sum(axis=0, keepdims=True) if result.per_channel else maps[:1]
     names = list(model.description.channel_names)
     channel_maps = volume.with_array(maps, channel_names=names) if result.per_channel else None
@@ -104,6 +107,7 @@ def explain(
         channel_importance=importance,
         details=result.details,
         display=m.display,
+        volumes=result.volumes,
     )
 
 
