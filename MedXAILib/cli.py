@@ -25,8 +25,11 @@ COMMANDS: dict[str, str] = {
     "methods": "methods",
     "train": "train",
     "benchmark": "benchmark",
-    "bench": "bench",
+    "speed": "speed",
 }
+
+#: Old command names that still work, with a one-line deprecation note: name -> current name.
+ALIASES: dict[str, str] = {"bench": "speed"}
 
 
 def _load(name: str) -> ModuleType | None:
@@ -62,12 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    for old, new in ALIASES.items():
+        module = _load(new)
+        if module is None:
+            continue
+        p = sub.add_parser(old, help=f"deprecated name of '{new}'",
+                           description=getattr(module, "DESCRIPTION", module.HELP))
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run, _deprecated=(old, new))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "_deprecated", None):
+        old, new = args._deprecated
+        print(f"note: '{old}' is deprecated and will be removed; use '{new}'", file=sys.stderr)
     try:
         return int(args._run(args) or 0)
     except MedXAIError as exc:

@@ -14,13 +14,16 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
 from .volume import LPS_TO_RAS, Volume
+
+if TYPE_CHECKING:  # io sits below models: the model is only duck-typed here
+    from .models import Model
 
 IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -313,3 +316,18 @@ def _json_default(obj: object) -> object:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_inputs(paths: Sequence[str], model: Model) -> Volume:
+    """Read a model's input files (one per channel in the model's order, or one multi-channel file) as one Volume
+    named with the model's channel names and checked by ``model.check_input`` (channel count, 2D/3D, finite)."""
+    vol = read_volume(list(paths))
+    names = model.description.channel_names
+    if vol.n_channels != len(names):
+        raise InputError(
+            f"model {model.name!r} takes {len(names)} channel(s) ({', '.join(names)}); "
+            f"{len(paths)} file(s) gave {vol.n_channels}. Give one --input per channel in that order"
+        )
+    vol = Volume(vol.array, vol.ijk_to_ras, names)
+    model.check_input(vol)
+    return vol

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from MedXAILib.model_description import ModelDescription
 from MedXAILib.models import Model
+from MedXAILib.models.description import ModelDescription
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
 
@@ -35,7 +35,7 @@ def tiny_unet_model(channels: int = 2, classes: int = 3, seed: int = 0) -> Model
         "kwargs": {"spatial_dims": 3, "in_channels": channels, "out_channels": classes,
                    "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
     }
-    from MedXAILib.loaders import build_network
+    from MedXAILib.models.monai_network import build_network
 
     desc = ModelDescription(
         name="tiny-unet", task="segmentation", spatial_dims=3,
@@ -53,7 +53,7 @@ def tiny_classifier(classes: int = 3, seed: int = 0, input_size: list[int] | Non
         "kwargs": {"block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [4, 8, 16, 32], "spatial_dims": 2,
                    "n_input_channels": 1, "num_classes": classes},
     }
-    from MedXAILib.loaders import build_network
+    from MedXAILib.models.monai_network import build_network
 
     pre: dict = {"normalize": "minmax"}
     if input_size:

@@ -90,8 +90,8 @@ CHEAP = {
 def test_every_method_real_nih_chest_xray_geometry(test_data_dir, method: str) -> None:
     """A real 1024² NIH ChestX-ray14 image through a 64² classifier: each map comes back at 1024² in its geometry."""
     from MedXAILib.io import read_image
-    from MedXAILib.model_description import ModelDescription
     from MedXAILib.models import Model
+    from MedXAILib.models.description import ModelDescription
 
     img = read_image(test_data_dir / "nih-chestxray14" / "images" / "00000075_000.png")
     img = img.with_array(img.array.astype(np.float32))

@@ -12,8 +12,8 @@ from MedXAILib.errors import MethodError
 from MedXAILib.explain import explain
 from MedXAILib.explain.base import get_method
 from MedXAILib.explain.gradients import gradient_shap, integrated_gradients, make_baseline, saliency_map
-from MedXAILib.model_description import ModelDescription
 from MedXAILib.models import Model
+from MedXAILib.models.description import ModelDescription
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from MedXAILib.errors import MethodError
 from MedXAILib.explain import explain
 from MedXAILib.explain.lrp import lrp_relevance, resolve_composite
-from MedXAILib.model_description import ModelDescription
 from MedXAILib.models import Model
+from MedXAILib.models.description import ModelDescription
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
 

@@ -11,8 +11,8 @@ from MedXAILib.errors import MethodError
 from MedXAILib.explain import explain
 from MedXAILib.explain.base import ExplainContext, get_method
 from MedXAILib.explain.perturbation import model_grid_spacing, occlusion_map
-from MedXAILib.model_description import ModelDescription
 from MedXAILib.models import Model
+from MedXAILib.models.description import ModelDescription
 from MedXAILib.targets import resolve_target
 from MedXAILib.volume import Volume, make_ijk_to_ras
 

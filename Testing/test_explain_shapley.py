@@ -24,8 +24,8 @@ from MedXAILib.explain.shapley import (
     weighted_ridge,
 )
 from MedXAILib.explain.supervoxels import grid_supervoxels, supervoxels
-from MedXAILib.model_description import ModelDescription
 from MedXAILib.models import Model
+from MedXAILib.models.description import ModelDescription
 from MedXAILib.targets import resolve_target
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
@@ -88,7 +88,7 @@ def classifier_model(network: torch.nn.Module, dims: int = 2, channels: int = 1)
 
 
 def unet_model(channels: int = 2, classes: int = 3) -> Model:
-    from MedXAILib.loaders import build_network
+    from MedXAILib.models.monai_network import build_network
 
     torch.manual_seed(0)
     arch = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": channels, "out_channels": classes,

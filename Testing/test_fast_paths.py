@@ -21,11 +21,11 @@ import pytest
 import torch
 from helpers import tiny_classifier, tiny_unet_model
 
-from MedXAILib.bench import references as ref
-from MedXAILib.bench.report import max_relative_difference, spearman
-from MedXAILib.bench.suite import run_medxai
 from MedXAILib.explain.base import ExplainContext
 from MedXAILib.explain.shapley import MaskedScorer, kernel_shap, make_baseline
+from MedXAILib.speed import references as ref
+from MedXAILib.speed.report import max_relative_difference, spearman
+from MedXAILib.speed.suite import run_medxai
 from MedXAILib.targets import resolve_target
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
@@ -106,8 +106,8 @@ def test_scorecam_batched_equals_plain_loop_and_pruning_converges() -> None:
 def test_scorecam_coarse_masked_passes_hold_rank_agreement_on_the_trained_demo_unet() -> None:
     """The benchmark's fast Score-CAM (masked passes on a grid half the size per axis) against the plain loop, on
     the trained demo U-Net and a brain phantom at its own grid: the issue's Spearman ≥ 0.95 (0.997 at 128³)."""
-    from MedXAILib.bench.cases import brain_case
     from MedXAILib.models import load_model
+    from MedXAILib.speed.cases import brain_case
 
     ctx = brain_case(load_model("demo-brain-tumour"), (64, 96, 96)).context()
     plain = ref.naive_scorecam(ctx)

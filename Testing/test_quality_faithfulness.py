@@ -9,8 +9,8 @@ from helpers import oblique_volume, tiny_unet_model
 from scipy import ndimage
 
 from MedXAILib.errors import InputError
-from MedXAILib.model_description import ModelDescription
 from MedXAILib.models import Model
+from MedXAILib.models.description import ModelDescription
 from MedXAILib.quality.faithfulness import (
     auc,
     cube_labels,

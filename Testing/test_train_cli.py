@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from MedXAILib.cli import main
-from MedXAILib.crossval import PRESETS, TrainConfig, pick_cam_layer, resolve_architecture
 from MedXAILib.errors import InputError
 from MedXAILib.io import write_volume
-from MedXAILib.loaders import build_network
 from MedXAILib.models import load_model
+from MedXAILib.models.monai_network import build_network
 from MedXAILib.splits import read_splits
+from MedXAILib.training import PRESETS, TrainConfig, pick_cam_layer, resolve_architecture
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
 SHAPE = (12, 16, 16)  # K, J, I at 2 mm: the model grid is the input grid

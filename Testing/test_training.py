@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from MedXAILib.loaders import build_network
+from MedXAILib.models.monai_network import build_network
 from MedXAILib.phantoms import CHEST_FINDINGS, make_brain_phantom
-from MedXAILib.training import (
+from MedXAILib.training.demo_models import (
     BUILTIN_DIR,
     DEMO_NAMES,
     brain_description,
@@ -52,7 +52,7 @@ def test_committed_weights_load_with_weights_only(name):
 
 @pytest.mark.parametrize("name", DEMO_NAMES)
 def test_description_matches_code_and_model_loader(name):
-    from MedXAILib.model_description import ModelDescription
+    from MedXAILib.models.description import ModelDescription
 
     desc = _description(name)
     fresh = brain_description() if name == "demo-brain-tumour" else chest_description()

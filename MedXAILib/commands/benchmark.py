@@ -13,7 +13,7 @@ import json
 from .. import cli
 from ..errors import InputError
 
-HELP = "benchmark explanation methods over a cohort (faithfulness, localisation, stability, sanity) per fold"
+HELP = "cohort evaluation of explanation quality: every method over a dataset's cases, per patient-level fold"
 DESCRIPTION = (
     "Run explanation methods over every case of a dataset with a given model, score each map, and write "
     "cases.csv (one row per case x method), summary.csv (mean ± sd over patient-level folds) and report.html. "

@@ -6,8 +6,8 @@ import argparse
 import json
 
 from ..errors import ModelError
-from ..io import write_json
-from .common import add_model_arguments, open_model, progress_from, read_inputs
+from ..io import read_inputs, write_json
+from .common import add_model_arguments, open_model, progress_from
 
 HELP = "classify an image; prints (or writes) the probability of each class"
 

@@ -10,7 +10,6 @@ from ..cli import add_progress_argument
 from ..errors import InputError
 from ..models import Model, builtin_model_names, load_model
 from ..progress import Progress
-from ..volume import Volume
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) -> None:
@@ -33,22 +32,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) ->
 
 def open_model(args: argparse.Namespace) -> Model:
     return load_model(args.model, device=args.device, allow_unsafe_pickle=args.allow_unsafe_pickle)
-
-
-def read_inputs(paths: Sequence[str], model: Model) -> Volume:
-    """Read the ``--input`` files as one Volume with the model's channel names, checked for the model."""
-    from ..io import read_volume
-
-    vol = read_volume(list(paths))
-    names = model.description.channel_names
-    if vol.n_channels != len(names):
-        raise InputError(
-            f"model {model.name!r} takes {len(names)} channel(s) ({', '.join(names)}); "
-            f"{len(paths)} file(s) gave {vol.n_channels}. Give one --input per channel in that order"
-        )
-    vol = Volume(vol.array, vol.ijk_to_ras, names)
-    model.check_input(vol)
-    return vol
 
 
 def progress_from(args: argparse.Namespace) -> Progress:

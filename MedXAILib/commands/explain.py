@@ -6,8 +6,8 @@ import argparse
 import json
 
 from ..errors import InputError
-from ..io import read_label_map, write_json, write_volume
-from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from, read_inputs
+from ..io import read_inputs, read_label_map, write_json, write_volume
+from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
 
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
 DESCRIPTION = (

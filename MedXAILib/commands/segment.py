@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ModelError
-from ..io import write_json, write_volume
-from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from, read_inputs
+from ..io import read_inputs, write_json, write_volume
+from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
 
 HELP = "segment a volume; writes a label map with the input's exact geometry"
 

@@ -2,7 +2,7 @@
 
 Writes ``DIR/splits.json``, ``DIR/fold{k}/model.json`` + ``weights.pt`` (use with ``--model DIR/fold{k}``),
 ``DIR/folds.json`` (every fold's cases and metrics) and ``DIR/summary.csv`` (mean ± sd over folds), and prints the
-summary table. A rerun skips the folds already trained with the same options. See :mod:`MedXAILib.crossval`.
+summary table. A rerun skips the folds already trained with the same options. See :mod:`MedXAILib.training.crossval`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _numbers(kind: type, what: str):  # noqa: ANN202 - argparse type factory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..crossval import PRESETS
+    from ..training import PRESETS
 
     parser.add_argument("--dataset", required=True, metavar="KIND:PATH",
                         help="e.g. brats2021:/data/BraTS2021, chestxray14:/data/nih, phantom:6, phantom-chest:40")
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, imported lazily
-    from ..crossval import TrainConfig
+    from ..training import TrainConfig
 
     if args.folds < 2:
         raise InputError(f"--folds must be 2 or more; got {args.folds}")
@@ -79,9 +79,9 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, i
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..crossval import cross_validate, format_table
     from ..models import resolve_device
     from ..progress import Progress
+    from ..training import cross_validate, format_table
 
     config = config_from_args(args)
     resolve_device(config.device)  # refuse an unavailable device before any work

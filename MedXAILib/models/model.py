@@ -11,28 +11,18 @@ For a 3D model the tensor is ``(1, C, K, J, I)``; for a 2D model ``(1, C, J, I)`
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, ModelError
-from .loaders import build_network, is_torchscript, load_bundle, load_torchscript, load_weights_into
-from .model_description import ModelDescription
-from .preprocessing import GridChange, grid_for_spacing, normalize, resize
-from .progress import ProgressCallback, no_progress
-from .volume import Volume
-
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin_models"
-
-
-def builtin_model_names() -> list[str]:
-    """Names of the demo models shipped with MedXAILib."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+from ..errors import InputError, ModelError
+from ..preprocessing import GridChange, grid_for_spacing, normalize, resize
+from ..progress import ProgressCallback, no_progress
+from ..volume import Volume
+from .description import ModelDescription
+from .prediction import Prediction
 
 
 @dataclass
@@ -52,42 +42,6 @@ class PreparedInput:
     @property
     def model_ijk_to_ras(self) -> np.ndarray:
         return self.grid.model_ijk_to_ras(self.volume.ijk_to_ras)
-
-
-@dataclass
-class Prediction:
-    """What a model said about one input, in the input's geometry.
-
-    Segmentation: ``labels`` (1, K, J, I) int16 label map (values from the description's label values) and
-    ``probabilities`` (N, K, J, I) float32. Classification: ``class_probabilities`` (N,) and ``predicted`` (indices of
-    the predicted classes: the top one for softmax, every class ≥ ``threshold`` for sigmoid).
-    """
-
-    task: str
-    class_names: list[str]
-    labels: Volume | None = None
-    probabilities: Volume | None = None
-    class_probabilities: np.ndarray | None = None
-    predicted: list[int] = field(default_factory=list)
-    logits_model_grid: torch.Tensor | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        if self.task == "classification":
-            assert self.class_probabilities is not None
-            return {
-                "task": self.task,
-                "probabilities": {n: float(p) for n, p in zip(self.class_names, self.class_probabilities)},
-                "predicted": [self.class_names[i] for i in self.predicted],
-            }
-        assert self.labels is not None
-        vox_ml = self.labels.voxel_volume_ml
-        counts = {
-            self.class_names[i]: float((self.labels.array == v).sum()) * vox_ml
-            for i, v in enumerate(np.unique(self.labels.array))
-            if i < len(self.class_names)
-        }
-        return {"task": self.task, "volume_ml": counts}
 
 
 class Model:
@@ -291,79 +245,3 @@ def resolve_device(device: str) -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise ModelError(f"unknown device {device!r}; use cpu, cuda or auto")
     return torch.device(device)
-
-
-def _description_beside(path: Path) -> Path | None:
-    for cand in (path.with_suffix(".json"), path.parent / f"{path.name}.json", path.parent / "model.json"):
-        if cand.exists() and cand != path:
-            return cand
-    return None
-
-
-def load_model(
-    name_or_path: str | Path,
-    device: str = "cpu",
-    allow_unsafe_pickle: bool = False,
-    description: ModelDescription | None = None,
-) -> Model:
-    """Load a built-in model by name, or a model file or folder.
-
-    Accepted forms:
-        - a built-in name (``demo-brain-tumour``, ``demo-chest-xray``);
-        - a description ``.json`` whose ``weights`` names a state_dict (``.pt``/``.pth``/``.safetensors``) beside it;
-        - a weights or TorchScript file with a description beside it (``<stem>.json`` or ``model.json``);
-        - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``).
-
-    Raises:
-        ModelError: unknown name, missing or unreadable file, weights that need unsafe unpickling (unless allowed),
-            or weights that do not fit the described architecture.
-    """
-    text = str(name_or_path)
-    builtin = BUILTIN_DIR / f"{text}.json"
-    path = builtin if builtin.exists() else Path(text)
-    if not path.exists():
-        names = ", ".join(builtin_model_names()) or "none installed"
-        raise ModelError(f"unknown model {text!r}: not a built-in model ({names}) and no such file or folder")
-    if path.is_dir():
-        if (path / "configs").is_dir():
-            network, desc = load_bundle(path, allow_unsafe_pickle)
-            return Model(network, description or desc, device)
-        if (path / "model.json").exists():
-            path = path / "model.json"
-        else:
-            raise ModelError(f"{path}: a model folder needs model.json or a MONAI bundle's configs/ and models/")
-    if path.suffix == ".json":
-        desc = description or ModelDescription.from_json(path)
-        if not desc.weights:
-            raise ModelError(f"{path}: the description names no weights file")
-        weights = (path.parent / desc.weights).resolve()
-        if weights.exists() and is_torchscript(weights):
-            return Model(load_torchscript(weights), desc, device)
-        network = build_network(desc.architecture, str(path))
-        load_weights_into(network, weights, allow_unsafe_pickle)
-        return Model(network, desc, device)
-    # a weights / TorchScript file
-    if description is None:
-        beside = _description_beside(path)
-        if beside is None:
-            raise ModelError(
-                f"{path}: no model description found beside it ({path.with_suffix('.json').name} or model.json); "
-                "a description says the channels, classes and preprocessing"
-            )
-        description = ModelDescription.from_json(beside)
-    if is_torchscript(path):
-        return Model(load_torchscript(path), description, device)
-    network = build_network(description.architecture, str(path))
-    load_weights_into(network, path, allow_unsafe_pickle)
-    return Model(network, description, device)
-
-
-def count_parameters(network: torch.nn.Module) -> int:
-    return int(sum(p.numel() for p in network.parameters()))
-
-
-def ceil_to(n: int, div: int) -> int:
-    return int(math.ceil(n / div) * div)
-
-
-ModelFactory = Callable[[], Model]

@@ -1,4 +1,5 @@
-"""``bench``: time every explainer against the reference libraries on the demo models and judge issue 6's targets."""
+"""``speed`` (formerly ``bench``): time every explainer against the reference libraries on the demo models and
+judge the speed targets."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from ..errors import InputError, ModelError
 
-HELP = "benchmark the explainers against captum, MONAI, pytorch-grad-cam and naive loops (issue 6 targets)"
+HELP = "speed: time the explainers against captum, MONAI, pytorch-grad-cam and naive loops on the same model and input"
 DESCRIPTION = (
     "Time, in this one process, forward and forward+backward passes, every MedXAI method and the reference "
     "implementations (captum LayerGradCam / IntegratedGradients / Occlusion / KernelShap / Lime, MONAI GradCAM / "
@@ -65,7 +66,7 @@ def demo_models(untrained: bool, cases: tuple[str, ...] = ("full", "3d", "2d", "
         except ModelError:
             if not untrained:
                 raise ModelError(f"the demo model {name!r} is not installed; train it (python -m MedXAILib.training "
-                                 f"--demo {name}) or run bench --untrained for random weights") from None
+                                 f"--demo {name}) or run speed --untrained for random weights") from None
             out[tag] = untrained_model(name)
     return out
 
@@ -74,12 +75,12 @@ def untrained_model(name: str) -> Any:
     """A demo architecture with random weights (seed 0), described as the demo model is."""
     import torch
 
-    from ..loaders import build_network
-    from ..model_description import ModelDescription
     from ..models import Model
+    from ..models.description import ModelDescription
+    from ..models.monai_network import build_network
 
     try:
-        from .. import training
+        from ..training import demo_models as training
     except ImportError as exc:
         raise ModelError(f"cannot build an untrained {name!r}: {exc}") from None
     desc = training.brain_description() if name == "demo-brain-tumour" else training.chest_description()
@@ -89,8 +90,8 @@ def untrained_model(name: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import full_config, quick_config, run_bench
-    from ..bench.report import ratio_table, scaling_table, targets_table
+    from ..speed import full_config, quick_config, run_bench
+    from ..speed.report import ratio_table, scaling_table, targets_table
 
     config = quick_config() if args.quick else full_config()
     if args.cases:
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--runs must be at least 3 (the median of at least 3 runs is reported)")
         config.runs = args.runs
     info = machine()
-    print(f"MedXAI bench ({'quick' if config.quick else 'full'}) on {info['cpu']}, {info['cores']} cores, "
+    print(f"MedXAI speed ({'quick' if config.quick else 'full'}) on {info['cpu']}, {info['cores']} cores, "
           f"torch {info['torch']} with {info['torch_threads']} threads, load average {info['load_average']}")
     print("settings: " + json.dumps({k: v for k, v in config.as_dict().items() if k != "extra"}))
     start = time.perf_counter()
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     doc["machine"] = info
     doc["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     doc["total_seconds"] = round(time.perf_counter() - start, 1)
-    doc["command"] = "python -m MedXAILib bench" + (" --quick" if args.quick else "")
+    doc["command"] = "python -m MedXAILib speed" + (" --quick" if args.quick else "")
     print()
     print(ratio_table(doc["cases"]))
     if doc["scaling"]:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from helpers import tiny_classifier, tiny_unet_model
 
-from MedXAILib.bench import BenchConfig, run_bench
-from MedXAILib.bench.report import evaluate_targets, max_relative_difference, ratio_table, spearman, targets_table
-from MedXAILib.bench.timing import time_call
+from MedXAILib.speed import BenchConfig, run_bench
+from MedXAILib.speed.report import evaluate_targets, max_relative_difference, ratio_table, spearman, targets_table
+from MedXAILib.speed.timing import time_call
 
 
 def test_time_call_counts_warmup_apart_and_takes_the_median() -> None:
@@ -145,8 +145,8 @@ def test_document_compares_maps(document: dict) -> None:
 
 
 def test_cli_bench_writes_json(tmp_path, monkeypatch, capsys) -> None:
-    import MedXAILib.bench as bench_pkg
-    import MedXAILib.commands.bench as cmd
+    import MedXAILib.commands.speed as cmd
+    import MedXAILib.speed as bench_pkg
     from MedXAILib.cli import main
 
     cfg = tiny_config()
@@ -155,9 +155,9 @@ def test_cli_bench_writes_json(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(bench_pkg, "quick_config", lambda: cfg)
     monkeypatch.setattr(cmd, "demo_models", lambda untrained, cases: {"2d": tiny_classifier()})
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--json", str(out)]) == 0
+    assert main(["speed", "--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["command"] == "python -m MedXAILib bench --quick"
+    assert doc["command"] == "python -m MedXAILib speed --quick"
     assert doc["machine"]["cores"] >= 1 and doc["cases"]
     printed = capsys.readouterr().out
     assert "speed-up" in printed and "occlusion" in printed and ("PASS" in printed or "FAIL" in printed)
@@ -168,11 +168,12 @@ def test_cli_refuses_bad_arguments(capsys) -> None:
 
     assert main(["bench", "--cases", "4d"]) == 2
     assert main(["bench", "--runs", "2"]) == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error:" in err and "'bench' is deprecated" in err and "use 'speed'" in err
 
 
 def test_interleaved_timing_adds_runs_for_millisecond_calls() -> None:
-    from MedXAILib.bench.timing import time_interleaved
+    from MedXAILib.speed.timing import time_interleaved
 
     calls = {"a": 0, "b": 0}
 

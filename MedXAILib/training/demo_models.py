@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -35,12 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .loaders import build_network
-from .phantoms import BRAIN_CHANNELS, BRAIN_LABELS, CHEST_FINDINGS, make_brain_phantom, make_chest_phantom
-from .preprocessing import normalize, resize
-from .progress import ProgressCallback, no_progress
+from ..models.loading import BUILTIN_DIR
+from ..models.monai_network import build_network
+from ..phantoms import BRAIN_CHANNELS, BRAIN_LABELS, CHEST_FINDINGS, make_brain_phantom, make_chest_phantom
+from ..preprocessing import normalize, resize
+from ..progress import ProgressCallback, no_progress
+from .config import set_determinism as seed_everything
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin_models"
 DEMO_NAMES = ("demo-brain-tumour", "demo-chest-xray")
 BRAIN_TRAIN_SEED_BASE = 100_000
 CHEST_TRAIN_SEED_BASE = 200_000
@@ -104,11 +104,8 @@ def reproduce_command(name: str, seed: int = 0, output: str = "MedXAILib/builtin
 
 
 def set_determinism(seed: int) -> None:
-    """Seed Python, NumPy and torch, ask torch for deterministic kernels and use :data:`N_THREADS` CPU threads."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    torch.set_num_threads(N_THREADS)
+    """The seeding of ``train`` (:func:`.config.set_determinism`), plus torch's deterministic kernels."""
+    seed_everything(seed, threads=N_THREADS)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -590,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", default=None, help="demo-chest-xray: a state_dict saved after --resume-stages")
     parser.add_argument("--resume-stages", type=int, default=1, help="how many stages --resume has completed")
     args = parser.parse_args(argv)
-    from .progress import Progress
+    from ..progress import Progress
 
     prog = Progress(args.progress)
     if args.evaluate_only:

@@ -112,12 +112,12 @@ class BenchConfig:
 
 
 def quick_config() -> BenchConfig:
-    """``bench --quick``: under 25 minutes on 2 CPU cores."""
+    """``speed --quick``: under 25 minutes on 2 CPU cores."""
     return BenchConfig(quick=True)
 
 
 def full_config() -> BenchConfig:
-    """``bench``: the issue's sizes with the methods' default-like sample counts (hours on 2 CPU cores)."""
+    """``speed``: the issue's sizes with the methods' default-like sample counts (hours on 2 CPU cores)."""
     return BenchConfig(
         quick=False, runs=5, warmup_long=1, occlusion_window_3d=16, occlusion_stride_3d=16, occlusion_window_2d=32,
         occlusion_stride_2d=32,

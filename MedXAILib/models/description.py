@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from ..errors import ModelError
 
 TASKS = ("segmentation", "classification")
 OUTPUTS = ("softmax", "sigmoid")
@@ -87,7 +87,7 @@ class ModelDescription:
             idx = int(text)
             if 0 <= idx < self.n_classes:
                 return idx
-        from .errors import TargetError
+        from ..errors import TargetError
 
         raise TargetError(
             f"model {self.name!r} has no class {label!r}; its classes are "

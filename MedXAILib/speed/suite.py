@@ -1,7 +1,7 @@
 """Running the benchmark: every row timed in this one process, maps compared, targets judged.
 
 A *row* is one (case, method, implementation) with its median time (s) over ``runs`` timed runs after ``warmup``
-untimed runs, its peak RSS (MB; see :mod:`MedXAILib.bench.timing`), and where it has one, its map's agreement with the
+untimed runs, its peak RSS (MB; see :mod:`MedXAILib.speed.timing`), and where it has one, its map's agreement with the
 reference map (Spearman over at most 200 000 evenly strided model-grid voxels; the largest absolute difference
 relative to the reference's largest |value| for occlusion).
 

@@ -1,0 +1,280 @@
+"""LRP's building blocks: which layers it knows, the rules and composites by name, canonisation (BatchNorm
+folding into the preceding layer) and each rule's modified forward pass (see :mod:`.lrp` for the propagation)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import MethodError
+
+# ---- layer kinds -----------------------------------------------------------------------------------------------------
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONVT_TYPES: tuple[type[nn.Module], ...] = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+WEIGHTED_TYPES = CONV_TYPES + CONVT_TYPES + (nn.Linear,)
+BN_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+IN_TYPES: tuple[type[nn.Module], ...] = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+NORM_TYPES = BN_TYPES + IN_TYPES + (nn.GroupNorm,)
+# relevance passes by the plain gradient (piecewise linear through 0, linear without bias, or selection)
+GRADIENT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.AlphaDropout, nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.PixelShuffle, nn.PixelUnshuffle,
+)
+# element-wise activations: identity for relevance through y / z
+RATIO_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Tanh, nn.Hardtanh, nn.ReLU6, nn.Hardswish,
+)
+SUPPORTED_TEXT = (
+    "LRP rules exist for Conv/ConvTranspose/Linear, BatchNorm/InstanceNorm/GroupNorm, ReLU-family and element-wise "
+    "activations, pooling, upsampling, dropout, flatten, and residual adds / concatenations between them"
+)
+
+RULES = ("epsilon", "zplus", "gamma", "flat", "wsquare", "zbox")
+FIRST_ONLY = ("flat", "wsquare", "zbox")
+_RULE_ALIASES = {"eps": "epsilon", "plus": "zplus", "z+": "zplus", "alpha1beta0": "zplus", "box": "zbox",
+                 "w2": "wsquare", "w^2": "wsquare"}
+COMPOSITES: dict[str, dict[str, str]] = {
+    "epsilon": {"first": "epsilon", "conv": "epsilon", "linear": "epsilon"},
+    "epsilon-plus": {"first": "zplus", "conv": "zplus", "linear": "epsilon"},
+    "epsilon-plus-flat": {"first": "flat", "conv": "zplus", "linear": "epsilon"},
+    "epsilon-gamma": {"first": "gamma", "conv": "gamma", "linear": "epsilon"},
+    "epsilon-gamma-box": {"first": "zbox", "conv": "gamma", "linear": "epsilon"},
+    "gamma": {"first": "gamma", "conv": "gamma", "linear": "gamma"},
+    "zplus": {"first": "zplus", "conv": "zplus", "linear": "zplus"},
+}
+
+
+def resolve_composite(text: str) -> dict[str, str]:
+    """A composite name (see the module docstring) or ``first=…,conv=…,linear=…`` → rule per layer kind."""
+    name = text.strip().lower()
+    if name in COMPOSITES:
+        return dict(COMPOSITES[name])
+    if "=" not in name:
+        raise MethodError(f"lrp: unknown composite {text!r}; known: {', '.join(COMPOSITES)} or first=…,conv=…,linear=…")
+    out = dict(COMPOSITES["epsilon"])
+    for part in name.split(","):
+        key, _, rule = part.partition("=")
+        key, rule = key.strip(), _RULE_ALIASES.get(rule.strip(), rule.strip())
+        if key not in out:
+            raise MethodError(f"lrp: composite key {key!r} is not one of first, conv, linear")
+        if rule not in RULES:
+            raise MethodError(f"lrp: unknown rule {rule!r}; rules: {', '.join(RULES)}")
+        if rule in FIRST_ONLY and key != "first":
+            raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+        out[key] = rule
+    return out
+
+
+def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
+    """``z + ε·sign(z)`` with ``sign(0) = +1`` (never 0 for ε > 0)."""
+    return z + eps * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+
+# ---- static check ----------------------------------------------------------------------------------------------------
+def unsupported_layers(network: nn.Module) -> list[tuple[str, str]]:
+    """``(name, type)`` of every module no rule covers: unknown leaves, and containers holding their own parameters."""
+    known = WEIGHTED_TYPES + NORM_TYPES + GRADIENT_TYPES + RATIO_TYPES
+    bad: list[tuple[str, str]] = []
+    for name, module in network.named_modules():
+        leaf = next(iter(module.children()), None) is None
+        if isinstance(module, known):
+            continue
+        own_params = any(p is not None for p in module._parameters.values())
+        if leaf and (own_params or type(module).forward is not nn.Module.forward):
+            # a parameter-free leaf with a custom forward is still unknown arithmetic
+            bad.append((name or "<network>", type(module).__name__))
+        elif not leaf and own_params:
+            bad.append((name or "<network>", type(module).__name__))
+    return bad
+
+
+def check_network(network: nn.Module) -> None:
+    """Refuse, before running, a network with a layer no LRP rule covers (the first such layer is named)."""
+    if isinstance(network, torch.jit.ScriptModule):
+        raise MethodError("lrp needs module hooks, which TorchScript models do not support; load a state_dict model")
+    bad = unsupported_layers(network)
+    if bad:
+        name, kind = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise MethodError(f"lrp has no rule for layer {name!r} ({kind}){more}; {SUPPORTED_TEXT}")
+
+
+# ---- canonisation ----------------------------------------------------------------------------------------------------
+def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _fold(layer: nn.Module, bn: nn.Module) -> None:
+    """Fold an eval-mode BatchNorm into the conv / linear layer that feeds it (in place)."""
+    assert bn.running_var is not None and bn.running_mean is not None
+    scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+    w = layer.weight.data
+    layer.weight.data = w * scale.reshape((-1,) + (1,) * (w.ndim - 1)).to(w.dtype)
+    b = layer.bias.data if layer.bias is not None else torch.zeros_like(scale)
+    layer.bias = nn.Parameter((b * scale + shift).to(w.dtype).detach())
+
+
+def canonize(network: nn.Module, x: torch.Tensor) -> tuple[nn.Module, list[str], int]:
+    """A private eval-mode copy of ``network`` with BatchNorms folded into the layer feeding them.
+
+    A pair is folded when the BatchNorm (running statistics) reads exactly the conv / linear output in a forward pass
+    on ``x`` and each module runs once; the fold is kept only if the logits do not move (max |Δ| ≤ 1e-4 · max |y|).
+
+    Returns:
+        the copy, the folded BatchNorm names, and the forward passes spent (0 when there is no BatchNorm).
+    """
+    net = copy.deepcopy(network).eval()
+    for m in net.modules():
+        if hasattr(m, "inplace") and isinstance(m.inplace, bool):
+            m.inplace = False  # in-place ops would overwrite tensors the modified backward needs
+        for p in m.parameters(recurse=False):
+            p.requires_grad_(False)
+    bns = {n: m for n, m in net.named_modules() if isinstance(m, BN_TYPES) and m.track_running_stats
+           and m.running_mean is not None}
+    if not bns:
+        return net, [], 0
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}
+    calls: dict[str, int] = {}
+    pairs: list[tuple[str, str]] = []
+    handles = []
+
+    def keep_output(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(out, torch.Tensor):
+                outputs[id(out)] = (name, out)
+        return hook
+
+    def find_source(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, inputs: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            src = outputs.get(id(inputs[0])) if inputs else None
+            if src is not None and src[1] is inputs[0]:
+                pairs.append((src[0], name))
+        return hook
+
+    for n, m in net.named_modules():
+        if isinstance(m, CONV_TYPES + (nn.Linear,)):
+            handles.append(m.register_forward_hook(keep_output(n)))
+        elif n in bns:
+            handles.append(m.register_forward_pre_hook(find_source(n)))
+    try:
+        with torch.no_grad():
+            before = net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    outputs.clear()
+    pairs = [(c, b) for c, b in pairs if calls.get(c) == 1 and calls.get(b) == 1]
+    if not pairs:
+        return net, [], 1
+    folded = copy.deepcopy(net)
+    for conv_name, bn_name in pairs:
+        _fold(folded.get_submodule(conv_name), folded.get_submodule(bn_name))
+        _set_module(folded, bn_name, nn.Identity())
+    with torch.no_grad():
+        after = folded(x)
+    if (after - before).abs().max() > 1e-4 * max(float(before.abs().max()), 1.0):
+        return net, [], 2
+    return folded, [b for _, b in pairs], 2
+
+
+# ---- rule forwards ---------------------------------------------------------------------------------------------------
+def _linear_op(module: nn.Module, like: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The module's linear map with a given weight and no bias: ``op(x, w)``."""
+    if isinstance(module, CONV_TYPES):
+        return lambda x, w: module._conv_forward(x, w, None)  # type: ignore[operator]
+    if isinstance(module, CONVT_TYPES):
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[module.weight.ndim - 2]
+
+        def convt(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            out = fn(x, w, None, module.stride, module.padding, module.output_padding, module.groups, module.dilation)
+            if out.shape[2:] != like.shape[2:]:
+                raise MethodError("lrp: a ConvTranspose called with output_size is not supported")
+            return out
+        return convt
+    return lambda x, w: F.linear(x, w)
+
+
+def rule_forward(module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``z_rule(x)``: the rule's modified pre-activation (no bias), differentiable in ``x`` (ε, z⁺, γ)."""
+    op = _linear_op(module, y)
+    w = module.weight
+    if rule == "epsilon":
+        return op(x, w)
+    signed = bool((x < 0).any())
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+
+    def split(w_pos_in: torch.Tensor, w_neg_in: torch.Tensor) -> torch.Tensor:
+        out = op(xp, w_pos_in)
+        return out + op(xn, w_neg_in) if signed else out
+
+    wpos, wneg = w.clamp(min=0), w.clamp(max=0)
+    if rule == "zplus":
+        return split(wpos, wneg)
+    if rule != "gamma":
+        raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+    # sign-aware γ: boost the contributions that share the output's sign, so |z_γ| ≥ |z| never crosses 0
+    up = split(w + gamma * wpos, w + gamma * wneg)
+    down = split(w + gamma * wneg, w + gamma * wpos)
+    z = op(x, w).detach()
+    return torch.where(z >= 0, up, down)
+
+
+def first_layer_relevance(
+    module: nn.Module, rule: str, x: torch.Tensor, relevance_out: torch.Tensor, eps: float, gamma: float,
+    low: torch.Tensor | None = None, high: torch.Tensor | None = None, support: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input relevance of one first layer from its output relevance, for any rule.
+
+    Args:
+        x: the layer input ``(B, C, …)``; relevance_out: ``R_y`` shaped like the output.
+        low, high: the z^B bounds, broadcastable to ``x``. support: 1 on real input voxels, 0 on padding voxels
+            (fixed zeros with zero bounds for z^B; flat / w² do spread relevance onto padding: padding_share).
+
+    Returns:
+        ``R_x`` (shaped like ``x``) and the relevance absorbed (per output unit; ``Σ R_y − Σ R_x`` summed).
+    """
+    w = module.weight.detach()
+    op = _linear_op(module, relevance_out)
+    with torch.enable_grad():
+        if rule in ("flat", "wsquare"):
+            u = torch.ones_like(x).requires_grad_(True)
+            z = op(u, torch.ones_like(w) if rule == "flat" else w * w)
+            s = (relevance_out / stabilize(z, eps)).detach()
+            (g,) = torch.autograd.grad((z * s).sum(), u)
+            rel = g * u.detach()
+        elif rule == "zbox":
+            assert low is not None and high is not None
+            xs = x.detach().requires_grad_(True)
+            inside = torch.ones_like(x) if support is None else support.to(x.dtype)
+            lo = (low * inside).requires_grad_(True)  # padding voxels are fixed zeros, not free inputs
+            hi = (high * inside).requires_grad_(True)
+            z = op(xs, w) - op(lo, w.clamp(min=0)) - op(hi, w.clamp(max=0))
+            s = (relevance_out / stabilize(z, eps)).detach()
+            gx, gl, gh = torch.autograd.grad((z * s).sum(), (xs, lo, hi))
+            rel = xs.detach() * gx + lo.detach() * gl + hi.detach() * gh
+        else:
+            xs = x.detach().requires_grad_(True)
+            z = rule_forward(module, rule, xs, relevance_out, gamma)
+            if rule == "epsilon":
+                bias = module.bias
+                full = z if bias is None else z + bias.detach().reshape((1, -1) + (1,) * (z.ndim - 2))
+            else:
+                full = z
+            s = (relevance_out / stabilize(full, eps)).detach()
+            (g,) = torch.autograd.grad((z * s).sum(), xs)
+            rel = xs.detach() * g
+    z = z.detach()
+    absorbed = relevance_out.sum() - (z * s).sum()
+    return rel.detach(), absorbed.detach()

@@ -1,0 +1,27 @@
+"""TorchScript models: recognise and load a TorchScript archive (no unpickling of Python objects)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files holding a ``code/`` folder and ``constants.pkl``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    has_code = any("/code/" in n or n.startswith("code/") for n in names)
+    return has_code and any(n.endswith("constants.pkl") for n in names)
+
+
+def load_torchscript(path: Path) -> torch.nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: unreadable TorchScript file ({str(exc).splitlines()[0][:160]})") from None
