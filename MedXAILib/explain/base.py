@@ -157,6 +157,10 @@ class Method:
             known = ", ".join(sorted(self.params)) or "none"
             raise MethodError(f"{self.name} has no parameter {', '.join(unknown)} (its parameters: {known})")
 
+    def windowable_for(self, params: dict[str, Any]) -> bool:
+        """Whether the engine may cut the grid into patches for this run (see ``windowable``)."""
+        return self.windowable
+
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         """Forward and backward passes a run will need (for the cost estimate)."""
         return (1, 1 if self.needs_gradients else 0)

@@ -8,7 +8,8 @@ target's weighted logit sum inside the patch, with the network seeing the patch 
 inference). The patch maps are stitched by Gaussian-weighted averaging (σ = patch/8 per axis, MONAI's importance
 map): ``map(v) = Σ_w g_w(v) m_w(v) / Σ_w g_w(v)`` over the patches that were run; voxels no such patch covers get 0.
 Peak memory is then bounded by one patch's explanation, whatever the volume size. ``windowed=True/False`` forces
-either mode.
+either mode. Methods that must see the whole grid (counterfactuals, which cannot be stitched from patches; IG with
+``baseline=counterfactual``) say so (``Method.windowable_for``) and always run on the whole grid.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def explain(
         grid = tuple(prepared.grid.model_shape)
         if windowed is None:
             windowed = model.task == "segmentation" and int(np.prod(grid)) > max_voxels
-        if windowed and model.task == "segmentation" and m.windowable:
+        if windowed and model.task == "segmentation" and m.windowable_for(params):
             result = _run_windowed(m, ctx, params)
         else:
             result = _run(m, ctx, params)

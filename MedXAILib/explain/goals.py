@@ -10,8 +10,8 @@ foreground class for the default segmentation target (so a voxel that turns from
 
 ``goal`` is one of:
 
-- ``flip`` (default): sigmoid classification → ``q < threshold``; softmax classification → the class loses the top
-  rank; segmentation → ``q ≤ tolerance`` (default 0.02: at most 2 % of the region's voxels still predicted);
+- ``flip`` (default): sigmoid classification → ``q < threshold`` (or ``q > threshold`` when the class is not
+  predicted: then the flip makes it appear); softmax classification → the top class loses the top rank; segmentation → ``q ≤ tolerance`` (default 0.02: at most 2 % of the region's voxels still predicted);
 - ``below:P`` / ``above:P``: ``q < P`` / ``q > P`` (``above`` makes a finding appear; for segmentation it needs a region
   given with an explicit class, where the model does not yet predict it).
 
@@ -171,6 +171,16 @@ def parse_goal(ctx: ExplainContext, text: str, threshold: float, tolerance: floa
         positive[target.class_index] = True
     if bool(positive.all()) and d.output == "softmax":
         raise MethodError("the target covers every class, so no decision can flip; explain one class with --target")
+    if kind == "flip" and d.task == "classification":
+        with torch.no_grad():
+            logits = ctx.logits(ctx.x)[0].float()
+        if d.output == "softmax" and int(logits.argmax()) != target.class_index:
+            raise MethodError(
+                f"{target.class_name!r} is not the top class, so goal=flip has no decision to flip; "
+                "use goal=above:P to make it likely, or explain the top class"
+            )
+        if d.output != "softmax" and float(torch.sigmoid(logits[target.class_index])) < threshold:
+            kind, text = "above", f"flip (rise above {threshold}: the class is not predicted)"
     region = None
     if d.task == "segmentation":
         region = (ctx.weights.abs().sum(1)[0] > 0).cpu()
