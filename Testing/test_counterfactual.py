@@ -229,3 +229,25 @@ def test_sedc_removes_the_brain_tumour(brain):
     e = explain(model, phantom.image, "sedc", params={"n_segments": 32, "max_passes": 200})
     v = e.details["validity"]
     assert v["reached"] and v["region_volume_reduction"] >= 0.9 and e.cost.backward_passes == 0
+
+
+@needs_demo
+@pytest.mark.slow
+def test_autoencoder_trained_on_the_cohort_reports_plausibility(chest, tmp_path, capsys):
+    out = tmp_path / "ae"
+    argv = ["train", "--dataset", "phantom-chest:3", "--task", "autoencoder", "--model", "demo-chest-xray",
+            "--output", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1", "--progress", "none"]
+    assert main(argv) == 0
+    desc = json.loads((out / "autoencoder.json").read_text())
+    assert desc["for_model"] == "demo-chest-xray" and desc["training"]["n_held_out"] == 1
+    model, phantom = chest
+    e = explain(model, phantom.image, "counterfactual", params={"autoencoder": str(out)})
+    p = e.details["plausibility"]
+    assert p["available"] and p["mse_input"] > 0 and p["mse_counterfactual"] > 0
+    assert p["ratio"] == pytest.approx(p["mse_counterfactual"] / p["mse_input"])
+    capsys.readouterr()
+    bad = ["train", "--dataset", "phantom-chest:3", "--task", "autoencoder", "--output", str(tmp_path / "x")]
+    assert main(bad) == 2 and "--model" in capsys.readouterr().err
+    with pytest.raises(Exception, match="trained for model"):
+        explain(load_model("demo-brain-tumour"), make_brain_phantom(1, shape=(16, 16, 16)).image, "counterfactual",
+                params={"autoencoder": str(out), "steps": 1})

@@ -267,7 +267,7 @@ def finish(
     vol = ctx.prepared.volume
     details.update(report(ctx, goal, cf, details.pop("_before"), after, reached, details.pop("_score_before"),
                           score_after))
-    details["plausibility"] = plausibility(str(params.get("autoencoder", "")), vol, cf, ctx.model.device)
+    details["plausibility"] = plausibility(str(params.get("autoencoder", "")), ctx.model, vol, cf)
     diff = (cf.array.astype(np.float32) - vol.array.astype(np.float32)).astype(np.float32)
     with torch.no_grad():
         maps = (space.to_model(delta) - ctx.x.detach())[0]

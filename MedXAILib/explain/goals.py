@@ -11,7 +11,8 @@ foreground class for the default segmentation target (so a voxel that turns from
 ``goal`` is one of:
 
 - ``flip`` (default): sigmoid classification → ``q < threshold`` (or ``q > threshold`` when the class is not
-  predicted: then the flip makes it appear); softmax classification → the top class loses the top rank; segmentation → ``q ≤ tolerance`` (default 0.02: at most 2 % of the region's voxels still predicted);
+  predicted: then the flip makes it appear); softmax classification → the top class loses the top rank;
+  segmentation → ``q ≤ tolerance`` (default 0.02: at most 2 % of the region's voxels still predicted);
 - ``below:P`` / ``above:P``: ``q < P`` / ``q > P`` (``above`` makes a finding appear; for segmentation it needs a region
   given with an explicit class, where the model does not yet predict it).
 
