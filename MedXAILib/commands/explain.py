@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.normalized:
         write_volume(expl.normalized(), check_output_path(args.normalized, VOLUME_SUFFIXES))
     if args.counterfactual:
-        sidecar["counterfactual_files"] = write_per_channel(expl.volumes["counterfactual"], args.counterfactual)
+        cf = expl.volumes["counterfactual"]
+        sidecar["counterfactual_files"] = write_per_channel(cf, args.counterfactual)
+        sidecar["counterfactual_channels"] = list(cf.channel_names)
     if args.series:
         files = []
         for n, frame in enumerate(expl.volumes.get("series", [])):
