@@ -251,3 +251,21 @@ def test_autoencoder_trained_on_the_cohort_reports_plausibility(chest, tmp_path,
     with pytest.raises(Exception, match="trained for model"):
         explain(load_model("demo-brain-tumour"), make_brain_phantom(1, shape=(16, 16, 16)).image, "counterfactual",
                 params={"autoencoder": str(out), "steps": 1})
+
+
+def test_a_voxel_target_flips_with_changes_only_near_it():
+    """A tiny random MONAI UNet on an oblique, anisotropic volume: the counterfactual flips one voxel's class while
+    ``restrict=target`` keeps every change within ``margin_mm`` of it."""
+    from helpers import oblique_volume, tiny_unet_model
+    from scipy.ndimage import distance_transform_edt
+
+    model, vol = tiny_unet_model(), oblique_volume(shape=(16, 16, 16))
+    voxel = (8, 8, 8)
+    e = explain(model, vol, "counterfactual", voxel=voxel, params={"restrict": "target", "margin_mm": 6.0})
+    v = e.details["validity"]
+    assert v["before"]["predicted_voxels"] == 1 and v["after"]["predicted_voxels"] == 0 and v["reached"]
+    changed = np.abs(e.volumes["counterfactual"].array - vol.array).max(0) > 0
+    mask = np.zeros(vol.shape, bool)
+    mask[voxel[2], voxel[1], voxel[0]] = True
+    dist = distance_transform_edt(~mask, sampling=vol.spacing_kji)
+    assert changed.any() and dist[changed].max() <= 6.0 + 1e-6

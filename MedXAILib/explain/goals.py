@@ -308,9 +308,10 @@ def input_space(ctx: ExplainContext, restrict: str = "none", margin_mm: float = 
         fg = foreground_of(arr)
         editable &= fg
     if restrict == "target":
-        if ctx.target.region is None:
+        region = input_region(ctx.target, vol.shape)
+        if region is None:
             raise MethodError("restrict=target needs a region or voxel target (segmentation); use restrict=none")
-        editable &= _dilate_mm(ctx.target.region, vol.spacing_kji, margin_mm)
+        editable &= _dilate_mm(region, vol.spacing_kji, margin_mm)
     elif restrict != "none":
         raise MethodError(f"restrict must be none or target, got {restrict!r}")
     if not editable.any():
@@ -328,6 +329,18 @@ def input_space(ctx: ExplainContext, restrict: str = "none", margin_mm: float = 
         foreground=torch.from_numpy(fg).to(dev) if fg is not None else None,
         model_shape=tuple(prepared.grid.model_shape),
     )
+
+
+def input_region(target: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The target's ``(K, J, I)`` bool region on the input grid (a voxel target: that voxel), None for a class."""
+    if target.region is not None:
+        return target.region
+    if target.voxel is not None:
+        mask = np.zeros(shape, dtype=bool)
+        i, j, k = target.voxel
+        mask[k, j, i] = True
+        return mask
+    return None
 
 
 def _dilate_mm(mask: np.ndarray, spacing_kji: np.ndarray, margin_mm: float) -> np.ndarray:
@@ -355,14 +368,15 @@ def quantity_in_input(model: Model, goal: Goal, ctx: ExplainContext, pred: Predi
         top = int(np.argmax(probs))
         return {"probability": q, "top_class": model.description.class_names[top], "top_is_target": bool(
             goal.positive[top])}
-    assert pred.probabilities is not None and ctx.target.region is not None
+    assert pred.probabilities is not None
     probs = pred.probabilities.array
     pos = goal.positive.numpy()
     if goal.softmax:
         predicted = pos[probs.argmax(0)]
     else:
         predicted = (probs[pos] >= 0.5).any(0)
-    region = ctx.target.region
+    region = input_region(ctx.target, probs.shape[1:])
+    assert region is not None
     n = int((predicted & region).sum())
     ml = pred.probabilities.voxel_volume_ml
     return {"region_voxels": int(region.sum()), "predicted_voxels": n, "predicted_ml": n * ml,
