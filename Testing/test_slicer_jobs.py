@@ -71,7 +71,8 @@ p.add_argument("command")
 p.add_argument("--model"); p.add_argument("--input", action="append"); p.add_argument("--output")
 p.add_argument("--method"); p.add_argument("--target"); p.add_argument("--region"); p.add_argument("--voxel")
 p.add_argument("--dry-run", action="store_true"); p.add_argument("--progress")
-p.add_argument("--prediction"); p.add_argument("--reference"); p.add_argument("--labels", nargs="*")
+p.add_argument("--prediction"); p.add_argument("--reference"); p.add_argument("--labels")
+p.add_argument("--json", action="store_true"); p.add_argument("--threshold")
 p.add_argument("--layer"); p.add_argument("--device", default="cpu"); p.add_argument("--param", action="append")
 a = p.parse_args()
 log = os.environ.get("FAKE_CLI_LOG")
@@ -82,6 +83,30 @@ if log:
 if os.environ.get("FAKE_CLI_OOM") and a.device == "cuda":
     print("error: CUDA out of memory (tried to allocate 2.00 GiB); choose the CPU", file=sys.stderr)
     sys.exit(2)
+if a.command == "models":
+    if os.environ.get("FAKE_CLI_OLD_CORE"):
+        print("usage: MedXAILib ...", file=sys.stderr)
+        print("MedXAILib: error: argument command: invalid choice: 'models' (choose from 'segment', 'explain')",
+              file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"models": [
+        {"name": "demo-brain-tumour", "source": "builtin", "task": "segmentation", "spatial_dims": 3,
+         "channels": ["t1", "t1ce", "t2", "flair"],
+         "classes": ["background", "necrotic core", "oedema", "enhancing rim"],
+         "card": {"name": "demo-brain-tumour", "version": "1", "training_data": "synthetic phantoms",
+                  "intended_use": "demonstration only"}},
+        {"name": "monai:spleen_ct_segmentation", "source": "zoo", "task": "segmentation", "spatial_dims": 3,
+         "channels": ["ct"], "classes": ["background", "spleen"], "card": {}},
+        {"name": "five-inputs", "source": "file", "task": "classification", "spatial_dims": 3,
+         "channels": ["t1", "t1ce", "t2", "flair", "dwi"], "classes": ["low grade", "high grade"], "card": {}},
+        {"name": "broken", "task": "regression"}]}))
+    sys.exit(0)
+if a.command == "methods":
+    print(json.dumps({"methods": [{"name": "gradcam", "dims": [2, 3], "tasks": ["classification", "segmentation"],
+                                   "params": {"layer": ""}},
+                                  {"name": "ig", "dims": [2, 3], "tasks": ["segmentation"],
+                                   "params": {"steps": 32, "baseline": "zeros", "internal_batch_size": 8}}]}))
+    sys.exit(0)
 if a.model == "missing-model":
     print("error: unknown model 'missing-model'; choose demo-brain-tumour or demo-chest-xray", file=sys.stderr)
     sys.exit(2)
@@ -99,6 +124,10 @@ if a.command == "segment":
     labels[t1 > 0.5] = 2
     labels[t1 > 1.5] = 1
     write_volume(vol.with_array(labels[None]), a.output)
+    if a.model == "with-terminology":
+        write_json({"class_names": ["background", "core", "swelling"], "terminology": {
+            "swelling": {"category": ["SCT", "49755003", "Morphologically Altered Structure"],
+                         "type": ["SCT", "79654002", "Edema"]}}}, a.output + ".json")
 elif a.command == "explain" and a.dry_run:
     est = {"method": a.method, "forward_passes": 1, "backward_passes": 1, "estimated_seconds": 0.25,
            "estimated_peak_memory_bytes": 3 * 2**20}
@@ -113,10 +142,12 @@ elif a.command == "explain":
                 "channel_importance": {"overall": {n: 0.25 for n in names},
                                        "inside_target": {n: (i + 1) / 10 for i, n in enumerate(names)}}},
                a.output + ".json")
+elif a.command == "classify":
+    write_json({"probabilities": {"low grade": 0.2, "high grade": 0.8}}, a.output)
 elif a.command == "evaluate":
     pred = read_image(a.prediction).array[0]; ref = read_image(a.reference).array[0]
     out = {"labels": {}}
-    for lab in a.labels:
+    for lab in a.labels.split(","):
         x, y = pred == int(lab), ref == int(lab)
         inter = float((x & y).sum())
         out["labels"][lab] = {"dice": 2 * inter / max(x.sum() + y.sum(), 1), "iou": inter / max((x | y).sum(), 1),
@@ -366,3 +397,119 @@ def test_child_environment_makes_the_core_importable():
     assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/elsewhere"]
     assert env["MEDXAI_DEVICE"] == "cuda" and "CUDA_VISIBLE_DEVICES" not in env
     assert workflow.child_environment("cpu", base={})["CUDA_VISIBLE_DEVICES"] == ""
+
+
+# ---- what the panel offers, terminology, progress flags --------------------------------------------------------------
+def test_model_list_comes_from_the_cli_and_falls_back_on_an_old_core(scene, cli, tmp_path, monkeypatch):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    models, note = flow.list_models()
+    assert note is None
+    assert [m.name for m in models] == ["demo-brain-tumour", "monai:spleen_ct_segmentation", "five-inputs"]
+    five = models[2]
+    assert five.is_classification and five.channels == ["t1", "t1ce", "t2", "flair", "dwi"]
+    assert models[0].target_classes() == ["necrotic core", "oedema", "enhancing rim"]
+    assert "trained on: synthetic phantoms" in models[0].summary() and "source: builtin" in models[0].summary()
+    monkeypatch.setenv("FAKE_CLI_OLD_CORE", "1")
+    models, note = flow.list_models()
+    assert note and "no `models` command" in note
+    assert {"demo-brain-tumour", "demo-chest-xray"} <= {m.name for m in models}
+    assert all(m.source == "builtin" for m in models)
+    assert next(m for m in models if m.name == "demo-chest-xray").task == "classification"
+    assert leftover_dirs(tmp_path) == []
+
+
+def test_method_list_comes_from_the_cli(scene, cli, tmp_path):
+    methods = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path).list_methods()
+    assert sorted(methods) == ["gradcam", "ig"] and methods["ig"]["params"]["steps"] == 32
+
+
+@pytest.mark.slow
+def test_a_model_file_is_described_by_the_core_loader(scene, tmp_path):
+    """The real core loads a model file in a child and reports its task (a classification model is not segmented)."""
+    builtin = ROOT / "MedXAILib" / "builtin_models"
+    model = tmp_path / "my classifier"
+    model.mkdir()
+    for suffix in (".json", ".pt"):
+        (model / f"demo-chest-xray{suffix}").write_bytes((builtin / f"demo-chest-xray{suffix}").read_bytes())
+    flow = workflow.Workflow(scene, command_prefix=[sys.executable, "-m", "MedXAILib"], temp_root=tmp_path)
+    entry = flow.describe_model(str(model / "demo-chest-xray.json"))
+    assert entry.task == "classification" and entry.is_classification
+    assert entry.channels == ["xray"] and entry.spatial_dims == 2 and "effusion" in entry.classes
+    with pytest.raises(workflow.JobFailedError) as failed:
+        flow.describe_model(str(tmp_path / "nothing-here.pt"))
+    assert "\n" not in str(failed.value) and "Traceback" not in str(failed.value)
+
+
+def test_predicted_segments_get_terminology(scene, cli, tmp_path):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    nodes = brain_nodes(scene)
+    seg = flow.start_segment(nodes, "demo-brain-tumour").wait()["segmentation"]
+    assert seg.GetAttribute("MedXAI.Role") == "prediction"
+    by_name = {seg.GetSegmentation().GetSegment(s).GetName(): seg.GetSegmentation().GetSegment(s)
+               for s in bridge.segment_ids(seg)}
+    oedema = bridge.segment_terminology(by_name["oedema"])
+    assert "SCT^79654002^Edema" in oedema and len(oedema.split("~")) == 7
+    assert "SCT^6574001^Necrosis" in bridge.segment_terminology(by_name["necrotic core"])
+    # the segment sidecar's terminology wins (issue 16's contract)
+    seg = flow.start_segment(nodes, "with-terminology").wait()["segmentation"]
+    names = {seg.GetSegmentation().GetSegment(s).GetName(): s for s in bridge.segment_ids(seg)}
+    entry = bridge.segment_terminology(seg.GetSegmentation().GetSegment(names["swelling"]))
+    assert entry.split("~")[1:3] == ["SCT^49755003^Morphologically Altered Structure", "SCT^79654002^Edema"]
+    # a class nobody knows gets Slicer's own default (Tissue)
+    assert "SCT^85756007^Tissue" in bridge.segment_terminology(seg.GetSegmentation().GetSegment(names["core"]))
+
+
+def test_segments_are_named_after_the_models_classes(scene, cli, tmp_path):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    seg = flow.start_segment(brain_nodes(scene), "monai:some_bundle", class_names={1: "core", 2: "swelling"}).wait()
+    names = [seg["segmentation"].GetSegmentation().GetSegment(s).GetName()
+             for s in bridge.segment_ids(seg["segmentation"])]
+    assert names == ["core", "swelling"]
+
+
+def test_classify_and_evaluate_report_progress(scene, cli, tmp_path):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    nodes = brain_nodes(scene)
+    out = flow.start_classify(nodes[0], "five-inputs").wait()
+    assert out["scores"] == {"low grade": 0.2, "high grade": 0.8}
+    seg = flow.start_segment(nodes, "demo-brain-tumour").wait()["segmentation"]
+    flow.start_evaluate(seg, seg, nodes[0]).wait()
+    for call in calls(tmp_path):
+        if call["argv"][0] in ("classify", "evaluate", "segment"):
+            argv = call["argv"]
+            assert argv[argv.index("--progress") + 1] == "json", argv
+    evaluate = next(c["argv"] for c in calls(tmp_path) if c["argv"][0] == "evaluate")
+    assert evaluate[evaluate.index("--labels") + 1] == "1,2"  # one comma-separated value, as the CLI reads it
+
+
+def test_child_gets_utf8_output():
+    assert workflow.child_environment("cpu", base={})["PYTHONIOENCODING"] == "utf-8"
+
+
+def test_python_command_inside_slicer_is_pythonslicer_not_the_application(tmp_path):
+    app = "/opt/Slicer/bin/SlicerApp-real"
+    assert jobs.python_command(app, which=lambda n: "/opt/Slicer/bin/PythonSlicer") == ["/opt/Slicer/bin/PythonSlicer"]
+    beside = {"/opt/Slicer/bin/PythonSlicer"}
+    assert jobs.python_command(app, which=lambda n: None, is_file=beside.__contains__) == [
+        "/opt/Slicer/bin/PythonSlicer"]
+    with pytest.raises(RuntimeError, match="PythonSlicer"):
+        jobs.python_command(app, which=lambda n: None, is_file=lambda p: False)
+    assert jobs.python_command("/usr/bin/python3.11", which=lambda n: None) == ["/usr/bin/python3.11"]
+    windows = {"C:/Slicer/bin/PythonSlicer.exe"}
+    assert jobs.python_command("C:/Slicer/bin/SlicerApp-real.exe", which=lambda n: None,
+                               is_file=lambda p: p.replace("\\", "/") in windows)[0].endswith("PythonSlicer.exe")
+
+
+def test_a_crash_while_making_nodes_is_one_line(scene, cli, tmp_path, monkeypatch):
+    flow = workflow.Workflow(scene, command_prefix=cli, temp_root=tmp_path)
+    nodes = brain_nodes(scene)
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(bridge, "labelmap_to_segmentation", broken)
+    task = flow.start_segment(nodes, "demo-brain-tumour")
+    with pytest.raises(workflow.JobFailedError) as failed:
+        task.wait()
+    assert "\n" not in str(failed.value) and "KeyError" in str(failed.value)
+    assert any("Traceback" in line for line in task.log)

@@ -137,6 +137,32 @@ def test_top_level_cmake_is_a_complete_extension():
     assert icon.endswith("/MedXAI.png")
 
 
+RAW_PREFIX = "https://raw.githubusercontent.com/MedXAI/SlicerMedXAI/main/"
+BLOB_PREFIX = "https://github.com/MedXAI/SlicerMedXAI/blob/main/"
+
+
+def tracked(path: str) -> bool:
+    out = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=ROOT, capture_output=True, text=True)
+    return out.returncode == 0 or not (ROOT / ".git").exists() and (ROOT / path).is_file()
+
+
+def test_index_urls_point_at_files_in_the_repository():
+    """The Extensions Index fetches every icon and screenshot URL: each must be a file this repository ships."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    urls = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]+)"\)', text).group(1).split()
+    urls.append(re.search(r'set\(EXTENSION_ICONURL "([^"]+)"\)', text).group(1))
+    assert len(urls) >= 2
+    for url in urls:
+        assert url.startswith(RAW_PREFIX), f"{url}: serve it from this repository's main branch"
+        path = url[len(RAW_PREFIX):]
+        assert (ROOT / path).is_file() and tracked(path), f"{url}: {path} is not a file in the repository"
+        if url != urls[-1]:
+            assert path.endswith(".png") and png_size(ROOT / path)[0] >= 600, f"{path}: a screenshot-sized PNG"
+            assert "screenshot" not in path.lower(), f"{path}: not taken in Slicer, so not called a screenshot"
+    homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"]+)"\)', text).group(1)
+    assert homepage.startswith(BLOB_PREFIX) and (ROOT / homepage[len(BLOB_PREFIX):]).is_file()
+
+
 def test_extensions_index_entry():
     entry = json.loads((ROOT / "MedXAI.json").read_text())
     assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "MedXAI" / "MedXAI.py"
 UI = ROOT / "MedXAI" / "Resources" / "UI" / "MedXAI.ui"
 SLICER_PROVIDED = {"slicer", "vtk", "qt", "ctk", "__future__"}
-MRML_WIDGETS = {"qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qMRMLTableView"}
+MRML_WIDGETS = {"qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qMRMLTableView", "qSlicerMarkupsPlaceWidget"}
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +156,30 @@ def test_ui_parses_and_names_are_unique(ui):
     assert used <= custom, f"custom widgets not declared: {sorted(used - custom)}"
 
 
+def module_constants(tree: ast.Module) -> dict:
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
+            if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+
+
+def widget_class(tree: ast.Module) -> ast.ClassDef:
+    return next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MedXAIWidget")
+
+
 def test_every_binding_is_a_parameter_and_every_parameter_is_bound(tree, ui):
     fields = parameter_fields(tree)
     bound = bindings(ui)
     unknown = sorted(set(bound) - set(fields))
     assert not unknown, f"SlicerParameterName not in MedXAIParameterNode: {unknown}"
-    unbound = sorted(set(fields) - set(bound))
+    code_set = module_constants(tree)["CODE_SET_PARAMETERS"]
+    assert not set(code_set) & set(bound), "a parameter set from code must not also be bound to a widget"
+    unbound = sorted(set(fields) - set(bound) - set(code_set))
     assert not unbound, f"parameters without a widget: {unbound}"
+    # every parameter set from code really is set by the panel (its choices come from the model or the method)
+    source = ast.unparse(widget_class(tree))
+    for name in code_set:
+        assert name in fields, name
+        assert f"self._parameterNode.{name} = " in source, f"the panel never sets {name}"
+        assert ast.unparse(fields[name]) == "str", f"{name}: a code-set parameter is a plain str"
 
 
 def _widget_can_represent(widget_class: str, annotation: ast.expr) -> bool:
@@ -218,26 +236,95 @@ def test_every_ui_attribute_used_in_code_exists(tree, ui):
 
 def test_choices_fill_the_combo_boxes(tree):
     # the Choice lists are module constants; they must not be empty and must hold the defaults
-    consts = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
-              if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    consts = module_constants(tree)
     fields = {n.target.id: n for n in ast.walk(tree) if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
-    for field, const in (("modelName", "MODEL_CHOICES"), ("method", "METHOD_CHOICES"),
-                         ("targetKind", "TARGET_CHOICES"), ("steps", "STEP_CHOICES")):
+    for field, const in (("targetKind", "TARGET_CHOICES"), ("steps", "STEP_CHOICES")):
         assert const in ast.unparse(fields[field].annotation)
         assert ast.literal_eval(fields[field].value) in consts[const]
-    assert {"demo-brain-tumour", "demo-chest-xray"} <= set(consts["MODEL_CHOICES"])
+    # model and method lists come from the core at run time; the fallbacks hold the defaults
+    assert {"demo-brain-tumour", "demo-chest-xray"} <= set(consts["BUILTIN_MODEL_NAMES"])
+    assert ast.literal_eval(fields["modelName"].value) in consts["BUILTIN_MODEL_NAMES"]
+    assert ast.literal_eval(fields["method"].value) in consts["METHOD_CHOICES"]
     assert "gradcam" in consts["METHOD_CHOICES"]
+
+
+def test_panel_follows_the_model(tree, ui):
+    """Model list, input rows from channel names, class drop-down, parameter widgets, point placing, 3D."""
+    classes = widgets(ui)
+    assert classes["modelComboBox"] == "QComboBox" and classes["refreshModelsButton"] == "QPushButton"
+    assert classes["targetClassComboBox"] == "QComboBox", "the target class is a drop-down of the model's classes"
+    assert "targetClassLineEdit" not in classes and "methodParametersLineEdit" not in classes
+    assert classes["methodParametersWidget"] == "QWidget" and classes["extraInputsWidget"] == "QWidget"
+    assert classes["targetPointPlaceWidget"] == "qSlicerMarkupsPlaceWidget"
+    assert classes["browseModelFolderButton"] == "QPushButton"
+    assert classes["show3DButton"] == "QPushButton" and classes["volumeRenderCheckBox"] == "QCheckBox"
+    assert classes["thresholdSegmentationSelector"] == "qMRMLNodeComboBox"
+    source = ast.unparse(widget_class(tree))
+    for needle in ("listModels(", "listMethods(", "methodParameterSpecs(", "entry.channels", "target_classes()",
+                   "targetPointPlaceWidget.setCurrentNode(", "qMRMLNodeComboBox()", "getExistingDirectory(",
+                   "showSegmentation3D(", "showHeatmap3D(", "_offerResampling(", "confirmYesNoDisplay(",
+                   "p.thresholdSegmentation", "isClassificationModel("):
+        assert needle in source, f"the panel does not use {needle}"
+    # the views follow the heat-map and table selectors
+    connected = {(c.args[0].value, ast.unparse(c.args[1])) for c in ast.walk(widget_class(tree))
+                 if isinstance(c, ast.Call) and ast.unparse(c.func).endswith(".connect") and len(c.args) == 2
+                 and isinstance(c.args[0], ast.Constant)}
+    assert ("currentNodeChanged(vtkMRMLNode*)", "self.onHeatmapSelected") in connected
+    assert ("currentNodeChanged(vtkMRMLNode*)", "self.onTableSelected") in connected
+    assert ("currentPathChanged(QString)", "self.onModelPathChanged") in connected
+
+
+def test_no_deprecated_or_missing_slicer_api():
+    for path in sorted((ROOT / "MedXAI").rglob("*.py")):
+        text = path.read_text()
+        assert "slicer.pydeps" not in text, f"{path.name}: slicer.pydeps does not exist"
+        # deprecated since Slicer 5.10 (logs an error on every call); still needed by 5.8 to keep colour names
+        for match in re.finditer(r"\.SetNamesInitialised\(", text):
+            before = text[max(0, match.start() - 120):match.start()]
+            assert 'if not hasattr(node, "SetColorDefined"):' in before, f"{path.name}: unguarded SetNamesInitialised"
+    module = MODULE.read_text()
+    assert "sys.executable" not in module
+    jobs = (ROOT / "MedXAI" / "MedXAILogicLib" / "jobs.py").read_text()
+    assert 'which("PythonSlicer")' in jobs
 
 
 def test_self_test_covers_the_whole_flow(tree):
     test = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MedXAITest")
     source = ast.unparse(test)
-    for step in ("loadPhantomCase", ".segment(", ".explain(", "overlay", ".evaluate(", ".evaluateExplanation(",
-                 ".cancel(",
-                 "waitForCompletion=True", "thresholdHeatmap", "setHeatmapOpacity"):
+    for step in ("loadPhantomCase", "loadChestXrayCase", ".segment(", ".explain(", ".classify(", "overlay",
+                 ".evaluate(", ".evaluateExplanation(", ".cancel(", "waitForCompletion=True", "thresholdHeatmap",
+                 "setHeatmapOpacity", "showSegmentation3D", "showHeatmap3D", "SetAndObserveTransformNodeID",
+                 "segment_terminology", "listModels("):
         assert step in source, f"the self-test does not exercise {step}"
-    methods = {f.name for f in test.body if isinstance(f, ast.FunctionDef)}
-    assert {"setUp", "runTest"} <= methods
+    methods = {f.name: f for f in test.body if isinstance(f, ast.FunctionDef)}
+    assert {"setUp", "runTest"} <= set(methods)
+
+
+def test_self_test_methods_stand_alone(tree):
+    """ctest loads the case by name: test methods run alphabetically, each after setUp, without runTest."""
+    test = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MedXAITest")
+    methods = {f.name: f for f in test.body if isinstance(f, ast.FunctionDef)}
+    setup = ast.unparse(methods["setUp"])
+    assert "slicer.mrmlScene.Clear()" in setup and "ensureDependencies(askConfirmation=False)" in setup
+    set_in_setup = {t.attr for n in ast.walk(methods["setUp"]) if isinstance(n, ast.Assign) for t in n.targets
+                    if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    tests = [f for name, f in methods.items() if name.startswith("test_")]
+    assert len(tests) >= 4
+    for f in tests:
+        written = {t.attr for n in ast.walk(f) if isinstance(n, ast.Assign) for t in n.targets
+                   if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+        assert not written, f"{f.name} leaves state on self for another test: {written}"
+        read = {n.attr for n in ast.walk(f) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                and n.value.id == "self" and not n.attr.startswith(("assert", "delayDisplay", "fail"))}
+        assert read <= set_in_setup, f"{f.name} needs {read - set_in_setup}, which setUp does not make"
+    run = ast.unparse(methods["runTest"])
+    assert "self.setUp()" in run and "test_" in run  # Reload and Test runs every method after its own setUp
+    # testing mode installs the dependencies explicitly (pip_ensure skips them there otherwise)
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MedXAILogic")
+    ensure = ast.unparse(next(f for f in logic.body if isinstance(f, ast.FunctionDef)
+                              and f.name == "ensureDependencies"))
+    assert "testingEnabled()" in ensure and "skip_in_testing=False" in ensure
+    assert "declined" in ensure and "return False" in ensure  # a declined install is a False, not an exception
 
 
 def test_sample_data_is_registered_after_startup(tree):
@@ -246,6 +333,8 @@ def test_sample_data_is_registered_after_startup(tree):
     register = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "registerSampleData")
     assert "registerCustomSampleDataSource" in ast.unparse(register)
     assert "customDownloader" in ast.unparse(register)  # generated locally, no download
+    # one sample per built-in model: the brain phantom and the chest X-ray
+    assert "loadPhantomSample" in ast.unparse(register) and "loadChestXraySample" in ast.unparse(register)
 
 
 def test_dependencies_go_through_pytorchutils_and_pip_ensure(tree):

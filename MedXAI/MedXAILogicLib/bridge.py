@@ -8,7 +8,8 @@ Layouts and geometry:
 - A volume node's voxels, as ``arrayFromVolume`` gives them, are ``(K, J, I)``; a vector volume's are
   ``(K, J, I, C)``. A :class:`Volume` is channel-first ``(C, K, J, I)``.
 - ``Volume.ijk_to_ras`` is exactly the node's ``GetIJKToRASMatrix`` (both RAS, millimetres). A node's parent
-  transform is not baked in; results are put under the same parent transform as their reference node instead.
+  transform is not baked in; results are put under the same parent transform as their reference node instead, so
+  they sit in the same world place as the reference whether its transform is linear, non-linear or hardened.
 """
 
 from __future__ import annotations
@@ -179,6 +180,14 @@ def _find_by_name(scene: slicer.vtkMRMLScene, class_name: str, name: str) -> sli
     return node
 
 
+def _keep_color_names(node: slicer.vtkMRMLColorTableNode) -> None:
+    """Keep the names given with ``SetColor``: Slicer < 5.10 replaces them with colour-derived names unless the
+    node is marked with ``SetNamesInitialised``; Slicer >= 5.10 keeps them and logs an error for that deprecated
+    call (its new API, ``SetColorDefined``, tells the two apart)."""
+    if not hasattr(node, "SetColorDefined"):
+        node.SetNamesInitialised(True)
+
+
 def heat_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorNode:
     """Slicer's Inferno colour table if the scene has it, else a 256-entry MedXAI Inferno table (created once)."""
     node = scene.GetNodeByID(SLICER_INFERNO_ID)
@@ -190,7 +199,7 @@ def heat_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorNode:
     node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", INFERNO_NODE_NAME)
     node.SetTypeToUser()
     node.SetNumberOfColors(256)
-    node.SetNamesInitialised(True)
+    _keep_color_names(node)
     for index, (r, g, b) in enumerate(inferno_rgb(256)):
         node.SetColor(index, f"{index}", float(r), float(g), float(b), 1.0)
     node.SetAttribute("Category", "MedXAI")
@@ -205,7 +214,7 @@ def relevance_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTable
     node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", RELEVANCE_COLOR_NODE_NAME)
     node.SetTypeToUser()
     node.SetNumberOfColors(len(RELEVANCE_LEVELS) + 1)
-    node.SetNamesInitialised(True)
+    _keep_color_names(node)
     node.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
     for value, _fraction, name, (r, g, b, a) in RELEVANCE_LEVELS:
         node.SetColor(value, name, r, g, b, a)
@@ -336,6 +345,54 @@ def set_foreground_opacity(scene: slicer.vtkMRMLScene, opacity: float) -> None:
     show_in_slice_views(scene, foreground_opacity=opacity)
 
 
+# ---- 3D views -------------------------------------------------------------------------------------------------------
+def show_segmentation_3d(segmentation_node: slicer.vtkMRMLSegmentationNode, visible: bool = True) -> bool:
+    """Show (or hide) a segmentation in the 3D views: builds its closed-surface representation once.
+
+    Returns False when the surface could not be made (an empty segmentation).
+    """
+    display = segmentation_node.GetDisplayNode()
+    if display is None:
+        segmentation_node.CreateDefaultDisplayNodes()
+        display = segmentation_node.GetDisplayNode()
+    made = True
+    if visible:
+        made = bool(segmentation_node.CreateClosedSurfaceRepresentation())
+    display.SetVisibility3D(bool(visible))
+    return made
+
+
+def volume_render_heatmap(
+    volume_rendering_logic: slicer.vtkSlicerVolumeRenderingLogic,
+    heatmap_node: slicer.vtkMRMLScalarVolumeNode,
+    visible: bool = True,
+    max_opacity: float = 0.6,
+) -> slicer.vtkMRMLVolumeRenderingDisplayNode:
+    """Volume-render a heat map with its slice colours: transparent below 2 % of its display range, Inferno above.
+
+    ``volume_rendering_logic`` is Slicer's (``slicer.modules.volumerendering.logic()``); the opacity rises linearly
+    from the display range's 2 % to ``max_opacity`` at its top (:func:`display_range`).
+    """
+    display = volume_rendering_logic.GetFirstVolumeRenderingDisplayNode(heatmap_node)
+    if display is None:
+        display = volume_rendering_logic.CreateDefaultVolumeRenderingNodes(heatmap_node)
+    low, high = display_range(node_to_volume(heatmap_node).array[0])
+    prop = display.GetVolumePropertyNode().GetVolumeProperty()
+    opacity = vtk.vtkPiecewiseFunction()
+    start = low + 0.02 * (high - low)
+    opacity.AddPoint(min(low, start) - 1e-6, 0.0)
+    opacity.AddPoint(start, 0.0)
+    opacity.AddPoint(high, float(max_opacity))
+    colours = vtk.vtkColorTransferFunction()
+    for t, (r, g, b) in zip(np.linspace(0.0, 1.0, 9), inferno_rgb(9)):
+        colours.AddRGBPoint(low + t * (high - low), float(r), float(g), float(b))
+    prop.SetScalarOpacity(opacity)
+    prop.SetColor(colours)
+    prop.ShadeOff()
+    display.SetVisibility(bool(visible))
+    return display
+
+
 # ---- segmentations -------------------------------------------------------------------------------------------------
 def _logic() -> type:
     return slicer.vtkSlicerSegmentationsModuleLogic
@@ -348,17 +405,23 @@ def labelmap_to_segmentation(
     names: dict[int, str] | None = None,
     name: str = "MedXAI prediction",
     segmentation_node: slicer.vtkMRMLSegmentationNode | None = None,
+    terminology: dict[int, str] | None = None,
 ) -> slicer.vtkMRMLSegmentationNode:
     """Import an integer label map as a segmentation node with one named, coloured segment per non-zero label.
 
-    Uses the static ``vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode`` (no application logic
-    needed). A temporary labelmap node is added and removed again. Labels absent from the map get no segment.
+    ``labels`` lies on ``reference``'s voxel grid, in the reference's local coordinates (before its parent
+    transform). Uses the static ``vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode``, which maps the
+    labelmap through world into the segmentation's coordinates: the temporary labelmap node therefore gets the
+    reference's parent transform, and a new segmentation node gets it too (the mapping is then the identity, exact
+    for linear and non-linear transforms). A given ``segmentation_node`` under another transform is mapped by Slicer.
+    ``terminology`` maps a label value to a serialized Slicer terminology entry (see :mod:`.terminology`).
+    The temporary node is removed again. Labels absent from the map get no segment.
     """
     names = dict(names or {})
     array = np.asarray(labels.array[0])
     values = [int(v) for v in np.unique(array) if v != 0]
     temp = add_volume_node(scene, labels.with_array(array[None].astype(np.int16)), "__medxai_temp_labels__",
-                           "vtkMRMLLabelMapVolumeNode", reference=None, channel=None)
+                           "vtkMRMLLabelMapVolumeNode", reference=reference, channel=None)
     temp.SetIJKToRASMatrix(array_to_matrix(ijk_to_ras_of(reference)))
     created = segmentation_node is None
     if created:
@@ -381,7 +444,30 @@ def labelmap_to_segmentation(
         segment.SetName(names.get(value, f"label {value}"))
         segment.SetColor(*SEGMENT_COLORS[(value - 1) % len(SEGMENT_COLORS)])
         segment.SetTag("MedXAI.Label", str(value))
+        if terminology and terminology.get(value):
+            set_segment_terminology(segment, terminology[value])
     return segmentation_node
+
+
+def set_segment_terminology(segment: slicer.vtkSegment, entry: str) -> None:
+    """Set a segment's terminology (a serialized ``TerminologyEntry`` string: ``context~SCT^code^meaning~…``).
+
+    ``vtkSegment.SetTerminology`` where Slicer has it, else the ``TerminologyEntry`` tag it stands for.
+    """
+    if hasattr(segment, "SetTerminology"):
+        segment.SetTerminology(entry)
+    else:  # older Slicer: the terminology is a segment tag
+        segment.SetTag("TerminologyEntry", entry)
+
+
+def segment_terminology(segment: slicer.vtkSegment) -> str:
+    """A segment's serialized terminology entry ('' when it has none)."""
+    if hasattr(segment, "GetTerminology"):
+        return segment.GetTerminology() or ""
+    value = ""
+    if segment.HasTag("TerminologyEntry"):
+        value = segment.GetTag("TerminologyEntry") or ""
+    return value
 
 
 def segment_ids(segmentation_node: slicer.vtkMRMLSegmentationNode) -> list[str]:
@@ -459,11 +545,21 @@ def add_threshold_segment(
     segmentation_node: slicer.vtkMRMLSegmentationNode | None = None,
     segment_name: str | None = None,
 ) -> slicer.vtkMRMLSegmentationNode:
-    """Add a segment holding the voxels where the heat map is ≥ ``threshold`` (to a new or a given segmentation)."""
+    """Add a segment holding the voxels where the heat map is ≥ ``threshold`` (to a new or a given segmentation).
+
+    ``reference`` is the heat-map node (or the volume it lies on): the segment follows its grid and parent transform.
+    A new segmentation is marked ``MedXAI.Role = heatmap-threshold``; a model's prediction is never written into.
+    """
     mask = (np.asarray(heatmap.array[0]) >= threshold).astype(np.int16)
     name = segment_name or f"heat map >= {threshold:g}"
-    return labelmap_to_segmentation(scene, Volume(mask[None], ijk_to_ras_of(reference)), reference, {1: name},
+    if segmentation_node is not None and segmentation_node.GetAttribute("MedXAI.Role") == "prediction":
+        raise InputError(f"{segmentation_node.GetName()} is a model's prediction; choose another segmentation "
+                         "for the thresholded heat map (or none to make a new one)")
+    node = labelmap_to_segmentation(scene, Volume(mask[None], ijk_to_ras_of(reference)), reference, {1: name},
                                     name="MedXAI heat-map threshold", segmentation_node=segmentation_node)
+    if segmentation_node is None:
+        node.SetAttribute("MedXAI.Role", "heatmap-threshold")
+    return node
 
 
 def _remove_with_display(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLNode) -> None:

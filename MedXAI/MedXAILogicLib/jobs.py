@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 #: Seconds a cancelled process tree gets to exit after SIGTERM before it is killed.
 TERMINATE_GRACE_S = 2.0
@@ -293,9 +293,37 @@ class SubprocessJobRunner:
         return SubprocessJob(args, cwd=cwd, env=env)
 
 
-def python_command() -> list[str]:
-    """The Python to run the CLI with: Slicer's ``PythonSlicer`` when present, else this interpreter."""
+def python_command(
+    executable: str | None = None, which: Callable[[str], str | None] | None = None, is_file: Callable[[str], bool]
+    | None = None,
+) -> list[str]:
+    """The Python interpreter to run the CLI with, as a command list.
+
+    Inside Slicer ``sys.executable`` is the application itself (``SlicerApp-real``), not Python: the interpreter is
+    ``PythonSlicer``, which Slicer puts on ``PATH`` (as ``slicer.util`` finds it) and ships beside the application.
+    Outside Slicer (tests, a plain Python) ``sys.executable`` is used.
+
+    Raises:
+        RuntimeError: running inside an application whose ``PythonSlicer`` cannot be found.
+    """
     import shutil
 
-    python_slicer = shutil.which("PythonSlicer")
-    return [python_slicer or sys.executable]
+    executable = executable if executable is not None else sys.executable
+    which = which or shutil.which
+    is_file = is_file or os.path.isfile
+    found = which("PythonSlicer")
+    if found:
+        return [found]
+    name = os.path.basename(executable).lower()
+    if name.startswith(("python", "pythonslicer")):
+        return [executable]
+    suffix = ".exe" if name.endswith(".exe") else ""
+    folder = os.path.dirname(executable)
+    for candidate in (os.path.join(folder, "PythonSlicer" + suffix),
+                      os.path.join(folder, "..", "bin", "PythonSlicer" + suffix)):
+        if is_file(candidate):
+            return [os.path.normpath(candidate)]
+    raise RuntimeError(
+        f"cannot find Slicer's Python (PythonSlicer) beside {executable}; the background job cannot start. "
+        "Reinstall Slicer, or start it with its launcher so that PythonSlicer is on PATH"
+    )

@@ -31,8 +31,18 @@ import slicer
 from MedXAILib.errors import CancelledError, InputError, MedXAIError
 from MedXAILib.volume import Volume
 
-from . import bridge
+from . import bridge, catalog, terminology
 from .jobs import JobEvent, JobResult, JobRunner, SubprocessJobRunner, is_out_of_memory, python_command
+from .results import (  # noqa: F401 - re-exported: the panel and tests use them from here
+    EXPLANATION_KEYS,
+    METRIC_COLUMNS,
+    _default_pairs,
+    _importance,
+    _numbers,
+    format_cost,
+    metrics_table,
+    quality_numbers,
+)
 
 #: Class names of the built-in demo models, used when the CLI does not report them.
 DEMO_CLASS_NAMES: dict[str, dict[int, str]] = {
@@ -100,6 +110,7 @@ def child_environment(device: str = "cpu", base: Mapping[str, str] | None = None
     paths = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"  # the parent reads UTF-8; Windows consoles default to a code page
     env["MEDXAI_DEVICE"] = device
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -186,12 +197,17 @@ class Task:
                 return
             try:
                 self.outputs = self.finish(self, result) or {}
-            except Exception as exc:  # turn partial results into nothing
+            except Exception as exc:  # turn partial results into nothing; the user gets one line, the log the rest
                 self._remove_created()
                 self.status = "failed"
-                self.error = str(exc) if isinstance(exc, MedXAIError) else f"{type(exc).__name__}: {exc}"
-                if not isinstance(exc, MedXAIError):
-                    raise
+                if isinstance(exc, MedXAIError):
+                    self.error = str(exc)
+                else:
+                    import traceback
+
+                    self.log.extend(traceback.format_exc().splitlines())
+                    self.error = (f"the results of {self.command} could not be shown ({type(exc).__name__}: {exc}); "
+                                  "the log has the details")
                 return
             self.status, self.fraction, self.stage = "done", 1.0, "done"
         finally:
@@ -252,6 +268,7 @@ class Workflow:
         scene: the MRML scene results are added to.
         runner: starts the background processes (:class:`~.jobs.SubprocessJobRunner` by default).
         command_prefix: how to call the CLI; default ``[<Slicer's Python>, "-m", "MedXAILib"]``.
+        python: the interpreter for :meth:`describe_model` (default: the first item of the default prefix).
         temp_root: where temporary folders are made (the system's default temp folder by default).
         environment: base environment of the child (``os.environ`` by default).
     """
@@ -264,12 +281,15 @@ class Workflow:
         scene: slicer.vtkMRMLScene,
         runner: JobRunner | None = None,
         command_prefix: Sequence[str] | None = None,
+        python: Sequence[str] | None = None,
         temp_root: str | os.PathLike | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> None:
         self.scene = scene
         self.runner = runner or SubprocessJobRunner()
         self.command_prefix = list(command_prefix) if command_prefix else python_command() + ["-m", "MedXAILib"]
+        self.python = list(python) if python else (
+            self.command_prefix[:-2] if self.command_prefix[-2:] == ["-m", "MedXAILib"] else python_command())
         self.temp_root = str(temp_root) if temp_root else None
         self.environment = environment
 
@@ -277,19 +297,20 @@ class Workflow:
     def _workdir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="MedXAI-", dir=self.temp_root))
 
-    def _starter(self, workdir: Path, device_flag: bool) -> Callable[[list[str], str], Any]:
+    def _starter(self, workdir: Path, device_flag: bool, prefix: Sequence[str] | None = None
+                 ) -> Callable[[list[str], str], Any]:
         def start(args: list[str], device: str) -> Any:
             env = child_environment(device, self.environment)
-            full = self.command_prefix + args + (["--device", device] if device_flag else [])
+            full = list(prefix or self.command_prefix) + args + (["--device", device] if device_flag else [])
             return self.runner.start(full, cwd=str(workdir), env=env)
 
         return start
 
     def _task(self, command: str, args: list[str], workdir: Path, finish: Callable, device: str | None,
-              cpu_fallback: bool = True) -> Task:
+              cpu_fallback: bool = True, prefix: Sequence[str] | None = None) -> Task:
         """Start ``args``; ``device`` None means the command takes no ``--device`` flag."""
         try:
-            return Task(command, args, workdir, self._starter(workdir, device is not None), finish,
+            return Task(command, args, workdir, self._starter(workdir, device is not None, prefix), finish,
                         device=device or "cpu", cpu_fallback=cpu_fallback and device is not None)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -348,6 +369,57 @@ class Workflow:
                 merged.update(data)
         return merged
 
+    # -- what the panel offers ------------------------------------------------------------------------------------
+    def _query(self, command: str, args: list[str], parse: Callable[[str], Any], idle: Callable[[], None] | None,
+               timeout: float, prefix: Sequence[str] | None = None) -> Any:
+        """Run a short listing command to its end and parse its stdout (blocking; ``idle`` keeps a GUI painting)."""
+        def finish(task: Task, result: JobResult) -> dict[str, Any]:
+            try:
+                return {"value": parse("\n".join(result.stdout))}
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+
+        task = self._task(command, args, self._workdir(), finish, None, prefix=prefix)
+        self.last_query = task
+        return task.wait(timeout=timeout, idle=idle)["value"]
+
+    def list_models(self, idle: Callable[[], None] | None = None, timeout: float = 120.0
+                    ) -> tuple[list[catalog.ModelEntry], str | None]:
+        """The models ``models --json`` lists, and a note when only the built-in ones could be listed.
+
+        An older core without the ``models`` command, or a failing one, gives the built-in models (read from their
+        description files) and a note saying why.
+        """
+        try:
+            return self._query("models", ["models", "--json"], catalog.parse_models_json, idle, timeout), None
+        except (JobFailedError, InputError, CancelledError) as exc:
+            result = getattr(self, "last_query", None)
+            stderr = result.result.stderr if result is not None and result.result is not None else []
+            if catalog.is_missing_command(stderr, "models"):
+                note = "this MedXAILib has no `models` command: only the built-in models are listed"
+            else:
+                note = f"the model list could not be read ({exc}): only the built-in models are listed"
+            return catalog.builtin_entries(), note
+
+    def describe_model(self, path: str, idle: Callable[[], None] | None = None, timeout: float = 300.0
+                       ) -> catalog.ModelEntry:
+        """Describe a model file or folder (task, channels, classes) with the core's own loader, in a child.
+
+        Raises:
+            JobFailedError: the core could not load it (the message is its one-line error).
+        """
+        return self._query("describe", ["-c", catalog.DESCRIBE_SCRIPT, str(path)], catalog.parse_describe_json,
+                           idle, timeout, prefix=self.python)
+
+    def list_methods(self, idle: Callable[[], None] | None = None, timeout: float = 120.0
+                     ) -> dict[str, dict[str, Any]]:
+        """``{method: record}`` from ``methods --json`` (parameters, defaults, dims, tasks).
+
+        Raises:
+            JobFailedError: the command failed.
+        """
+        return self._query("methods", ["methods", "--json"], catalog.parse_methods_json, idle, timeout)
+
     # -- segment -------------------------------------------------------------------------------------------------
     def start_segment(
         self,
@@ -357,7 +429,11 @@ class Workflow:
         class_names: Mapping[int, str] | None = None,
         extra_args: Sequence[str] = (),
     ) -> Task:
-        """Segment the inputs; the task's outputs hold ``"segmentation"`` (named, coloured segments)."""
+        """Segment the inputs; the task's outputs hold ``"segmentation"`` (named, coloured segments).
+
+        Segment names: ``class_names`` (label value → name, from the model's description, see
+        :meth:`catalog.ModelEntry.label_names`), overridden by names the command writes in its sidecar.
+        """
         workdir = self._workdir()
         try:
             inputs = self.write_inputs(workdir, input_nodes)
@@ -374,6 +450,7 @@ class Workflow:
         def finish(task: Task, result: JobResult) -> dict[str, Any]:
             labels = self._read_on_grid(output, reference, "prediction", label_map=True)
             names = dict(DEMO_CLASS_NAMES.get(model, {}))
+            names.update({int(k): str(v) for k, v in (class_names or {}).items()})
             sidecar = self._sidecar(output)
             for key in ("class_names", "labels", "classes"):
                 value = sidecar.get(key)
@@ -381,26 +458,36 @@ class Workflow:
                     names.update({int(k): str(v) for k, v in value.items() if str(k).isdigit()})
                 elif isinstance(value, list):
                     names.update({i: str(v) for i, v in enumerate(value) if i > 0})
-            names.update(dict(class_names or {}))
+            present = {int(v) for v in np.unique(labels.array) if v != 0}
+            codes = terminology.entries_for_labels(
+                {v: names.get(v, f"label {v}") for v in present}, sidecar.get("terminology"))
             seg = task.track(bridge.labelmap_to_segmentation(self.scene, labels, reference, names,
-                                                             name=f"{reference.GetName()} prediction"))
+                                                             name=f"{reference.GetName()} prediction",
+                                                             terminology=codes))
             seg.SetAttribute("MedXAI.Model", model)
+            seg.SetAttribute("MedXAI.Role", "prediction")
             self._place([seg], reference)
             return {"segmentation": seg}
 
         return self._task("segment", args, workdir, finish, device)
 
     # -- classify -----------------------------------------------------------------------------------------------
-    def start_classify(self, input_node: Any, model: str, device: str = "cpu") -> Task:
-        """Classify a (2D) image; the outputs hold ``"table"`` (class, probability) and ``"scores"``."""
+    def start_classify(self, input_nodes: Any, model: str, device: str = "cpu") -> Task:
+        """Classify an image (one node, or one per model channel); outputs: ``"table"`` (class, probability),
+        ``"scores"``."""
+        nodes = list(input_nodes) if isinstance(input_nodes, (list, tuple)) else [input_nodes]
+        input_node = nodes[0]
         workdir = self._workdir()
         try:
-            inputs = self.write_inputs(workdir, [input_node])
+            inputs = self.write_inputs(workdir, nodes)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         output = workdir / "classification.json"
-        args = ["classify", "--model", model, "--input", str(inputs[0]), "--output", str(output)]
+        args = ["classify", "--model", model]
+        for path in inputs:
+            args += ["--input", str(path)]
+        args += ["--output", str(output), "--progress", "json"]
 
         def finish(task: Task, result: JobResult) -> dict[str, Any]:
             data = json.loads(output.read_text()) if output.exists() else {}
@@ -480,6 +567,7 @@ class Workflow:
             base = f"{reference.GetName()} {method}"
             heat_node = task.track(bridge.add_heatmap_node(self.scene, heat, reference, name=f"{base} heat map"))
             heat_node.SetAttribute("MedXAI.Method", method)
+            heat_node.SetAttribute("MedXAI.Reference", reference.GetID())
             sidecar = self._sidecar(output)
             described = {k: sidecar[k] for k in EXPLANATION_KEYS if k in sidecar}
             if described:  # what `evaluate` needs to re-run this explanation (method, parameters, target)
@@ -592,7 +680,7 @@ class Workflow:
             raise
         output = workdir / "metrics.json"
         args = ["evaluate", "--prediction", str(p_path), "--reference", str(r_path),
-                "--labels", *[str(n) for n in names], "--output", str(output)]
+                "--labels", ",".join(str(n) for n in names), "--output", str(output), "--progress", "json"]
 
         def finish(task: Task, result: JobResult) -> dict[str, Any]:
             if not output.exists():
@@ -690,103 +778,3 @@ class Workflow:
             return {"table": table, "metrics": metrics, "raw": data, "skipped": skipped}
 
         return self._task("evaluate", args, workdir, finish, None)
-
-
-#: The keys of an ``explain`` sidecar that say how to make the same heat map again (kept on the heat-map node).
-EXPLANATION_KEYS = ("model", "method", "params", "target")
-
-
-def quality_numbers(data: Mapping[str, Any]) -> dict[str, float]:
-    """The scalar metrics of ``evaluate --heatmap``'s JSON, in its order (curves, settings and inputs left out;
-    a yes/no such as ``sanity_passed`` becomes 1 or 0)."""
-    out: dict[str, float] = {}
-    for key, value in data.items():
-        if isinstance(value, bool):
-            out[str(key)] = 1.0 if value else 0.0
-        elif isinstance(value, (int, float)) and value is not None:
-            out[str(key)] = float(value)
-    return out
-
-
-METRIC_COLUMNS = ("dice", "iou", "hd95_mm", "volume_ml_prediction", "volume_ml_reference")
-
-
-def metrics_table(scene: Any, metrics: Mapping[str, Any], names: Mapping[int, str], title: str) -> Any:
-    """A table node with one row per label: segment, Dice, IoU, HD95 (mm), volumes (mL)."""
-    rows = []
-    for key, values in (metrics.get("labels") or {}).items():
-        label = int(key) if str(key).isdigit() else key
-        row: list[object] = [names.get(label, str(key)) if isinstance(label, int) else str(key)]
-        for column in METRIC_COLUMNS:
-            value = values.get(column) if isinstance(values, dict) else None
-            row.append(float(value) if isinstance(value, (int, float)) and value is not None else None)
-        rows.append(row)
-    return bridge.add_table_node(scene, title, ["segment", "Dice", "IoU", "HD95 (mm)",
-                                                "volume prediction (mL)", "volume reference (mL)"], rows)
-
-
-def _default_pairs(prediction: Any, reference: Any) -> list[tuple[Any, Any]]:
-    p_names = {prediction.GetSegmentation().GetSegment(s).GetName(): s for s in bridge.segment_ids(prediction)}
-    r_names = {reference.GetSegmentation().GetSegment(s).GetName(): s for s in bridge.segment_ids(reference)}
-    pairs = [(name, name) for name in p_names if name in r_names]
-    if pairs:
-        return pairs
-    return [(list(p_names.values()), list(r_names.values()))]
-
-
-def _numbers(data: Any) -> dict[str, float]:
-    """A flat ``name → number`` dict from a dict or list (tolerant of the CLI's exact JSON layout)."""
-    if isinstance(data, dict):
-        return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if isinstance(data, list):
-        out = {}
-        for index, item in enumerate(data):
-            if isinstance(item, (int, float)):
-                out[str(index)] = float(item)
-            elif isinstance(item, dict):
-                name = item.get("name", item.get("class", index))
-                value = item.get("probability", item.get("score", item.get("value")))
-                if isinstance(value, (int, float)):
-                    out[str(name)] = float(value)
-        return out
-    return {}
-
-
-def _importance(sidecar: Mapping[str, Any], node_names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per-sequence importance as ``{column: {sequence: share}}`` (e.g. ``overall`` and ``inside target``).
-
-    Accepts ``{"overall": {...}, "inside_target": {...}}`` (the CLI's sidecar), a flat ``{sequence: value}``
-    dict, or a list in channel order.
-    """
-    for key in ("channel_importance", "per_channel_importance", "importance", "sequence_importance"):
-        value = sidecar.get(key)
-        if value is None:
-            continue
-        if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
-            return {str(k).replace("_", " "): _numbers(v) for k, v in value.items() if isinstance(v, dict)}
-        values = _numbers(value)
-        if isinstance(value, list) and len(values) == len(node_names):
-            values = {node_names[i]: v for i, v in enumerate(values.values())}
-        return {"importance": values} if values else {}
-    return {}
-
-
-def format_cost(cost: Mapping[str, Any]) -> str:
-    """A one-line human description of an explanation's (estimated) cost."""
-    parts = []
-    for key, label in (("forward_passes", "forward passes"), ("backward_passes", "backward passes")):
-        if key in cost:
-            parts.append(f"{cost[key]} {label}")
-    seconds = ("seconds", "estimated_seconds", "time_s")
-    memory = ("peak_memory_bytes", "estimated_peak_memory_bytes", "memory_bytes")
-    for key in seconds:
-        if isinstance(cost.get(key), (int, float)):
-            parts.append(f"about {float(cost[key]):.1f} s")
-            break
-    for key in memory:
-        if isinstance(cost.get(key), (int, float)):
-            parts.append(f"{float(cost[key]) / 2**20:.0f} MiB peak memory")
-            break
-    if "method" in cost:
-        parts.insert(0, str(cost["method"]))
-    return ", ".join(parts) or ", ".join(f"{k}: {v}" for k, v in cost.items())
