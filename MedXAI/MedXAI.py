@@ -137,6 +137,7 @@ class MedXAIParameterNode:
     heatmapOpacity / heatmapThreshold / heatmapVolumeRendering - display of the result; heatmap, prediction,
     resultsTable - outputs; thresholdSegmentation - where "Threshold to segment" adds its segment.
     qualitySlowMetrics - Evaluate's explanation quality also runs stability and sanity (they re-run the explainer).
+    compareMethods - the methods "Compare methods" runs on the same target (comma-separated).
     modelName, method, methodParameters and targetClass are set by the panel (CODE_SET_PARAMETERS): their choices
     come from the selected model and method.
     """
@@ -163,6 +164,7 @@ class MedXAIParameterNode:
     thresholdSegmentation: vtkMRMLSegmentationNode
     resultsTable: vtkMRMLTableNode
     qualitySlowMetrics: bool = False
+    compareMethods: str = "gradcam,saliency,lrp"
 
 
 #
@@ -214,6 +216,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.show3DButton.connect("clicked(bool)", self.onShow3DButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.qualityButton.connect("clicked(bool)", self.onQualityButton)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompareButton)
+        self.ui.reportButton.connect("clicked(bool)", self.onReportButton)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.volumeRenderCheckBox.connect("toggled(bool)", self.onVolumeRenderToggled)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -288,6 +292,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.toolTip = _("Stop the running job; nothing it made is kept")
             self.ui.applyButton.enabled = True
             self.ui.qualityButton.enabled = False
+            self.ui.compareButton.enabled = False
+            self.ui.reportButton.enabled = False
             return
         self.ui.applyButton.text = _("Apply")
         p = self._parameterNode
@@ -298,6 +304,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = _("Run the model and explain it") if ready else _("Select the inputs first")
         self.ui.estimateButton.enabled = ready
         self.ui.qualityButton.enabled = bool(ready and p.heatmap)
+        self.ui.compareButton.enabled = ready
+        self.ui.reportButton.enabled = bool(ready)
         self.ui.show3DButton.enabled = bool(p and p.prediction)
 
     # -- the model list and what follows the model -------------------------------------------------------------
@@ -727,6 +735,8 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.resultsTable = table  # onTableSelected shows it
         if outputs.get("cost"):
             self.ui.costLabel.text = self.logic.describeCost(outputs["cost"])
+        if outputs.get("html") is not None:
+            self._log(_("Case report written: {html} and {pdf}").format(html=outputs["html"], pdf=outputs["pdf"]))
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -811,6 +821,48 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slowMetrics=p.qualitySlowMetrics,
             )
             self._log(_("Measuring explanation quality…"))
+            self.ui.progressBar.value = 0
+            self._timer.start()
+            self._checkCanApply()
+
+    def onCompareButton(self) -> None:
+        """Explain the same target with several methods and measure their agreement, as a background job."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to compare the methods."), waitCursor=True):
+            if self._running():
+                raise ValueError(_("Wait for the running job to finish, or cancel it"))
+            if not self.logic.ensureDependencies():
+                return
+            p = self._parameterNode
+            target = {k: v for k, v in self._targetArguments().items() if k not in ("method", "methodArgs")}
+            self.ui.logTextEdit.clear()
+            self._pendingSteps = []
+            self._task = self.logic.compare(self._inputNodes(), self.logic.modelFromParameters(p), p.compareMethods,
+                                            device="cuda" if p.useGpu else "cpu", **target)
+            self._log(_("Comparing {methods}…").format(methods=p.compareMethods))
+            self.ui.progressBar.value = 0
+            self._timer.start()
+            self._checkCanApply()
+
+    def onReportButton(self) -> None:
+        """Write the one-page case report (HTML + PDF) of the current inputs, model and method, in the background."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to write the case report."), waitCursor=True):
+            if self._running():
+                raise ValueError(_("Wait for the running job to finish, or cancel it"))
+            if not self.logic.ensureDependencies():
+                return
+            path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save the case report"),
+                                                  "case.html", _("HTML page (*.html)"))
+            if not path:
+                return
+            p = self._parameterNode
+            self.ui.logTextEdit.clear()
+            self._pendingSteps = []
+            self._task = self.logic.writeCaseReport(
+                self._inputNodes(), path, self.logic.modelFromParameters(p), method=p.method,
+                referenceSegmentation=self.ui.referenceSegmentSelector.currentNode() or p.referenceSegmentation,
+                slowMetrics=p.qualitySlowMetrics, device="cuda" if p.useGpu else "cpu",
+            )
+            self._log(_("Writing the case report…"))
             self.ui.progressBar.value = 0
             self._timer.start()
             self._checkCanApply()
@@ -1077,6 +1129,22 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
             opacity=opacity, **self._explainTarget(inputNodes, regionSegmentation, regionSegment, markupsNode))
         return self._finish(task, waitForCompletion)
 
+    def compare(self, inputNodes, model: str = "demo-brain-tumour", methods: str = "gradcam,saliency,lrp",
+                target: Optional[str] = None, regionSegmentation=None, regionSegment: Optional[str] = None,  # noqa: UP045 - Slicer 5.8 runs Python 3.9
+                markupsNode=None, device: str = "cpu", opacity: float = 0.5, waitForCompletion: bool = False):
+        """Explain one target with every method in ``methods`` (comma-separated) and measure their agreement.
+
+        Outputs: ``"heatmap"`` (the consensus map), ``"agreement_map"``, ``"table"`` (per method: agreement with the
+        consensus, seconds, Spearman rho to every other method) and ``"report"`` (``agreement.json``).
+        """
+        from MedXAILogicLib.compare_job import start_compare
+
+        inputNodes = list(inputNodes)
+        task = start_compare(self.workflow(), inputNodes, model, methods, target=target or None, device=device,
+                             opacity=opacity,
+                             **self._explainTarget(inputNodes, regionSegmentation, regionSegment, markupsNode))
+        return self._finish(task, waitForCompletion)
+
     def estimateCost(self, inputNodes, model: str = "demo-brain-tumour", method: str = "gradcam",
                      target: Optional[str] = None, regionSegmentation=None, regionSegment: Optional[str] = None,  # noqa: UP045 - Slicer 5.8 runs Python 3.9
                      markupsNode=None, methodArgs=(), device: str = "cpu") -> str:
@@ -1114,6 +1182,21 @@ class MedXAILogic(ScriptedLoadableModuleLogic):
         """
         task = self.workflow().start_quality(heatmapNode, list(inputNodes), model or None, referenceSegmentation,
                                              referenceSegment, method=method, slow=slowMetrics)
+        return self._finish(task, waitForCompletion)
+
+    def writeCaseReport(self, inputNodes, outputPath: str, model: Optional[str] = "demo-brain-tumour",  # noqa: UP045
+                        method: Optional[str] = "gradcam", referenceSegmentation=None,  # noqa: UP045
+                        slowMetrics: bool = True, device: str = "cpu", waitForCompletion: bool = False):
+        """The one-page case report (``outputPath`` .html and a .pdf beside it; outputs ``"html"``, ``"pdf"``).
+
+        The CLI's ``report`` command runs the model and ``method`` again; ``slowMetrics`` adds the sanity check and
+        stability (minutes); a reference segmentation adds Dice / HD95 and localisation. No node is created.
+        """
+        from MedXAILogicLib.report import start_report
+
+        task = start_report(self.workflow(), list(inputNodes), model or "demo-brain-tumour", outputPath,
+                            method=method or "gradcam", reference=referenceSegmentation,
+                            quality="sanity,stability" if slowMetrics else "none", device=device)
         return self._finish(task, waitForCompletion)
 
     # -- results (fast, in this process) ---------------------------------------------------------------------------

@@ -21,11 +21,13 @@ COMMANDS: dict[str, str] = {
     "segment": "segment",
     "classify": "classify",
     "explain": "explain",
+    "compare": "compare",
     "evaluate": "evaluate",
     "methods": "methods",
     "train": "train",
     "benchmark": "benchmark",
     "speed": "speed",
+    "report": "report",
 }
 
 #: Old command names that still work, with a one-line deprecation note: name -> current name.

@@ -2,7 +2,8 @@
 
 On disk, files are in ITK's LPS convention; in memory a :class:`~MedXAILib.volume.Volume` carries an IJK→RAS
 matrix. The conversion happens here and nowhere else. Supported: NIfTI (``.nii``, ``.nii.gz``), NRRD, MHA/MHD,
-a folder holding one DICOM series, single-frame DICOM files, and 2D PNG/JPEG/BMP/TIFF images (read as one slice).
+2D PNG/JPEG/BMP/TIFF images (read as one slice) and DICOM (through :mod:`MedXAILib.dicom`: a series folder,
+``FOLDER::SERIES_UID``, a single-frame or an enhanced multi-frame file).
 
 Writes are atomic: the file is written under a temporary name in the destination folder and renamed into place,
 so an interrupted write never leaves a half-written output.
@@ -133,39 +134,29 @@ def _rgb_to_gray(vol: Volume) -> Volume:
     return vol
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(f"{folder}: no DICOM series found in this folder")
-    if len(series) > 1:
-        raise InputError(
-            f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
-            "put one series per folder"
-        )
-    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader.SetFileNames(files)
-    return reader.Execute()
-
-
-def read_image(path: str | os.PathLike, grayscale_2d: bool = True) -> Volume:
+def read_image(path: str | os.PathLike, grayscale_2d: bool = True, allow_dicom_gaps: bool = False) -> Volume:
     """Read one file (or DICOM folder) as a Volume.
 
     Args:
-        path: a NIfTI/NRRD/MHA/DICOM file, a folder with one DICOM series, or a 2D image.
+        path: a NIfTI/NRRD/MHA file, a 2D image, or DICOM: a folder with one series, ``FOLDER::SERIES_UID``, one
+            single-frame or enhanced multi-frame file (read and checked by :func:`MedXAILib.dicom.read_dicom`; the
+            Volume's ``dicom`` then holds the source instances).
         grayscale_2d: convert RGB(A) 2D images to one luminance channel (X-rays stored as RGB).
+        allow_dicom_gaps: fill whole missing DICOM slices by interpolation instead of refusing the series.
 
     Raises:
         InputError: the path does not exist or cannot be read as an image.
     """
+    from .dicom import is_dicom_path, read_dicom, split_series_spec
+
+    if is_dicom_path(path) and split_series_spec(path)[0].exists():
+        vol, source = read_dicom(path, allow_gaps=allow_dicom_gaps)
+        return Volume(vol.array, vol.ijk_to_ras, [], dicom=source)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: file not found")
     try:
-        if p.is_dir():
-            img = _read_dicom_folder(p)
-        else:
-            img = sitk.ReadImage(str(p))
+        img = sitk.ReadImage(str(p))
     except InputError:
         raise
     except RuntimeError as exc:
@@ -190,6 +181,7 @@ def read_volume(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     channel_names: Sequence[str] | None = None,
     dtype: type = np.float32,
+    allow_dicom_gaps: bool = False,
 ) -> Volume:
     """Read a (multi-channel) input: one file per channel, or one 4D file whose last axis is the channel.
 
@@ -197,6 +189,7 @@ def read_volume(
         paths: one path or several; several files must share one voxel grid.
         channel_names: names to give the channels (e.g. ``["t1", "t1ce", "t2", "flair"]``).
         dtype: array type of the result (float32 for images).
+        allow_dicom_gaps: fill whole missing DICOM slices by interpolation instead of refusing the series.
 
     Raises:
         InputError: a file is missing or unreadable, or the files' grids differ (the message names the file).
@@ -206,7 +199,7 @@ def read_volume(
     paths = list(paths)
     if not paths:
         raise InputError("no input file given")
-    vols = [read_image(p) for p in paths]
+    vols = [read_image(p, allow_dicom_gaps=allow_dicom_gaps) for p in paths]
     first = vols[0]
     for p, v in zip(paths[1:], vols[1:]):
         diff = first.geometry_difference(v)
@@ -219,7 +212,7 @@ def read_volume(
     names = list(channel_names) if channel_names else []
     if names and len(names) != arr.shape[0]:
         raise InputError(f"{len(names)} channel names for {arr.shape[0]} channels read from {len(paths)} file(s)")
-    return Volume(arr, first.ijk_to_ras, names)
+    return Volume(arr, first.ijk_to_ras, names, dicom=first.dicom)
 
 
 def read_label_map(path: str | os.PathLike, reference: Volume | None = None, what: str = "reference") -> Volume:
@@ -318,16 +311,17 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_inputs(paths: Sequence[str], model: Model) -> Volume:
+def read_inputs(paths: Sequence[str], model: Model, allow_dicom_gaps: bool = False) -> Volume:
     """Read a model's input files (one per channel in the model's order, or one multi-channel file) as one Volume
-    named with the model's channel names and checked by ``model.check_input`` (channel count, 2D/3D, finite)."""
-    vol = read_volume(list(paths))
+    named with the model's channel names and checked by ``model.check_input`` (channel count, 2D/3D, finite).
+    A DICOM input's :class:`~MedXAILib.dicom.DicomSource` stays attached (``volume.dicom``)."""
+    vol = read_volume(list(paths), allow_dicom_gaps=allow_dicom_gaps)
     names = model.description.channel_names
     if vol.n_channels != len(names):
         raise InputError(
             f"model {model.name!r} takes {len(names)} channel(s) ({', '.join(names)}); "
             f"{len(paths)} file(s) gave {vol.n_channels}. Give one --input per channel in that order"
         )
-    vol = Volume(vol.array, vol.ijk_to_ras, names)
+    vol = Volume(vol.array, vol.ijk_to_ras, names, dicom=vol.dicom)
     model.check_input(vol)
     return vol

@@ -12,7 +12,7 @@ millimetres in RAS (right, anterior, superior) patient coordinates — the conve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -48,11 +48,14 @@ class Volume:
         array: ``(C, K, J, I)`` array; float32 for images and maps, an integer type for label maps.
         ijk_to_ras: 4×4 float64 matrix, voxel index (i, j, k) → RAS millimetres.
         channel_names: one name per channel (e.g. ``["t1", "t1ce", "t2", "flair"]``), or empty.
+        dicom: the :class:`~MedXAILib.dicom.DicomSource` the image was read from (None otherwise); DICOM outputs
+            reference its instances. Derived volumes (``with_array``, maps, masks) do not carry it.
     """
 
     array: np.ndarray
     ijk_to_ras: np.ndarray = field(default_factory=lambda: np.eye(4))
     channel_names: list[str] = field(default_factory=list)
+    dicom: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)

@@ -27,6 +27,7 @@ pytestmark = [
 LIGHT = {
     "kernelshap": ["n_samples=24", "n_segments=16"],
     "lime": ["n_samples=24", "n_segments=16"],
+    "partitionshap": ["n_samples=40", "n_segments=16"],
     "occlusion": ["window_mm=64", "stride_mm=64"],
     "ig": ["steps=4"],
     "gradientshap": ["n_samples=4"],

@@ -8,6 +8,9 @@
   over a fold's cases; classification accuracy, precision, recall, F1 and AUC-ROC (macro over the model's classes)
   computed from the predictions over each fold's cases.
 - ``folds.csv``: per fold, its size and task performance.
+- ``agreement.csv``: per method pair and measure (Spearman ρ, SSIM, top-5 % IoU), the mean pairwise agreement of
+  the two methods' maps over the cases where both exist (:mod:`.agreement`), also shown as matrices in the report.
+- ``conventions.json``: the metric conventions the units used (the defaults of :mod:`MedXAILib.conventions`).
 - ``figures/*.png``: the report's figures as files.
 - ``report.html``: settings, task-performance and methods tables, deletion/insertion curves (mean over cases, the
   random-order control dashed), accuracy versus faithfulness (per case and per fold), and one example figure per
@@ -164,8 +167,11 @@ def aggregate(root: str | Path) -> dict[str, Any]:
                             "sd": None, "n_folds": len(folds), "n_cases": len(recs),
                             "text": f"{'pass' if s['passed'] else 'fail'} (mean SSIM {s['mean_last_ssim']:.3f} vs "
                                     f"baseline {s['baseline']:.3f})"})
+    from .agreement import cohort_agreement
+
+    agreement = cohort_agreement(store, records, list(settings["methods"]))
     return {"settings": settings, "records": records, "folds": fold_rows, "summary": summary, "sanity": sanity,
-            "store": store}
+            "store": store, "agreement": agreement}
 
 
 def _metric_columns(records: list[dict[str, Any]]) -> list[str]:
@@ -210,6 +216,13 @@ def write_outputs(root: str | Path) -> dict[str, Path]:
                             ["fold", "n_cases"] + [k for k in TASK_SEG + TASK_CLS
                                                    if any(k in f for f in agg["folds"])]),
     }
+    out["agreement"] = _write_csv(root / "agreement.csv", agg["agreement"]["rows"],
+                                  ["method_a", "method_b", "measure", "mean", "sd", "n_cases"])
+    from ..conventions import defaults
+    from ..io import write_json
+
+    out["conventions"] = write_json({"conventions": defaults(), "note": "benchmark units use every default; see "
+                                     "docs/conventions.md"}, root / "conventions.json")
     from ..io import atomic_path
 
     with atomic_path(root / "summary.md") as tmp:
@@ -453,6 +466,14 @@ def render_html(agg: dict[str, Any], figures_dir: str | Path | None = None) -> s
         parts.append("<p>Sanity rule: a method passes when its mean SSIM between the trained-model map and the map "
                      "of the fully randomised network is below the mean SSIM of random pairs of its maps of different "
                      "cases (Arun et al. 2021).</p>")
+    if agg.get("agreement", {}).get("rows"):
+        from .agreement import agreement_html_tables
+
+        parts.append("<h2>Agreement between methods (mean over cases)</h2><p>Each pair of methods' maps of the same "
+                     "case compared as displayed (positive part or |h|), then averaged over the cases where both "
+                     "exist; per-pair SD and counts in <code>agreement.csv</code>.</p>")
+        for title, header, rows in agreement_html_tables(agg["agreement"]):
+            parts += [f"<h3>{html.escape(title)}</h3>", _table(header, rows)]
     figures = [("Deletion and insertion curves", figure_curves(agg)),
                ("Accuracy versus faithfulness", figure_accuracy_vs_faithfulness(agg))]
     ex = figure_examples(agg)

@@ -35,6 +35,7 @@ DESCRIPTION = (
 )
 DEFAULT_TOPK = "1,5,10"
 QUALITY_MODULE = "MedXAILib.quality"
+HD95_CHOICES = ("monai", "brats")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +67,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--box-threshold", type=float, default=0.5, help="threshold of the normalised map for the box (default 0.5)"
     )
+    parser.add_argument("--hd95", choices=HD95_CHOICES, default="monai",
+                        help="HD95 convention: monai (larger directed 95th percentile; default) or brats (pooled "
+                        "95th percentile; 373 mm when one mask is empty, NaN/null when both are)")
+    parser.add_argument("--relevance-mass", choices=("positive", "signed", "absolute"), default="positive",
+                        help="relevance mass of positive relevance (default), signed (Quantus) or |h| (CLEVR-XAI)")
+    parser.add_argument("--box-mode", choices=("largest", "each"), default="largest",
+                        help="--box: box of the largest thresholded region (default) or one box per region")
+    parser.add_argument("--stability-scaling", choices=("auto", "always", "never"), default="auto",
+                        help="intensity-scaling perturbations: auto skips them when the model's normalisation makes "
+                        "the map invariant (default)")
+    parser.add_argument("--max-sensitivity", choices=("fixed", "yeh"), default="fixed",
+                        help="fixed perturbations (default) or Yeh et al.'s 200 uniform draws in an r=0.2 ball")
+    parser.add_argument("--faithfulness-curve", choices=("normalised", "rise"), default="normalised",
+                        help="deletion/insertion curves divided by f(x) (default) or unnormalised as RISE")
+    parser.add_argument("--faithfulness-baseline", choices=("blur", "mean", "noise", "rise"), default="blur",
+                        help="baseline of deleted voxels (default blur); rise: zeros for deletion, blur for insertion")
     parser.add_argument("--model", help="model for faithfulness/stability/sanity metrics")
     parser.add_argument(
         "--input", nargs="+", action="extend", type=Path,
@@ -157,11 +174,15 @@ def evaluate_segmentation(
     reference: Volume,
     labels: list[int] | None = None,
     regions: dict[str, list[int]] | None = None,
+    hd95: str = "monai",
 ) -> dict[str, object]:
-    """``{"labels": {...}, "regions": {...}}`` for a predicted label map against a reference (same grid)."""
+    """``{"labels": {...}, "regions": {...}}`` for a predicted label map against a reference (same grid).
+
+    ``hd95`` is the HD95 convention (``monai`` or ``brats``; :func:`MedXAILib.metrics.segmentation.hd95_mm`).
+    """
     from ..metrics.segmentation import segmentation_metrics
 
-    scores = segmentation_metrics(prediction, reference, labels=labels, regions=regions)
+    scores = segmentation_metrics(prediction, reference, labels=labels, regions=regions, hd95=hd95)
     region_names = set(regions or {})
     out: dict[str, object] = {"labels": {k: v for k, v in scores.items() if k not in region_names}}
     if region_names:
@@ -184,7 +205,8 @@ def _run_segmentation(args: argparse.Namespace, progress: ProgressCallback) -> d
             "both must lie on the same voxel grid (resample first)"
         )
     progress(0.3, "scoring labels")
-    result = evaluate_segmentation(prediction, reference, labels, regions)
+    result = evaluate_segmentation(prediction, reference, labels, regions, hd95=args.hd95)
+    result["conventions"] = {"hd95": args.hd95}
     result["inputs"] = {
         "prediction": str(args.prediction),
         "reference": str(args.reference),
@@ -247,12 +269,15 @@ def _run_heatmap(
         reference = io.read_label_map(args.reference, reference=heat, what="reference")
         progress(0.3, "localisation")
         region = reference_region(reference, labels)
-        result.update(localisation_summary(heat.array[0], region, heat.spacing_kji, topk, args.tolerance_mm))
+        result.update(localisation_summary(heat.array[0], region, heat.spacing_kji, topk, args.tolerance_mm,
+                                           args.relevance_mass))
     if box is not None:
         if not heat.is_2d:
             raise InputError(f"--box is for 2D heat maps; {args.heatmap} has {heat.shape[0]} slices")
-        found = loc.box_localisation(heat.array[0], box, args.box_threshold)
+        found = loc.box_localisation(heat.array[0], box, args.box_threshold, args.box_mode)
         result.update({"box_iobb": found["iobb"], "box_iou": found["iou"], "box_detected_xywh": found["box"]})
+        if "boxes" in found:
+            result["box_all_regions"] = found["boxes"]
     progress(0.7, "complexity")
     result.update(complexity_summary(heat.array[0]))
     if hook is not None:
@@ -265,7 +290,20 @@ def _run_heatmap(
         "box_xywh": box,
         "box_threshold": args.box_threshold if box is not None else None,
     }
+    result["conventions"] = heatmap_conventions(args, box is not None, hook is not None)
     return result
+
+
+def heatmap_conventions(args: argparse.Namespace, box: bool, model_based: bool) -> dict[str, str]:
+    """The conventions a heat-map evaluation used (see :mod:`MedXAILib.conventions`)."""
+    out = {"relevance_mass": args.relevance_mass}
+    if box:
+        out["chestxray_box"] = f"{args.box_mode} (threshold {args.box_threshold:g})"
+    if model_based:
+        out.update({"stability_scaling": args.stability_scaling, "max_sensitivity": args.max_sensitivity,
+                    "faithfulness_curve": args.faithfulness_curve,
+                    "faithfulness_baseline": args.faithfulness_baseline})
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,17 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
 from ..volume import Volume
-from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
+from .common import (
+    DICOM_OUTPUT_SUFFIXES,
+    VOLUME_SUFFIXES,
+    add_dicom_output_arguments,
+    add_model_arguments,
+    check_dicom_inputs,
+    check_output_path,
+    open_model,
+    print_notes,
+    progress_from,
+)
 
 COUNTERFACTUAL_METHODS = ("counterfactual", "sedc")
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
@@ -31,8 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter; repeatable"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the passes and estimated cost, then stop")
-    parser.add_argument("--output", help="heat map to write (.nrrd, .nii.gz, .mha); required unless --dry-run")
-    parser.add_argument("--normalized", help="also write the normalised display map here")
+    parser.add_argument(
+        "--output",
+        help="heat map to write (.nrrd, .nii.gz, .mha), or .dcm for a DICOM Parametric Map referencing the DICOM "
+        "input; required unless --dry-run",
+    )
+    parser.add_argument("--normalized", help="also write the normalised display map here (same formats)")
+    add_dicom_output_arguments(parser)
+    parser.add_argument(
+        "--shap-plot", metavar="PNG",
+        help="kernelshap / partitionshap / lime: also write shap's waterfall and bar plots of the per-supervoxel and "
+        "per-sequence values here",
+    )
+    parser.add_argument(
+        "--map-resampling", choices=("interpolate", "sum"), default="interpolate",
+        help="how the model-grid map reaches the input grid: interpolate values (default; sums hold on the model "
+        "grid) or sum (rescaled so the map's sum is kept); see docs/conventions.md",
+    )
     parser.add_argument(
         "--counterfactual", metavar="FILE",
         help="counterfactual methods (counterfactual, sedc): write the counterfactual input here, in the input's "
@@ -68,13 +93,29 @@ def _voxel(text: str | None) -> tuple[int, int, int] | None:
     return parts[0], parts[1], parts[2]
 
 
+def explanation_conventions(method: str, params: dict, map_resampling: str) -> dict[str, str]:
+    """The conventions an explanation used (see :mod:`MedXAILib.conventions`), for its sidecar."""
+    out = {"map_resampling": map_resampling}
+    if method == "scorecam":
+        out["scorecam_weighting"] = str(params.get("weighting", "auto"))
+    if method == "lrp" and "bias" in params:
+        out["lrp_bias"] = str(bool(params["bias"])).lower()
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ..explain import explain
     from ..explain.estimate import estimate_cost
 
     if not args.dry_run and not args.output:
         raise InputError("--output is required (or use --dry-run to see the cost)")
-    out = check_output_path(args.output, VOLUME_SUFFIXES) if args.output else None
+    from ..dicom.output import is_dicom_output, model_identity, require_dicom_source
+
+    out = check_output_path(args.output, DICOM_OUTPUT_SUFFIXES) if args.output else None
+    if args.normalized:
+        check_output_path(args.normalized, DICOM_OUTPUT_SUFFIXES)
+    outputs = [] if args.dry_run else [args.output, args.normalized]
+    check_dicom_inputs(outputs, args.input, args.dicom_fill_uids)
     if args.counterfactual:
         check_output_path(args.counterfactual, VOLUME_SUFFIXES)
     if (args.counterfactual or args.series) and args.method not in COUNTERFACTUAL_METHODS:
@@ -84,33 +125,56 @@ def run(args: argparse.Namespace) -> int:
         )
     progress = progress_from(args)
     model = open_model(args)
-    volume = read_inputs(args.input, model)
+    volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)
+    source = None
+    for path in outputs:
+        if is_dicom_output(path):
+            source = require_dicom_source(volume, path, args.input, args.dicom_fill_uids)
     region = read_label_map(args.region, reference=volume, what="region mask") if args.region else None
     voxel = _voxel(args.voxel)
     params = _params(args)
+    if args.shap_plot and args.method not in ("kernelshap", "partitionshap", "lime"):
+        raise InputError("--shap-plot is for kernelshap, partitionshap and lime (methods with per-supervoxel values)")
     if args.dry_run:
         est = estimate_cost(model, volume, args.method, params=params)
         print(json.dumps(est, indent=None if args.progress == "json" else 2))
         return 0
     expl = explain(
         model, volume, args.method, label=args.target, region=region, voxel=voxel, params=params,
-        progress=progress.sub(0.0, 0.95),
+        progress=progress.sub(0.0, 0.95), map_resampling=args.map_resampling,
     )
     assert out is not None
-    sidecar = {"model": model.name, "input": args.input, **expl.summary()}
-    write_volume(expl.heatmap, out)
-    if args.normalized:
-        write_volume(expl.normalized(), check_output_path(args.normalized, VOLUME_SUFFIXES))
+    sidecar = {"model": model.name, "input": args.input, **expl.summary(),
+               "conventions": explanation_conventions(expl.method, expl.params, args.map_resampling)}
+    notes = list(volume.dicom.notes) if volume.dicom is not None else []
+    for path, heatmap, normalized in ((str(out), expl.heatmap, False), (args.normalized, None, True)):
+        if path is None:
+            continue
+        heatmap = expl.normalized() if normalized else heatmap
+        if is_dicom_output(path):
+            from ..dicom.pmap import write_parametric_map
+
+            info = write_parametric_map(path, heatmap, source, model_identity(model), expl.method,
+                                        normalized=normalized, fill_missing_uids=args.dicom_fill_uids)
+            notes += [n for n in info.pop("notes") if n not in notes]
+            sidecar["dicom_normalized" if normalized else "dicom"] = info
+        else:
+            write_volume(heatmap, path)
     if args.counterfactual:
         cf = expl.volumes["counterfactual"]
         sidecar["counterfactual_files"] = write_per_channel(cf, args.counterfactual)
         sidecar["counterfactual_channels"] = list(cf.channel_names)
     if args.series:
-        files = []
-        for n, frame in enumerate(expl.volumes.get("series", [])):
-            files.append(write_per_channel(frame, str(Path(args.series) / f"step{n:02d}.nii.gz")))
-        sidecar["series_files"] = files
+        sidecar["series_files"] = [write_per_channel(frame, str(Path(args.series) / f"step{n:02d}.nii.gz"))
+                                   for n, frame in enumerate(expl.volumes.get("series", []))]
+    if notes:
+        sidecar["notes"] = notes
     write_json(sidecar, str(out) + ".json")
+    if args.shap_plot:
+        from ..figures.shap_plots import shap_figure
+
+        shap_figure(check_output_path(args.shap_plot, (".png",)), expl, list(model.description.channel_names))
+    print_notes(notes)
     progress(1.0, f"wrote {out}")
     return 0
 

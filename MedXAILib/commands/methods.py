@@ -94,7 +94,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     records = describe_methods()
     if args.json:
-        print(json.dumps({"methods": records}))
+        from ..conventions import conventions_table
+
+        print(json.dumps({"methods": records, "conventions": conventions_table()}))
     else:
         print(format_table(records))
     return 0

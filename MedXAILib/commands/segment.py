@@ -1,4 +1,4 @@
-"""``segment``: run a segmentation model and write its label map in the input's geometry."""
+"""``segment``: run a segmentation model and write its label map in the input's geometry (or a DICOM SEG)."""
 
 from __future__ import annotations
 
@@ -6,29 +6,68 @@ import argparse
 
 from ..errors import ModelError
 from ..io import read_inputs, write_json, write_volume
-from .common import VOLUME_SUFFIXES, add_model_arguments, check_output_path, open_model, progress_from
+from .common import (
+    DICOM_OUTPUT_SUFFIXES,
+    VOLUME_SUFFIXES,
+    add_dicom_output_arguments,
+    add_model_arguments,
+    check_dicom_inputs,
+    check_output_path,
+    open_model,
+    print_notes,
+    progress_from,
+)
 
-HELP = "segment a volume; writes a label map with the input's exact geometry"
+HELP = "segment a volume; writes a label map with the input's exact geometry, or a DICOM SEG (.dcm)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--output", required=True, help="label map to write (.nii.gz, .nrrd, .mha)")
+    parser.add_argument(
+        "--output", required=True,
+        help="label map to write (.nii.gz, .nrrd, .mha), or .dcm for a DICOM SEG referencing the DICOM input",
+    )
     parser.add_argument("--probabilities", help="also write the class probabilities as a multi-channel volume")
+    add_dicom_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    out = check_output_path(args.output, VOLUME_SUFFIXES)
+    from ..dicom.output import is_dicom_output, model_identity, require_dicom_source
+    from ..dicom.terminology import terminology
+
+    out = check_output_path(args.output, DICOM_OUTPUT_SUFFIXES)
+    if args.probabilities:
+        check_output_path(args.probabilities, VOLUME_SUFFIXES)
+    check_dicom_inputs([args.output], args.input, args.dicom_fill_uids)
     progress = progress_from(args)
     model = open_model(args)
     if model.task != "segmentation":
         raise ModelError(f"model {model.name!r} is a {model.task} model; use `classify`")
-    volume = read_inputs(args.input, model)
+    volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)
+    dicom_out = is_dicom_output(out)
+    source = require_dicom_source(volume, out, args.input, args.dicom_fill_uids) if dicom_out else None
     prediction = model.predict(volume, progress=progress.sub(0.0, 0.9))
     assert prediction.labels is not None and prediction.probabilities is not None
-    write_volume(prediction.labels, out)
+    desc = model.description
+    sidecar = {"model": model.name, **prediction.summary(), "terminology": terminology(desc.class_names)}
+    notes = list(volume.dicom.notes) if volume.dicom is not None else []
+    if dicom_out:
+        from ..dicom.seg import masks_from_prediction, write_segmentation
+
+        masks, names = masks_from_prediction(
+            prediction, desc.class_names, [desc.label_value(i) for i in range(desc.n_classes)], desc.output
+        )
+        info = write_segmentation(out, masks, names, prediction.labels, source, model_identity(model),
+                                  args.dicom_fill_uids)
+        notes += info.pop("notes")
+        sidecar["dicom"] = info
+    else:
+        write_volume(prediction.labels, out)
     if args.probabilities:
         write_volume(prediction.probabilities, check_output_path(args.probabilities, VOLUME_SUFFIXES))
-    write_json({"model": model.name, **prediction.summary()}, str(out) + ".json")
+    if notes:
+        sidecar["notes"] = notes
+    write_json(sidecar, str(out) + ".json")
+    print_notes(notes)
     progress(1.0, f"wrote {out}")
     return 0

@@ -17,6 +17,7 @@ METHOD_MODULES = (
     "gradients",
     "perturbation",
     "shapley",
+    "partition",
     "lrp",
     "baselines",
     "counterfactual",

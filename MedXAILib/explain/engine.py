@@ -10,6 +10,15 @@ map): ``map(v) = Σ_w g_w(v) m_w(v) / Σ_w g_w(v)`` over the patches that were r
 Peak memory is then bounded by one patch's explanation, whatever the volume size. ``windowed=True/False`` forces
 either mode. Methods that must see the whole grid (counterfactuals, which cannot be stitched from patches; IG with
 ``baseline=counterfactual``) say so (``Method.windowable_for``) and always run on the whole grid.
+
+Map resampling (``map_resampling``; the ``map_resampling`` convention). A map is computed on the model grid and
+brought onto the input grid by linear interpolation over the same physical box (``interpolate``, default): values
+are kept, so where the two grids' voxel counts differ the map's *sum* changes by the ratio ``N_input / N_model``
+(8.00x for a 1 mm input and a 2 mm model grid). Sum rules (IG completeness, LRP conservation, KernelSHAP
+efficiency) therefore hold on the model grid, and ``details["map_resampling"]`` records both sums and the ratio.
+``sum`` multiplies the interpolated map by ``N_model / N_input`` so that relevance is carried as mass and the sum on
+the input grid matches the model grid's (to interpolation error). Methods that give their map on the input grid
+themselves (counterfactuals: counterfactual − input, in input units) are not resampled (mode ``none``).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..errors import MethodError
 from ..models import Model, Prediction
 from ..progress import ProgressCallback, no_progress, scaled
 from ..resources import measure
@@ -28,6 +38,7 @@ from .base import Cost, ExplainContext, Explanation, Method, MethodResult, chann
 
 MAX_WHOLE_GRID_VOXELS = 128**3
 WINDOW_OVERLAP = 0.25
+MAP_RESAMPLING = ("interpolate", "sum")
 
 
 def explain(
@@ -43,6 +54,7 @@ def explain(
     progress: ProgressCallback = no_progress,
     windowed: bool | None = None,
     max_voxels: int = MAX_WHOLE_GRID_VOXELS,
+    map_resampling: str = "interpolate",
 ) -> Explanation:
     """Explain ``model``'s output on ``volume`` with ``method``.
 
@@ -56,10 +68,13 @@ def explain(
         params: method parameters (strings are cast to each parameter's type).
         windowed: explain patch by patch (True), on the whole grid (False), or decide by size (None; see above).
         max_voxels: model-grid size above which ``windowed=None`` switches to patches.
+        map_resampling: ``interpolate`` (default) or ``sum`` (sum-preserving; see the module docstring).
 
     Returns:
         an Explanation whose heat map has exactly ``volume``'s geometry.
     """
+    if map_resampling not in MAP_RESAMPLING:
+        raise MethodError(f"unknown map resampling {map_resampling!r}; use one of {', '.join(MAP_RESAMPLING)}")
     m = get_method(method)
     params = {**m.params, **parse_params(m, params or {})}
     with measure(model.device) as cost_measure:
@@ -82,10 +97,14 @@ def explain(
         else:
             result = _run(m, ctx, params)
         progress(0.95, "mapping the map back to the input grid")
-        if result.input_maps is not None:
+        if result.input_maps is not None:  # counterfactuals: already on the input grid, in input units
             maps = result.input_maps.astype(np.float32, copy=False)
+            resampling: dict[str, Any] = {"mode": "none", "note": "the method gives its map on the input grid"}
         else:
             maps = model.to_input_grid(result.maps, prepared)
+            resampling = _resampling_record(maps, result, prepared, map_resampling)
+            if map_resampling == "sum":
+                maps = maps * np.float32(resampling["sum_ratio_model_to_input_voxels"])
     heat = maps.sum(axis=0, keepdims=True) if result.per_channel else maps[:1]
     names = list(model.description.channel_names)
     channel_maps = volume.with_array(maps, channel_names=names) if result.per_channel else None
@@ -106,10 +125,29 @@ def explain(
         cost=cost,
         channel_maps=channel_maps,
         channel_importance=importance,
-        details=result.details,
+        details={**result.details, "map_resampling": resampling},
         display=m.display,
         volumes=result.volumes,
     )
+
+
+def _resampling_record(maps: np.ndarray, result: MethodResult, prepared: Any, mode: str) -> dict[str, Any]:
+    """How the map reached the input grid, and its sum on both grids (see the module docstring)."""
+    n_model = float(np.prod(prepared.grid.model_shape))
+    n_input = float(np.prod(prepared.grid.input_shape))
+    on_model_grid = tuple(result.maps.shape[1:]) == tuple(prepared.grid.model_shape)
+    model_sum = float(result.maps.detach().double().sum()) if on_model_grid else None
+    factor = n_model / n_input if mode == "sum" else 1.0
+    note = (f"values interpolated: sums (completeness, conservation) hold on the model grid and are "
+            f"{n_input / n_model:.4g}x larger on the input grid" if mode == "interpolate"
+            else "values scaled by N_model / N_input after interpolation: the input-grid sum keeps the model grid's")
+    return {
+        "mode": mode,
+        "sum_ratio_model_to_input_voxels": n_model / n_input,
+        "sum_model_grid": model_sum,
+        "sum_input_grid": float(maps.astype(np.float64).sum()) * factor,
+        "note": note,
+    }
 
 
 def _run(m: Method, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:

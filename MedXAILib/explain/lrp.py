@@ -7,10 +7,13 @@ the explained score ``S = Σ W ⊙ logits`` with output relevance ``R_out = W �
 back layer by layer. For a layer with pre-activations ``z_j = Σ_i x_i w_ij + b_j``:
 
 - **ε** — ``R_i = Σ_j x_i w_ij R_j / (z_j + ε sign z_j)``; bias and ε absorb ``R_j (b_j + ε sign z_j) / (z_j + …)``.
-- **z⁺** (α1β0) — only positive contributions ``(x_i w_ij)⁺``: ``x⁺`` with ``W⁺`` and ``x⁻`` with ``W⁻``; bias ignored.
+- **z⁺** (α1β0) — only positive contributions ``(x_i w_ij)⁺``: ``x⁺`` with ``W⁺`` and ``x⁻`` with ``W⁻``; bias ignored
+  by default (``bias=true`` keeps ``b⁺`` in the denominator, as Montavon et al. 2019 and zennit; it then absorbs
+  relevance).
   Non-negative output relevance stays non-negative.
 - **γ** (sign-aware) — for an output with ``z_j ≥ 0`` the positive contributions are boosted (``W + γW⁺`` on ``x⁺``,
-  ``W + γW⁻`` on ``x⁻``), for ``z_j < 0`` the negative ones; bias ignored. So ``|z_γ| ≥ |z|`` and the denominator
+  ``W + γW⁻`` on ``x⁻``), for ``z_j < 0`` the negative ones; bias ignored by default (``bias=true``: ``b + γb⁺``
+  resp. ``b + γb⁻`` in the denominator). So ``|z_γ| ≥ |z|`` and the denominator
   never crosses 0 — the textbook γ rule (positive boost only) does on signed inputs such as InstanceNorm/PReLU
   outputs, which gave values ~1e6 × the score on a MONAI UNet. ``γ = 0`` gives LRP-0; for ``z ≥ 0`` and
   ``γ → ∞`` it tends to z⁺.
@@ -104,6 +107,7 @@ from .lrp_rules import (
     check_network,
     first_layer_relevance,
     resolve_composite,
+    rule_bias,
     rule_forward,
     stabilize,
 )
@@ -198,11 +202,13 @@ class LRP:
         epsilon: the ε stabiliser (in the units of each layer's pre-activation). gamma: the γ of the γ rule.
         norm_rule: ``centered`` or ``affine`` (InstanceNorm / GroupNorm, see the module docstring).
         low, high: z^B bounds per input channel (``(C,)``), or None for the input's min / max.
+        bias: keep the rule-modified bias in the z⁺ / γ denominators (the ``lrp_bias`` convention).
     """
 
     def __init__(
         self, network: nn.Module, composite: dict[str, str], epsilon: float = 1e-6, gamma: float = 0.25,
         norm_rule: str = "centered", low: torch.Tensor | None = None, high: torch.Tensor | None = None,
+        bias: bool = False,
     ) -> None:
         if norm_rule not in ("centered", "affine"):
             raise MethodError(f"lrp: norm_rule must be centered or affine, got {norm_rule!r}")
@@ -212,6 +218,7 @@ class LRP:
         self.gamma = float(gamma)
         self.norm_rule = norm_rule
         self.low, self.high = low, high
+        self.bias = bool(bias)
         self.modules = dict(network.named_modules())
 
     # -- hooks
@@ -278,7 +285,7 @@ class LRP:
             else:
                 z = rule_forward(module, rule, x, y, self.gamma)
                 numer = z
-                den = stabilize(z, self.eps)
+                den = stabilize(z + rule_bias(module, rule, z.detach(), self.gamma) if self.bias else z, self.eps)
             return self._modified(state, name, type(module).__name__, rule, y, z, numer, den)
         if isinstance(module, NORM_TYPES):
             lin = self._norm_linear(module, x)
@@ -366,7 +373,8 @@ class LRP:
         for (name, module, xi, leaf), m in zip(state.first, grads[1:]):
             r_out = leaf.detach() * (torch.zeros_like(leaf) if m is None else m)
             rule = self.composite["first"]
-            r_in, absorbed = first_layer_relevance(module, rule, xi, r_out, self.eps, self.gamma, low, high, support)
+            r_in, absorbed = first_layer_relevance(module, rule, xi, r_out, self.eps, self.gamma, low, high, support,
+                                                   self.bias)
             rel = rel + r_in
             first_records.append(_LayerRecord(name, type(module).__name__, f"{rule} (first)", float(r_out.sum()),
                                               float(absorbed)))
@@ -409,7 +417,7 @@ def conservation_report(rel: torch.Tensor, details: dict[str, Any], real: torch.
 def lrp_relevance(
     network: nn.Module, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor],
     composite: str = "epsilon-plus-flat", epsilon: float = 1e-6, gamma: float = 0.25, norm_rule: str = "centered",
-    divisor: int = 1, canonise: bool = True,
+    divisor: int = 1, canonise: bool = True, bias: bool = False,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """LRP relevance of ``score_fn(network(x))`` w.r.t. ``x`` — the whole pipeline, for tests and scripts.
 
@@ -439,7 +447,7 @@ def lrp_relevance(
         net, folded, n_fwd = copy.deepcopy(network).eval().requires_grad_(False), [], 0
     dims = (0,) + tuple(range(2, x.ndim))
     low, high = x.detach().amin(dims), x.detach().amax(dims)  # z^B bounds: each channel's range on real voxels
-    engine = LRP(net, resolve_composite(composite), epsilon, gamma, norm_rule, low, high)
+    engine = LRP(net, resolve_composite(composite), epsilon, gamma, norm_rule, low, high, bias)
     # flat / w² spread relevance over padding voxels too (they are network inputs); it shows as padding_share
     rel, details = engine.attribute(xp, lambda logits: score_fn(logits[crop]) if any(pads) else score_fn(logits),
                                     support=real.expand_as(xp))
@@ -458,7 +466,7 @@ class LayerwiseRelevancePropagation(Method):
     reference = "Bach et al., PLoS ONE 2015; Montavon et al., 2019"
     display = "signed"
     params = {"composite": "epsilon-plus-flat", "epsilon": 1e-6, "gamma": 0.25, "norm_rule": "centered",
-              "per_channel": True, "layers": False}
+              "per_channel": True, "layers": False, "bias": False}
     cost_model = "1 forward + 1 backward (modified rules, ~2× a gradient), +2 forwards to fold BatchNorms"
 
     def check(self, model: Model, target: Target, params: dict[str, Any]) -> None:
@@ -477,12 +485,13 @@ class LayerwiseRelevancePropagation(Method):
         rel, details = lrp_relevance(
             model.network, ctx.x, ctx.score_of_logits, composite=str(params["composite"]),
             epsilon=float(params["epsilon"]), gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]),
-            divisor=div,
+            divisor=div, bias=bool(params["bias"]),
         )
         ctx.forward_passes += 1 + int(details.pop("canonisation_forward_passes"))
         ctx.count_backward()
         if not params.get("layers"):
             details.pop("layers", None)
         details["composite"] = resolve_composite(str(params["composite"]))
+        details["rule_bias"] = bool(params["bias"])
         maps = rel[0] if params.get("per_channel", True) else rel[0].sum(0, keepdim=True)
         return MethodResult(maps, per_channel=bool(params.get("per_channel", True)), details=details)

@@ -231,9 +231,25 @@ def rule_forward(module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor,
     return torch.where(z >= 0, up, down)
 
 
+def rule_bias(module: nn.Module, rule: str, z: torch.Tensor, gamma: float) -> torch.Tensor | float:
+    """The rule-modified bias that enters the z⁺ / γ denominator when ``bias=true`` (Montavon et al. 2019, zennit).
+
+    z⁺: ``b⁺``. γ (sign-aware, as :func:`rule_forward`): ``b + γ b⁺`` where ``z ≥ 0``, ``b + γ b⁻`` where ``z < 0``.
+    ``z`` is the rule's modified pre-activation (its sign picks the γ branch). 0 for a layer without bias.
+    """
+    b = getattr(module, "bias", None)
+    if b is None or rule not in ("zplus", "gamma"):
+        return 0.0
+    b = b.detach().reshape((1, -1) + (1,) * (z.ndim - 2))
+    if rule == "zplus":
+        return b.clamp(min=0)
+    return torch.where(z >= 0, b + gamma * b.clamp(min=0), b + gamma * b.clamp(max=0))
+
+
 def first_layer_relevance(
     module: nn.Module, rule: str, x: torch.Tensor, relevance_out: torch.Tensor, eps: float, gamma: float,
     low: torch.Tensor | None = None, high: torch.Tensor | None = None, support: torch.Tensor | None = None,
+    bias: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Input relevance of one first layer from its output relevance, for any rule.
 
@@ -241,6 +257,7 @@ def first_layer_relevance(
         x: the layer input ``(B, C, …)``; relevance_out: ``R_y`` shaped like the output.
         low, high: the z^B bounds, broadcastable to ``x``. support: 1 on real input voxels, 0 on padding voxels
             (fixed zeros with zero bounds for z^B; flat / w² do spread relevance onto padding: padding_share).
+        bias: keep the rule-modified bias in the z⁺ / γ denominator (:func:`rule_bias`).
 
     Returns:
         ``R_x`` (shaped like ``x``) and the relevance absorbed (per output unit; ``Σ R_y − Σ R_x`` summed).
@@ -271,7 +288,7 @@ def first_layer_relevance(
                 bias = module.bias
                 full = z if bias is None else z + bias.detach().reshape((1, -1) + (1,) * (z.ndim - 2))
             else:
-                full = z
+                full = z + rule_bias(module, rule, z.detach(), gamma) if bias else z
             s = (relevance_out / stabilize(full, eps)).detach()
             (g,) = torch.autograd.grad((z * s).sum(), xs)
             rel = xs.detach() * g

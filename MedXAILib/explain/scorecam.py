@@ -14,7 +14,12 @@ in one forward pass):
    - ``increase``: ``w_k = (s_k − s_b) / Σ_j |s_j − s_b|`` with ``s_b = f(x ⊙ 0)`` — the score increase over the
      all-masked baseline, normalised to unit ℓ1. A region score is a sum of many logits (thousands), on which a
      softmax would be one-hot (``exp`` of differences of hundreds), so region targets use this rule.
-   - ``auto`` (default): ``increase`` for region targets, ``softmax`` for class and voxel targets.
+   - ``probability``: ``w_k = p(x ⊙ H_k) / Σ_j p(x ⊙ H_j)`` — the authors' rule (their code weighs each mask by
+     the softmax class probability of the masked input): ``p`` is the model's output activation (softmax or
+     sigmoid) of the target class — for a region or voxel target, its mean over the target's weights,
+     ``Σ W ⊙ p / Σ W``. The ℓ1 normalisation only rescales the map.
+   - ``auto`` (default): ``increase`` for region targets, ``softmax`` for class and voxel targets. ``softmax`` is
+     pytorch-grad-cam's rule (a softmax over channels of the target logit), not the paper's class probability.
 
 4. map = ``Σ_k w_k A_k`` (no ReLU; the display view shows the positive part), computed on the layer grid and upsampled
    once — the same as ``Σ_k w_k up(A_k)`` because the interpolation is linear.
@@ -61,7 +66,7 @@ from .base import ExplainContext, Method, MethodResult, register
 from .cam import layer_capture, upsample_to_grid
 from .coarse import CoarseScorer, check_scale, rescore_error
 
-WEIGHTINGS = ("auto", "softmax", "increase")
+WEIGHTINGS = ("auto", "softmax", "increase", "probability")
 PRUNE_BY = ("mean", "std")
 
 
@@ -100,8 +105,11 @@ def resolve_weighting(weighting: str, target_kind: str) -> str:
 
 
 def raw_weights(scores: torch.Tensor, weighting: str, baseline: float, shift: float) -> torch.Tensor:
-    """Un-normalised weights ``r_k``: ``exp(s_k − shift)`` (softmax) or ``s_k − s_b`` (increase); float64."""
+    """Un-normalised weights ``r_k``: ``exp(s_k − shift)`` (softmax), ``s_k − s_b`` (increase) or the probability
+    ``s_k`` itself (probability); float64."""
     s = scores.double()
+    if weighting == "probability":
+        return s
     return torch.exp(s - shift) if weighting == "softmax" else s - baseline
 
 
@@ -114,12 +122,17 @@ class _Scorer(CoarseScorer):
     """Scores masked inputs on the model grid, or on a coarser grid (``mask_scale < 1``; see
     :class:`~MedXAILib.explain.coarse.CoarseScorer`); the masks are resampled with the input."""
 
-    def __init__(self, ctx: ExplainContext, mask_scale: float = 1.0) -> None:
+    def __init__(self, ctx: ExplainContext, mask_scale: float = 1.0, probability: bool = False) -> None:
         super().__init__(ctx, mask_scale)
         self.x = self.to_grid(ctx.x.detach())
+        self.probability = probability
 
     def score(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.score_on_grid(batch)
+        if not self.probability:
+            return self.score_on_grid(batch)
+        p = self.ctx.model.activation(self.ctx.logits(batch).float())
+        w = self.weights
+        return (p * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1e-12)
 
     def masks(self, acts: torch.Tensor) -> torch.Tensor:
         model = self.ctx.model
@@ -138,9 +151,11 @@ def masked_scores(
     batch_size: int,
     stage: str = "scorecam",
     mask_scale: float = 1.0,
+    probability: bool = False,
 ) -> torch.Tensor:
-    """Scores ``(len(channels),)`` float64 of the input masked by each listed channel, ``batch_size`` per pass."""
-    scorer = _Scorer(ctx, mask_scale)
+    """Scores ``(len(channels),)`` float64 of the input masked by each listed channel, ``batch_size`` per pass
+    (target probabilities instead of target logit sums with ``probability``)."""
+    scorer = _Scorer(ctx, mask_scale, probability)
     x = scorer.x
     out = torch.empty(len(channels), dtype=torch.float64)
     bs = max(1, min(batch_size, len(channels) or 1))
@@ -192,10 +207,16 @@ def scorecam_reference(
             up = upsample_to_grid(acts[0, k : k + 1], ctx.model, grid)[0]
             lo, hi = up.min(), up.max()
             mask = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
-            scores.append(float(ctx.score(x * mask)[0]))
+            if rule == "probability":  # the target class's probability of the masked input, plainly
+                p = ctx.model.activation(ctx.logits(x * mask).float())
+                scores.append(float((p * ctx.weights).sum() / ctx.weights.sum()))
+            else:
+                scores.append(float(ctx.score(x * mask)[0]))
         s = torch.tensor(scores, dtype=torch.float64)
         if rule == "softmax":
             w = torch.softmax(s, dim=0)
+        elif rule == "probability":
+            w = s / s.abs().sum()
         else:
             d = s - baseline_score(ctx)
             w = d / d.abs().sum() if float(d.abs().sum()) > 0 else torch.zeros_like(d)
@@ -288,7 +309,7 @@ class ScoreCAM(Method):
         dropped = [k for k in range(n_ch) if k not in set(kept)]
         scale = float(params["mask_scale"])
         s_b = baseline_score(ctx, scale) if rule == "increase" else 0.0
-        scores = masked_scores(ctx, acts, kept, batch_size, mask_scale=scale)
+        scores = masked_scores(ctx, acts, kept, batch_size, mask_scale=scale, probability=rule == "probability")
         shift = float(scores.max()) if rule == "softmax" else 0.0
         r_kept = raw_weights(scores, rule, s_b, shift)
         w_kept = normalise(r_kept)
@@ -328,13 +349,17 @@ class ScoreCAM(Method):
             return {"mask_grid": grid, "method": "not estimated (error_samples = 0)"}
         rng = np.random.default_rng(int(params["seed"]) + 1)
         pick = sorted(int(i) for i in rng.choice(len(kept), size=m, replace=False))
-        full = masked_scores(ctx, acts, [kept[i] for i in pick], int(params["batch_size"]), "scorecam: scale error")
+        full = masked_scores(ctx, acts, [kept[i] for i in pick], int(params["batch_size"]), "scorecam: scale error",
+                             probability=rule == "probability")
         low = scores[pick]
         if rule == "increase":
             d_full, d_low = full - baseline_score(ctx), low - s_b
+        elif rule == "probability":
+            d_full, d_low = full, low
         else:  # softmax is shift-invariant: compare the scores' deviations from their mean
             d_full, d_low = full - full.mean(), low - low.mean()
-        what = "score increases over the all-masked input" if rule == "increase" else "scores minus their mean"
+        what = {"increase": "score increases over the all-masked input", "probability": "target probabilities"}.get(
+            rule, "scores minus their mean")
         return {"mask_grid": grid, "channels_rescored": m, **rescore_error(d_low, d_full, what)}
 
     def _pruning_error(
@@ -363,7 +388,8 @@ class ScoreCAM(Method):
         rng = np.random.default_rng(int(params["seed"]))
         sample = sorted(int(i) for i in rng.choice(dropped, size=m, replace=False))
         s_sample = masked_scores(
-            ctx, acts, sample, int(params["batch_size"]), "scorecam: pruning error", float(params["mask_scale"])
+            ctx, acts, sample, int(params["batch_size"]), "scorecam: pruning error", float(params["mask_scale"]),
+            probability=rule == "probability",
         )
         r_sample = raw_weights(s_sample, rule, s_b, shift)
         scale = len(dropped) / m

@@ -507,7 +507,7 @@ class _SupervoxelMethod(Method):
         maps = paint(phi, feats.index, grid)
         details = {**details, "n_supervoxels": feats.n_supervoxels, "segmentation": params["segmentation"],
                    "baseline": params["baseline"], "per_channel_groups": bool(params["per_channel_groups"]),
-                   "score_grid": coarse.describe()}
+                   "score_grid": coarse.describe(), "feature_values": [float(v) for v in phi]}
         if coarse.low is not None and int(params["scale_error_samples"]) > 0:
             details["score_scale_error"] = score_scale_error(
                 ctx, scorer, feats.n_features, int(params["scale_error_samples"]), int(params["seed"]) + 1)

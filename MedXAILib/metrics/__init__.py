@@ -5,9 +5,11 @@
 - :mod:`.localisation` — pointing game, relevance mass / rank accuracy, top-k% overlap, the ChestX-ray14 box protocol.
 - :mod:`.complexity` — sparseness (Gini index) and entropy of a heat map.
 - :mod:`.similarity` — SSIM (2D/3D) and Spearman correlation between maps, random-pair baselines.
+- :mod:`.agreement` — agreement between methods on one case: pairwise matrices, rank-averaged consensus.
 
 Every function takes numpy arrays in the core's spatial layout ``(K, J, I)`` (plus spacing in mm where distances
-matter); undefined values are ``None`` with a documented reason, never NaN.
+matter); undefined values are ``None`` with a documented reason, never NaN — except where a convention's anchor
+defines a NaN (``hd95_mm(convention="brats")`` of two empty masks; results written as JSON carry ``null`` and a note).
 """
 
 from .classification import auc_roc, classification_metrics

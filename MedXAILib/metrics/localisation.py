@@ -80,18 +80,28 @@ def pointing_game(
     return float(np.count_nonzero(top & r)) / float(np.count_nonzero(top))
 
 
-def relevance_mass(heatmap: np.ndarray, reference: np.ndarray) -> float | None:
-    """Relevance mass accuracy (Arras, Osman & Samek, "CLEVR-XAI", Information Fusion 2022).
+RELEVANCE_MASS_MODES = ("positive", "signed", "absolute")
 
-    The share of the positive relevance that falls inside the reference: ``Σ_{v∈R} max(h_v, 0) / Σ_v max(h_v, 0)``.
-    Returns None when the map has no positive relevance at all (the ratio is undefined).
+
+def relevance_mass(heatmap: np.ndarray, reference: np.ndarray, mode: str = "positive") -> float | None:
+    """Relevance mass accuracy (Arras, Osman & Samek, "CLEVR-XAI", Information Fusion 2022): the share of the
+    relevance that falls inside the reference, ``Σ_{v∈R} g(h_v) / Σ_v g(h_v)``, with ``g`` by ``mode``:
+
+    - ``positive`` (default): ``g(h) = max(h, 0)`` — the positive evidence only;
+    - ``signed``: ``g(h) = h`` — Quantus' ``RelevanceMassAccuracy`` (it sums the raw values; its default rescaling by
+      ``max |h|`` cancels in the ratio). Can leave [0, 1] when the map has negative values;
+    - ``absolute``: ``g(h) = |h|`` — the CLEVR-XAI code.
+
+    Returns None when the denominator is zero (e.g. no positive relevance in ``positive`` mode): the ratio is undefined.
     """
+    if mode not in RELEVANCE_MASS_MODES:
+        raise InputError(f"unknown relevance-mass mode {mode!r}; use one of {', '.join(RELEVANCE_MASS_MODES)}")
     h, r = _map_and_mask(heatmap, reference)
-    pos = np.clip(h, 0.0, None)
-    total = float(pos.sum())
-    if total <= 0.0:
+    g = np.clip(h, 0.0, None) if mode == "positive" else np.abs(h) if mode == "absolute" else h
+    total = float(g.sum())
+    if total == 0.0 or (mode != "signed" and total <= 0.0):
         return None
-    return float(pos[r].sum()) / total
+    return float(g[r].sum()) / total
 
 
 def _top_n_weights(values: np.ndarray, n: int) -> np.ndarray:
@@ -149,27 +159,46 @@ def normalise_map(heatmap: np.ndarray) -> np.ndarray:
     return (h - lo) / (hi - lo)
 
 
-def box_from_map(heatmap: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float, float] | None:
-    """The detected box of a 2D heat map (Wang et al., "ChestX-ray8", CVPR 2017).
+BOX_MODES = ("largest", "each")
 
-    The map is min–max normalised to [0, 1], thresholded at ``>= threshold``; the largest 8-connected component's
-    bounding box is returned as ``(x, y, w, h)`` pixels (pixel-edge coordinates, see the module docstring).
-    None when nothing passes the threshold (a constant map).
+
+def boxes_from_map(heatmap: np.ndarray, threshold: float = 0.5) -> list[tuple[float, float, float, float]]:
+    """Every connected region's box of a 2D heat map, largest region first (see :func:`box_from_map`).
+
+    The map is min–max normalised to [0, 1] and thresholded at ``>= threshold``; each 8-connected component gives the
+    ``(x, y, w, h)`` box (pixels, pixel-edge coordinates) of its pixels. Components are ordered by pixel count
+    (descending), ties by first pixel in C order. Empty when nothing passes the threshold (a constant map).
     """
     h = _spatial(heatmap, "the heat map")
     if h.shape[0] != 1:
         raise InputError(f"the box protocol is for 2D maps; this map has {h.shape[0]} slices")
     norm = normalise_map(h[0])
     if norm.max() <= 0:
-        return None
-    fg = norm >= threshold
-    labels, count = ndimage.label(fg, structure=np.ones((3, 3), dtype=bool))
+        return []
+    labels, count = ndimage.label(norm >= threshold, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
-        return None
+        return []
     sizes = np.bincount(labels.ravel())[1:]
-    rows, cols = np.nonzero(labels == int(np.argmax(sizes)) + 1)
-    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+    order = sorted(range(count), key=lambda c: (-int(sizes[c]), c))
+    out: list[tuple[float, float, float, float]] = []
+    for slc_index in order:
+        rows, cols = np.nonzero(labels == slc_index + 1)
+        y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        out.append((float(x0), float(y0), float(x1 - x0), float(y1 - y0)))
+    return out
+
+
+def box_from_map(heatmap: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float, float] | None:
+    """The detected box of a 2D heat map (Wang et al., "ChestX-ray8", CVPR 2017).
+
+    How the box is made: the map is min–max normalised to [0, 1] (signed values as they are, so negative relevance is
+    low), thresholded at ``>= threshold`` (default 0.5), split into 8-connected components, and the bounding box of
+    the **largest** component (most pixels) is returned as ``(x, y, w, h)`` pixels (pixel-edge coordinates, see the
+    module docstring). Wang et al. drew a box around each component; :func:`boxes_from_map` gives them all
+    (``box_mode="each"`` in :func:`box_localisation`). None when nothing passes the threshold (a constant map).
+    """
+    boxes = boxes_from_map(heatmap, threshold)
+    return boxes[0] if boxes else None
 
 
 def box_overlap(detected: Sequence[float], reference: Sequence[float]) -> dict[str, float]:
@@ -188,17 +217,29 @@ def box_overlap(detected: Sequence[float], reference: Sequence[float]) -> dict[s
 
 
 def box_localisation(
-    heatmap: np.ndarray, reference_box: Sequence[float], map_threshold: float = 0.5
+    heatmap: np.ndarray, reference_box: Sequence[float], map_threshold: float = 0.5, box_mode: str = "largest"
 ) -> dict[str, object]:
     """One image of the ChestX-ray14 protocol: ``{"box": (x, y, w, h) | None, "iobb", "iou"}``.
 
     ``reference_box`` must be in the heat map's pixel coordinates (scale the 1024×1024 ChestX-ray14 boxes first,
     :func:`scale_box`). No detected box scores IoBB = IoU = 0.
+
+    ``box_mode``: ``largest`` (default) scores the box of the largest thresholded component; ``each`` makes one box
+    per connected component, scores each, and reports the best-IoBB box as ``box`` (ties: the larger component) with
+    every box and its scores under ``boxes``.
     """
-    box = box_from_map(heatmap, map_threshold)
-    if box is None:
-        return {"box": None, "iobb": 0.0, "iou": 0.0}
-    return {"box": list(box), **box_overlap(box, reference_box)}
+    if box_mode not in BOX_MODES:
+        raise InputError(f"unknown box mode {box_mode!r}; use one of {', '.join(BOX_MODES)}")
+    if box_mode == "largest":
+        box = box_from_map(heatmap, map_threshold)
+        if box is None:
+            return {"box": None, "iobb": 0.0, "iou": 0.0}
+        return {"box": list(box), **box_overlap(box, reference_box)}
+    scored = [{"box": list(b), **box_overlap(b, reference_box)} for b in boxes_from_map(heatmap, map_threshold)]
+    if not scored:
+        return {"box": None, "iobb": 0.0, "iou": 0.0, "boxes": []}
+    best = max(range(len(scored)), key=lambda n: (scored[n]["iobb"], -n))
+    return {**scored[best], "boxes": scored}
 
 
 def scale_box(box: Sequence[float], from_size_ji: Sequence[int], to_size_ji: Sequence[int]) -> tuple[float, ...]:
@@ -226,8 +267,12 @@ def localisation_summary(
     spacing_kji: Sequence[float],
     topk: Sequence[float] = (1.0, 5.0, 10.0),
     tolerance_mm: float = 0.0,
+    relevance_mass_mode: str = "positive",
 ) -> dict[str, float | None]:
     """Pointing game, relevance mass / rank accuracy and top-k% Dice/IoU of one map against a boolean region.
+
+    ``relevance_mass_mode`` is the relevance-mass convention (``positive``, ``signed`` or ``absolute``; see
+    :func:`relevance_mass`).
 
     With ``tolerance_mm > 0`` the pointing game is also scored against the region dilated by that distance
     (key ``pointing_game_tol{mm}mm``). Keys: ``pointing_game``, ``relevance_mass``, ``relevance_rank``,
@@ -236,7 +281,7 @@ def localisation_summary(
     out: dict[str, float | None] = {"pointing_game": pointing_game(heatmap, region, 0.0, spacing_kji)}
     if tolerance_mm > 0:
         out[f"pointing_game_tol{tolerance_mm:g}mm"] = pointing_game(heatmap, region, tolerance_mm, spacing_kji)
-    out["relevance_mass"] = relevance_mass(heatmap, region)
+    out["relevance_mass"] = relevance_mass(heatmap, region, relevance_mass_mode)
     out["relevance_rank"] = relevance_rank(heatmap, region)
     for k in topk:
         overlap = topk_overlap(heatmap, region, k)

@@ -5,14 +5,18 @@ accepted too), and ``spacing_kji`` gives the voxel size in millimetres along tho
 :attr:`MedXAILib.volume.Volume.spacing_kji`). An oblique direction matrix does not change distances measured on the
 voxel grid, so only the spacing matters.
 
-Empty masks (the convention everywhere in this module, never a NaN):
+HD95 conventions (``hd95="monai"`` by default, or ``"brats"``; see ``docs/conventions.md``):
 
-- both masks empty: ``dice = iou = 1.0`` and ``hd95_mm = 0.0`` — the prediction agrees perfectly with "nothing here";
-- exactly one mask empty: ``dice = iou = 0.0`` and ``hd95_mm = None`` — a distance to a surface that does not exist
-  is undefined, and any stand-in number (an image diagonal, a fixed 373 mm) would silently bias averages. The
-  per-label result then carries a ``"note"`` saying which mask is empty.
+- ``monai`` — the larger of the two *directed* 95th percentiles (MONAI's ``compute_hausdorff_distance(percentile=95)``).
+  Empty masks: both empty → ``0.0``; exactly one empty → ``None`` (a distance to a surface that does not exist is
+  undefined, and a stand-in number would silently bias averages; MONAI itself gives NaN or inf).
+- ``brats`` — the 95th percentile of both directed distance sets *pooled* (the official BraTS evaluation,
+  ``brats-evaluation`` → panoptica ``np.percentile(np.hstack((d_pr, d_rp)), 95)``). Empty masks as BraTS scores
+  them: exactly one empty → ``373.0`` mm (the diameter of the SRI-24 atlas box, BraTS's maximum penalty); both empty
+  → NaN (written as ``null`` in JSON, with a note).
 
-MONAI's ``compute_dice`` returns NaN and ``compute_hausdorff_distance`` returns NaN or inf in these cases.
+Dice and IoU with empty masks (both conventions): both empty → ``1.0``; exactly one empty → ``0.0``. The per-label
+result carries a ``"note"`` saying which mask is empty.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ from ..errors import InputError
 from ..volume import Volume
 
 HD_PERCENTILE = 95.0
+HD95_CONVENTIONS = ("monai", "brats")
+#: BraTS's HD95 when exactly one mask is empty: the diameter (mm) of the SRI-24 atlas box.
+BRATS_EMPTY_HD95_MM = 373.0
+
+
+def check_hd95_convention(convention: str) -> str:
+    """``convention`` if it is one of :data:`HD95_CONVENTIONS`, else an InputError naming the choices."""
+    if convention not in HD95_CONVENTIONS:
+        raise InputError(f"unknown HD95 convention {convention!r}; use one of {', '.join(HD95_CONVENTIONS)}")
+    return convention
 
 
 def _as_bool(mask: np.ndarray) -> np.ndarray:
@@ -130,29 +144,38 @@ def hd95_mm(
     ref: np.ndarray,
     spacing_kji: Sequence[float] = (1.0, 1.0, 1.0),
     percentile: float = HD_PERCENTILE,
+    convention: str = "monai",
 ) -> float | None:
     """95th-percentile (symmetric) Hausdorff distance in millimetres.
 
-    Definition (the same as MONAI's ``compute_hausdorff_distance(percentile=95, spacing=...)``): take the boundary
-    voxels of each mask (:func:`boundary`); for each boundary voxel of one mask, the Euclidean distance in mm to the
-    nearest boundary voxel of the other; the 95th percentile of each directed set (linear interpolation between
-    order statistics, as ``numpy.percentile`` / ``torch.quantile``); the result is the larger of the two.
+    Take the boundary voxels of each mask (:func:`boundary`); for each boundary voxel of one mask, the Euclidean
+    distance in mm to the nearest boundary voxel of the other. Then (percentiles with linear interpolation between
+    order statistics, as ``numpy.percentile`` / ``torch.quantile``):
+
+    - ``convention="monai"``: the larger of the two directed 95th percentiles (MONAI's
+      ``compute_hausdorff_distance(percentile=95, spacing=...)``);
+    - ``convention="brats"``: the 95th percentile of both directed sets pooled (the BraTS evaluation).
 
     Args:
         pred, ref: binary masks ``(K, J, I)`` (or ``(J, I)``); non-zero is foreground.
         spacing_kji: voxel size in mm along k, j, i (a scalar means isotropic).
-        percentile: 95 by default; 100 gives the classical Hausdorff distance.
+        percentile: 95 by default; 100 gives the classical Hausdorff distance (both conventions agree there).
+        convention: ``monai`` or ``brats`` (see the module docstring, also for empty masks).
 
     Returns:
-        The distance in mm; ``0.0`` when both masks are empty; ``None`` when exactly one is empty.
+        The distance in mm. Empty masks: ``monai`` → ``0.0`` (both) / ``None`` (one); ``brats`` → NaN (both) /
+        ``373.0`` (one).
     """
+    check_hd95_convention(convention)
     p, r = _pair(pred, ref)
     has_p, has_r = bool(p.any()), bool(r.any())
     if not has_p and not has_r:
-        return 0.0
+        return float("nan") if convention == "brats" else 0.0
     if has_p != has_r:
-        return None
+        return BRATS_EMPTY_HD95_MM if convention == "brats" else None
     d_pr, d_rp = surface_distances_mm(p, r, spacing_kji)
+    if convention == "brats":
+        return float(np.percentile(np.concatenate([d_pr, d_rp]), percentile))
     return float(max(np.percentile(d_pr, percentile), np.percentile(d_rp, percentile)))
 
 
@@ -161,9 +184,16 @@ def volume_ml(mask: np.ndarray, voxel_volume_ml: float) -> float:
     return float(np.count_nonzero(mask)) * float(voxel_volume_ml)
 
 
-def empty_note(pred: np.ndarray, ref: np.ndarray) -> str | None:
-    """The note attached to a result when exactly one mask is empty (None otherwise)."""
+def empty_note(pred: np.ndarray, ref: np.ndarray, convention: str = "monai") -> str | None:
+    """The note attached to a result when a mask is empty (None otherwise)."""
     has_p, has_r = bool(np.any(pred)), bool(np.any(ref))
+    if convention == "brats":
+        if not has_p and not has_r:
+            return "both masks are empty here: dice and iou are 1 and hd95_mm is NaN (null), as BraTS scores it"
+        if has_p != has_r:
+            which = "reference" if has_p else "prediction"
+            return f"the {which} is empty here: dice and iou are 0 and hd95_mm is BraTS's 373 mm penalty"
+        return None
     if has_p and not has_r:
         return "the reference is empty here: dice and iou are 0 and hd95_mm is undefined (null)"
     if has_r and not has_p:
@@ -172,21 +202,24 @@ def empty_note(pred: np.ndarray, ref: np.ndarray) -> str | None:
 
 
 def mask_metrics(
-    pred: np.ndarray, ref: np.ndarray, spacing_kji: Sequence[float], voxel_volume_ml: float
+    pred: np.ndarray, ref: np.ndarray, spacing_kji: Sequence[float], voxel_volume_ml: float,
+    hd95: str = "monai",
 ) -> dict[str, object]:
     """All metrics of one binary mask pair: ``dice, iou, hd95_mm, volume_ml_prediction, volume_ml_reference``.
 
-    A ``note`` key is added when exactly one mask is empty (then ``hd95_mm`` is None).
+    ``hd95`` is the HD95 convention (``monai`` or ``brats``). A ``note`` key is added when a mask is empty and the
+    convention gives it a special value. A NaN HD95 (``brats``, both empty) is returned as None (JSON null).
     """
     p, r = _pair(pred, ref)
+    hd = hd95_mm(p, r, spacing_kji, convention=hd95)
     out: dict[str, object] = {
         "dice": dice(p, r),
         "iou": iou(p, r),
-        "hd95_mm": hd95_mm(p, r, spacing_kji),
+        "hd95_mm": None if hd is not None and np.isnan(hd) else hd,
         "volume_ml_prediction": volume_ml(p, voxel_volume_ml),
         "volume_ml_reference": volume_ml(r, voxel_volume_ml),
     }
-    note = empty_note(p, r)
+    note = empty_note(p, r, hd95)
     if note:
         out["note"] = note
     return out
@@ -216,6 +249,7 @@ def segmentation_metrics(
     reference: Volume,
     labels: Iterable[int] | None = None,
     regions: Mapping[str, Iterable[int]] | None = None,
+    hd95: str = "monai",
 ) -> dict[str, dict[str, object]]:
     """Per-label Dice, IoU, HD95 (mm) and volumes (mL) of a predicted label map against a reference.
 
@@ -224,6 +258,7 @@ def segmentation_metrics(
         labels: label values to score; by default every non-zero value found in either map.
         regions: optional aggregate regions, name → label values merged into one mask (for example
             ``{"whole_tumour": [1, 2, 3, 4]}``); scored like a label and keyed by the name.
+        hd95: the HD95 convention, ``monai`` (default) or ``brats`` (see the module docstring).
 
     Returns:
         ``{"1": {"dice", "iou", "hd95_mm", "volume_ml_prediction", "volume_ml_reference"[, "note"]}, ...}``, keyed by
@@ -233,6 +268,7 @@ def segmentation_metrics(
         InputError: the grids differ (the message says how), a map is not a label map, or a requested label is in
             neither map.
     """
+    check_hd95_convention(hd95)
     diff = reference.geometry_difference(prediction)
     if diff is not None:
         raise InputError(
@@ -254,8 +290,8 @@ def segmentation_metrics(
     vml = reference.voxel_volume_ml
     out: dict[str, dict[str, object]] = {}
     for value in wanted:
-        out[str(value)] = mask_metrics(pred == value, ref == value, spacing, vml)
+        out[str(value)] = mask_metrics(pred == value, ref == value, spacing, vml, hd95)
     for name, members in (regions or {}).items():
         vals = [int(v) for v in members]
-        out[str(name)] = mask_metrics(np.isin(pred, vals), np.isin(ref, vals), spacing, vml)
+        out[str(name)] = mask_metrics(np.isin(pred, vals), np.isin(ref, vals), spacing, vml, hd95)
     return out

@@ -16,7 +16,7 @@ from ..targets import FOREGROUND, Target, resolve_target
 from ..volume import Volume
 from .faithfulness import deletion_insertion
 from .sanity import cascading_randomisation
-from .stability import method_explainer, stability
+from .stability import method_explainer, scale_invariance, stability
 
 ALL_METRICS = ("localisation", "complexity", "faithfulness", "stability", "sanity")
 #: Affordable on a laptop CPU: no re-explanation needed.
@@ -135,7 +135,8 @@ def evaluate_explanation(
         elif fam == "stability":
             assert method is not None
             fn = method_explainer(model, method, target, params)
-            out.update(stability(volume, fn, heat, **{"seed": seed, **(stability_options or {})}))
+            opts = {"seed": seed, "invariant_reason": scale_invariance(model), **(stability_options or {})}
+            out.update(stability(volume, fn, heat, **opts))
         elif fam == "sanity":
             assert method is not None
             out.update(cascading_randomisation(model, volume, method, target, params, heat,
@@ -203,8 +204,12 @@ def model_based_metrics(args: Any, heatmap: Volume, reference: Volume | None) ->
             if fam in wanted:
                 skipped[fam] = "the method that made the map is unknown: pass --method or keep the explain sidecar"
         wanted = [m for m in wanted if m not in skipped]
+    faith = {k: v for k, v in (("baseline", getattr(args, "faithfulness_baseline", None)),
+                               ("curve", getattr(args, "faithfulness_curve", None))) if v}
+    stab = {k: v for k, v in (("scaling", getattr(args, "stability_scaling", None)),
+                              ("sensitivity", getattr(args, "max_sensitivity", None))) if v}
     result = evaluate_explanation(model, volume, heatmap, None, wanted, method=method, target=target,
-                                  params=params)
+                                  params=params, faithfulness_options=faith, stability_options=stab)
     result.pop("quality_seconds", None)
     if skipped:
         result["quality_skipped"] = skipped

@@ -16,13 +16,17 @@ insertion metrics):
   ``y_s = f(x_s) / f(x)``. ``f`` is the target's probability by default (``score="probability"``: the class
   probability for a class target, the mean probability of the target class(es) inside the target region for a region
   target — ``Σ W ⊙ p / Σ W``), or the explained logit sum ``Σ W ⊙ logits`` (``score="logit"``). When
-  ``|f(x)| ≤ 1e-12`` the curve is left unnormalised and ``normalised`` is False;
+  ``|f(x)| ≤ 1e-12`` the curve is left unnormalised and ``normalised`` is False. ``curve="rise"`` reports the
+  unnormalised curve ``y_s = f(x_s)`` as RISE does (its AUC is then in the score's units);
 - AUC is the trapezoidal area under ``y(x)``. A faithful map gives a **low deletion AUC** and a **high insertion
   AUC**. The same curves with a uniformly random voxel order (``*_random``) are the control a map must beat.
 
 Baselines (``baseline``): ``blur`` — each channel Gaussian-blurred with σ = ``blur_sigma_mm`` millimetres
 (converted per axis with the model grid's spacing, so anisotropic voxels blur isotropically in the patient);
 ``mean`` — each channel's mean; ``noise`` — Gaussian noise with each channel's mean and standard deviation (seeded).
+``rise`` — RISE's pair of baselines: deletion replaces voxels by a constant 0 (of the normalised input: the channel
+mean for a z-scored model), insertion reveals them over the blurred image (``blur_sigma_mm``); the curves then start
+(insertion) and end (deletion) at different baseline scores, ``score_baseline_insertion`` and ``score_baseline``.
 All values are of the normalised input on the model grid (what the network sees).
 
 All masked passes are batched (``batch_size`` inputs per forward pass) and run under ``torch.inference_mode``.
@@ -46,6 +50,9 @@ from ..targets import Target, resolve_target
 from ..volume import Volume
 
 BASELINES = ("blur", "mean", "noise")
+#: Baseline choices of :func:`deletion_insertion` (``rise``: zeros for deletion, blur for insertion).
+FAITHFULNESS_BASELINES = BASELINES + ("rise",)
+CURVES = ("normalised", "rise")
 SCORES = ("probability", "logit")
 UNITS = ("voxel", "supervoxel")
 DEFAULT_STEPS = 16
@@ -174,6 +181,7 @@ def deletion_insertion(
     batch_size: int = 8,
     random_control: bool = True,
     seed: int = 0,
+    curve: str = "normalised",
 ) -> dict[str, Any]:
     """Deletion and insertion curves of a heat map and their AUCs (see the module docstring for the definitions).
 
@@ -183,7 +191,8 @@ def deletion_insertion(
         heatmap: ``(K, J, I)`` (or ``(1, K, J, I)`` / a Volume) relevance on the input grid.
         target: what was explained (default: the model's default target for this input).
         steps: number of steps S (S + 1 points per curve).
-        baseline: ``blur``, ``mean`` or ``noise``. blur_sigma_mm: the blur's σ in millimetres.
+        baseline: ``blur``, ``mean``, ``noise`` or ``rise`` (zeros / blur). blur_sigma_mm: the blur's σ in mm.
+        curve: ``normalised`` (``f(x_s) / f(x)``, default) or ``rise`` (unnormalised ``f(x_s)``, as RISE reports).
         unit: ``voxel`` (voxel percentiles) or ``supervoxel`` (cubes of ``supervoxel_mm`` mm).
         order: ``signed`` (most positive first) or ``absolute`` (largest ``|h|`` first).
         score: ``probability`` or ``logit``. batch_size: inputs per forward pass.
@@ -203,6 +212,10 @@ def deletion_insertion(
         raise InputError(f"unknown relevance order {order!r}; use signed or absolute")
     if score not in SCORES:
         raise InputError(f"unknown faithfulness score {score!r}; use one of {', '.join(SCORES)}")
+    if curve not in CURVES:
+        raise InputError(f"unknown faithfulness curve {curve!r}; use one of {', '.join(CURVES)}")
+    if baseline not in FAITHFULNESS_BASELINES:
+        raise InputError(f"unknown faithfulness baseline {baseline!r}; use one of {', '.join(FAITHFULNESS_BASELINES)}")
     heat = heatmap.array if isinstance(heatmap, Volume) else heatmap
     if target is None:
         target = resolve_target(model, volume)
@@ -214,7 +227,11 @@ def deletion_insertion(
     if order == "absolute":
         values = np.abs(values)
     weights = target.weights(model, prepared)
-    base = make_baseline(x, baseline, spacing, blur_sigma_mm, seed)
+    if baseline == "rise":
+        base = torch.zeros_like(x)
+        base_ins = make_baseline(x, "blur", spacing, blur_sigma_mm, seed)
+    else:
+        base = base_ins = make_baseline(x, baseline, spacing, blur_sigma_mm, seed)
     n = int(np.prod(grid))
 
     orders: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -233,6 +250,8 @@ def deletion_insertion(
 
     # Jobs: (key, order, count, kind); the unperturbed input and the baseline are scored once.
     jobs: list[tuple[str, np.ndarray | None, int, str]] = [("input", None, 0, "x"), ("baseline", None, 0, "b")]
+    if base_ins is not base:
+        jobs.append(("baseline_insertion", None, 0, "bi"))
     for name, (ordr, counts) in orders.items():
         for s, c in enumerate(counts):
             if 0 < c < n:
@@ -250,12 +269,14 @@ def deletion_insertion(
                     batch.append(x)
                 elif kind == "b":
                     batch.append(base)
+                elif kind == "bi":
+                    batch.append(base_ins)
                 else:
                     assert ordr is not None
                     flat = np.zeros(n, dtype=bool)
                     flat[ordr[:c]] = True
                     mask = torch.from_numpy(flat.reshape((1, 1) + grid)).to(x.device)
-                    batch.append(torch.where(mask, base, x) if kind == "deletion" else torch.where(mask, x, base))
+                    batch.append(torch.where(mask, base, x) if kind == "deletion" else torch.where(mask, x, base_ins))
             logits = model.forward(torch.cat(batch, 0))
             forward += len(chunk)
             vals = target_score(model, logits, weights, score).float().cpu().numpy()
@@ -263,7 +284,8 @@ def deletion_insertion(
                 scores[key] = float(v)
 
     f_x, f_b = scores["input"], scores["baseline"]
-    normalised = abs(f_x) > 1e-12
+    f_bi = scores.get("baseline_insertion", f_b)
+    normalised = abs(f_x) > 1e-12 and curve == "normalised"
     denom = f_x if normalised else 1.0
     out: dict[str, Any] = {}
     fractions_of: dict[str, list[float]] = {}
@@ -271,7 +293,7 @@ def deletion_insertion(
         suffix = "" if name == "map" else "_random"
         fr = counts.astype(np.float64) / n
         dele = [f_x if c == 0 else f_b if c == n else scores[f"{name}/deletion/{s}"] for s, c in enumerate(counts)]
-        ins = [f_b if c == 0 else f_x if c == n else scores[f"{name}/insertion/{s}"] for s, c in enumerate(counts)]
+        ins = [f_bi if c == 0 else f_x if c == n else scores[f"{name}/insertion/{s}"] for s, c in enumerate(counts)]
         dele_n = np.asarray(dele) / denom
         ins_n = np.asarray(ins) / denom
         out[f"deletion_auc{suffix}"] = auc(fr, dele_n)
@@ -284,17 +306,21 @@ def deletion_insertion(
         out["curve_fractions_random"] = fractions_of["random"]
     out["score_input"] = f_x
     out["score_baseline"] = f_b
+    if baseline == "rise":
+        out["score_baseline_insertion"] = f_bi
     out["faithfulness_settings"] = {
         "steps": int(steps),
         "baseline": baseline,
-        "blur_sigma_mm": float(blur_sigma_mm) if baseline == "blur" else None,
+        "blur_sigma_mm": float(blur_sigma_mm) if baseline in ("blur", "rise") else None,
+        "curve": curve,
         "unit": unit,
         "supervoxel_mm": float(supervoxel_mm) if unit == "supervoxel" else None,
         "order": order,
         "score": score,
         "normalised": bool(normalised),
         "x": "fraction of model-grid voxels changed, most relevant first",
-        "y": "f(x_s) / f(x)" if normalised else "f(x_s) (f(x) ~ 0: not normalised)",
+        "y": "f(x_s) / f(x)" if normalised else ("f(x_s) (unnormalised, as RISE)" if curve == "rise"
+                                                 else "f(x_s) (f(x) ~ 0: not normalised)"),
         "forward_passes": forward,
         "seconds": round(time.perf_counter() - start, 4),
         "seed": int(seed),
@@ -306,6 +332,8 @@ def deletion_insertion(
 
 __all__ = [
     "BASELINES",
+    "CURVES",
+    "FAITHFULNESS_BASELINES",
     "auc",
     "cube_labels",
     "deletion_insertion",

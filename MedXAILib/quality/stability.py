@@ -11,15 +11,28 @@ Perturbations (each seeded, each stated in the result):
   rotated image is resampled (trilinear, edges clamped) on the original voxel grid with its exact geometry, so
   anisotropic voxels rotate as the patient would. Its map is then resampled back onto the original grid by the
   inverse rotation before comparing; voxels whose rotated position falls outside the grid are excluded;
-- **intensity scaling** of all channels by a factor (e.g. 0.9, 1.1).
+- **intensity scaling** of all channels by a factor (e.g. 0.9, 1.1). A model whose preprocessing rescales each
+  channel (z-score, z-score over the foreground, percentile or min–max normalisation) sees exactly the same network
+  input after a positive scaling, so its map cannot change (SSIM 1.000000 on the demo model): counting that
+  perturbation would inflate the means. ``scaling="auto"`` (default) therefore skips it for such models and says so in
+  ``stability_skipped``; ``always`` keeps it, ``never`` drops it for every model (:func:`scale_invariance`).
 
 For each perturbed input x′ the explanation Φ(x′) is recomputed with the same method, parameters and class (the
 target region is re-resolved on x′ when it is the model's predicted foreground) and compared with Φ(x):
 
 - SSIM (Wang et al. 2004; :func:`MedXAILib.metrics.similarity.ssim`, each map min–max normalised);
 - Spearman rank correlation of the voxel values (:func:`MedXAILib.metrics.similarity.spearman`);
-- max-sensitivity (Yeh et al., "On the (in)fidelity and sensitivity of explanations", NeurIPS 2019):
-  ``max_{x′} ‖Φ(x′) − Φ(x)‖₂ / ‖Φ(x)‖₂`` over the perturbations, raw signed maps.
+- max-sensitivity (Yeh et al., "On the (in)fidelity and sensitivity of explanations", NeurIPS 2019), by
+  ``sensitivity``:
+
+  - ``fixed`` (default): ``max_{x′} ‖Φ(x′) − Φ(x)‖₂ / ‖Φ(x)‖₂`` over the perturbations above, raw signed maps;
+  - ``yeh``: Yeh's definition — the supremum over uniform noise in an r-ball — sampled as Quantus'
+    ``MaxSensitivity`` does by default: ``yeh_samples = 200`` draws of i.i.d. uniform noise in ``[−r, r]`` per voxel
+    (an ℓ∞ ball, ``yeh_radius`` r = 0.2), each map rescaled by its ``max |Φ|`` (Quantus' ``normalise_by_max``), then
+    ``max_n ‖Φ̂(x + u_n) − Φ̂(x)‖_F / ‖Φ̂(x)‖_F``. Our inputs are raw scanner intensities, not Quantus' normalised
+    images, so r is in units of each channel's standard deviation over the object (r = 0.2 is Quantus' radius on a
+    z-scored input), and the noise is added inside the object only (as for ``noise`` above). The fixed-perturbation
+    value stays beside it as ``max_sensitivity_fixed``. Cost: ``yeh_samples`` more explanations.
 
 ``stability_ssim`` and ``stability_spearman`` are means over the perturbations. Array layout: maps ``(K, J, I)``.
 """
@@ -46,6 +59,27 @@ DEFAULT_SNR_DB = (20.0, 30.0)
 DEFAULT_ROTATIONS_DEG = (-5.0, 5.0)
 DEFAULT_SCALES = (0.9, 1.1)
 MAX_ROTATION_DEG = 5.0
+SCALING_MODES = ("auto", "always", "never")
+SENSITIVITY_MODES = ("fixed", "yeh")
+YEH_SAMPLES = 200
+YEH_RADIUS = 0.2
+#: Per-channel normalisations after which a positive intensity scaling leaves the network input unchanged.
+SCALE_INVARIANT_NORMALIZERS = ("zscore", "zscore_foreground", "percentile", "minmax")
+
+
+def scale_invariance(model: Model) -> str | None:
+    """Why ``model`` is invariant to a positive intensity scaling of its input, or None when it is not (known).
+
+    True for the per-channel normalisations in :data:`SCALE_INVARIANT_NORMALIZERS` of a model description (each
+    divides out a global factor). Fixed windows (``hu_window``), ``none`` and formats whose preprocessing MedXAI does
+    not describe are treated as not invariant, so the perturbation is kept.
+    """
+    prep = getattr(model.description, "preprocessing", None) or {}
+    mode = prep.get("normalize") if isinstance(prep, dict) else None
+    if mode in SCALE_INVARIANT_NORMALIZERS:
+        return (f"the model normalises each channel ({mode}), so a positive intensity scaling gives the network the "
+                "same input and the map cannot change")
+    return None
 
 
 # ---- explaining (shared with the sanity check) ------------------------------------------------------------------
@@ -117,6 +151,56 @@ def add_noise(volume: Volume, snr_db: float, seed: int = 0) -> Volume:
         sigma = rms / 10.0 ** (float(snr_db) / 20.0)
         out[c][obj] += rng.normal(0.0, sigma, size=int(obj.sum()))
     return volume.with_array(out.astype(np.float32))
+
+
+def uniform_ball_noise(volume: Volume, radius: float, seed: int) -> Volume:
+    """The volume plus i.i.d. uniform noise in ``[−r σ_c, r σ_c]`` per voxel of the object (Yeh / Quantus draws).
+
+    ``σ_c`` is channel c's standard deviation over the object (voxels where any channel is non-zero; all voxels when
+    none is zero); voxels outside the object are left as they are. Seeded by ``seed``.
+    """
+    arr = volume.array.astype(np.float64)
+    obj = np.any(arr != 0, axis=0)
+    if not obj.any() or obj.all():
+        obj = np.ones(arr.shape[1:], dtype=bool)
+    rng = np.random.default_rng(seed)
+    out = arr.copy()
+    for c in range(arr.shape[0]):
+        sd = float(arr[c][obj].std())
+        out[c][obj] += rng.uniform(-radius * sd, radius * sd, size=int(obj.sum()))
+    return volume.with_array(out.astype(np.float32))
+
+
+def max_normalised(a: np.ndarray) -> np.ndarray:
+    """``a / max |a|`` (Quantus' ``normalise_by_max``); an all-zero map stays zero."""
+    a = np.asarray(a, dtype=np.float64)
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    return a / peak if peak > 0 else a
+
+
+def yeh_max_sensitivity(
+    volume: Volume, explain_fn: ExplainFn, base: np.ndarray, n_samples: int = YEH_SAMPLES,
+    radius: float = YEH_RADIUS, seed: int = 0,
+) -> dict[str, Any]:
+    """Yeh et al.'s max-sensitivity sampled as Quantus does (see the module docstring); draw n uses ``seed + n``.
+
+    Returns ``{"max_sensitivity_yeh", "mean_sensitivity_yeh", "yeh_samples", "yeh_radius"}``.
+    """
+    if n_samples < 1 or radius <= 0:
+        raise InputError(f"max-sensitivity needs yeh_samples ≥ 1 and yeh_radius > 0; got {n_samples}, {radius}")
+    ref = max_normalised(base)
+    den = float(np.linalg.norm(ref))
+    values: list[float] = []
+    for n in range(int(n_samples)):
+        other = max_normalised(_map(explain_fn(uniform_ball_noise(volume, radius, seed + n))))
+        if den > 0:
+            values.append(float(np.linalg.norm(other - ref)) / den)
+    return {
+        "max_sensitivity_yeh": max(values) if values else None,
+        "mean_sensitivity_yeh": float(np.mean(values)) if values else None,
+        "yeh_samples": int(n_samples),
+        "yeh_radius": float(radius),
+    }
 
 
 def rotation_matrix(axis: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -213,6 +297,11 @@ def stability(
     scales: Sequence[float] = DEFAULT_SCALES,
     seed: int = 0,
     ssim_sigma_mm: float | None = None,
+    scaling: str = "auto",
+    invariant_reason: str | None = None,
+    sensitivity: str = "fixed",
+    yeh_samples: int = YEH_SAMPLES,
+    yeh_radius: float = YEH_RADIUS,
 ) -> dict[str, Any]:
     """Stability of an explanation under noise, small rotations and intensity scaling (see the module docstring).
 
@@ -223,11 +312,27 @@ def stability(
         snr_db: noise levels in dB. rotations_deg: angles in degrees, |angle| ≤ 5. rotation_axis: ``i``, ``j``, ``k``.
         scales: intensity factors. seed: noise seed (level n uses ``seed + n``).
         ssim_sigma_mm: SSIM window σ in mm (default: 1.5 voxels, as Wang et al.).
+        scaling: ``auto`` (skip the intensity scalings when ``invariant_reason`` is given), ``always`` or ``never``.
+        invariant_reason: why the model is scale-invariant (:func:`scale_invariance`), or None.
+        sensitivity: ``fixed`` or ``yeh`` (see the module docstring); yeh_samples, yeh_radius: Yeh's draws and r.
 
     Returns:
-        ``stability_ssim``, ``stability_spearman`` (means), ``max_sensitivity``, the same per perturbation family
-        (``stability_ssim_noise`` …) and ``stability_perturbations``: one record per perturbation.
+        ``stability_ssim``, ``stability_spearman`` (means), ``max_sensitivity`` (by ``sensitivity``), the same per
+        perturbation family (``stability_ssim_noise`` …), ``stability_perturbations`` (one record per perturbation),
+        ``stability_skipped`` (perturbations left out and why) and ``stability_settings``.
     """
+    if scaling not in SCALING_MODES:
+        raise InputError(f"unknown stability scaling mode {scaling!r}; use one of {', '.join(SCALING_MODES)}")
+    if sensitivity not in SENSITIVITY_MODES:
+        raise InputError(f"unknown max-sensitivity convention {sensitivity!r}; use one of "
+                         f"{', '.join(SENSITIVITY_MODES)}")
+    skipped: dict[str, str] = {}
+    if scales and scaling == "never":
+        skipped["intensity_scale"] = "scaling='never'"
+        scales = ()
+    elif scales and scaling == "auto" and invariant_reason:
+        skipped["intensity_scale"] = invariant_reason
+        scales = ()
     start = time.perf_counter()
     for a in rotations_deg:
         if abs(float(a)) > MAX_ROTATION_DEG + 1e-9:
@@ -277,7 +382,13 @@ def stability(
         out[f"stability_spearman{suffix}"] = _mean([r["spearman"] for r in recs])
     sens = [r["sensitivity"] for r in records if r["sensitivity"] is not None]
     out["max_sensitivity"] = max(sens) if sens else None
+    if sensitivity == "yeh":
+        out["max_sensitivity_fixed"] = out["max_sensitivity"]
+        out.update(yeh_max_sensitivity(volume, explain_fn, base, yeh_samples, yeh_radius, seed + 1000))
+        out["max_sensitivity"] = out["max_sensitivity_yeh"]
+    out["max_sensitivity_convention"] = sensitivity
     out["stability_perturbations"] = records
+    out["stability_skipped"] = skipped
     out["stability_settings"] = {
         "snr_db": [float(v) for v in snr_db],
         "rotations_deg": [float(v) for v in rotations_deg],
@@ -285,6 +396,8 @@ def stability(
         "scales": [float(v) for v in scales],
         "seed": int(seed),
         "ssim_sigma_mm": ssim_sigma_mm,
+        "scaling": scaling,
+        "sensitivity": sensitivity,
         "seconds": round(time.perf_counter() - start, 4),
     }
     return out
@@ -309,5 +422,8 @@ __all__ = [
     "rotate",
     "rotate_back",
     "rotation_matrix",
+    "scale_invariance",
     "stability",
+    "uniform_ball_noise",
+    "yeh_max_sensitivity",
 ]
