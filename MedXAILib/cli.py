@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _module=module)
     for old, new in ALIASES.items():
         module = _load(new)
         if module is None:
@@ -74,8 +74,38 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(old, help=f"deprecated name of '{new}'",
                            description=getattr(module, "DESCRIPTION", module.HELP))
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _deprecated=(old, new))
+        p.set_defaults(_run=module.run, _module=module, _deprecated=(old, new))
     return parser
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Check every declared output path, then run the command; its outputs are kept only if it succeeds.
+
+    A command module may declare ``OUTPUTS`` (attribute name → :class:`~MedXAILib.outputs.OutputSpec`), checked
+    against its inputs before any work, and ``RESUMABLE = True`` when its outputs must persist one by one (a killed
+    run resumes from them) instead of being written as one set at the end.
+    """
+    from . import outputs
+
+    module = getattr(args, "_module", None)
+    specs = getattr(module, "OUTPUTS", {})
+    if getattr(module, "RESUMABLE", False):
+        outputs.check_command_outputs(args, specs)
+        return int(args._run(args) or 0)
+    with outputs.command_outputs():
+        outputs.check_command_outputs(args, specs)
+        code = int(args._run(args) or 0)
+        if code != 0:
+            raise _CommandFailedError(code)
+        return code
+
+
+class _CommandFailedError(Exception):
+    """A command returned a non-zero status: its outputs are discarded like those of a command that raised."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         old, new = args._deprecated
         print(f"note: '{old}' is deprecated and will be removed; use '{new}'", file=sys.stderr)
     try:
-        return int(args._run(args) or 0)
+        return _run_command(args)
     except MedXAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except _CommandFailedError as failed:
+        return failed.code
+    except MemoryError:
+        print("error: ran out of memory; use a smaller input or cheaper parameters (explain --dry-run shows the "
+              "cost); no partial output was kept", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; no partial output was kept", file=sys.stderr)

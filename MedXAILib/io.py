@@ -11,21 +11,24 @@ so an interrupted write never leaves a half-written output.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .integrity import check_image_file
+from .outputs import atomic_path  # noqa: F401 - re-exported: writers import it from here
+from .quiet import captured_native_stderr
 from .volume import LPS_TO_RAS, Volume
 
 if TYPE_CHECKING:  # io sits below models: the model is only duck-typed here
     from .models import Model
 
+#: Voxel sizes outside this range (mm) come from a corrupt header, not from a scanner or microscope.
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-6, 1e6
 IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -70,10 +73,28 @@ def _apply_geometry(img: sitk.Image, ijk_to_ras: np.ndarray) -> None:
 
 
 def image_to_volume(img: sitk.Image, name: str | None = None) -> Volume:
-    """Convert a SimpleITK image (2D, 3D, 4D or vector-valued) to a Volume (channels first)."""
-    arr = sitk.GetArrayFromImage(img)
+    """Convert a SimpleITK image (2D, 3D, 4D or vector-valued) to a Volume (channels first).
+
+    Raises:
+        InputError: complex voxels, a vector-valued 4D image, or a geometry that is not finite and invertible.
+    """
+    what = name or "image"
     dim = img.GetDimension()
     ncomp = img.GetNumberOfComponentsPerPixel()
+    if "complex" in img.GetPixelIDTypeAsString():
+        raise InputError(f"{what} has complex-valued voxels; give a real-valued image (magnitude or phase)")
+    if dim == 4 and ncomp > 1:
+        raise InputError(f"{what} is a 4D image of {ncomp}-component vectors; give one value per voxel")
+    ijk_to_ras = _ijk_to_ras_from_image(img)
+    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    direction = np.asarray(img.GetDirection(), dtype=float).reshape(dim, dim)
+    if (not np.isfinite(ijk_to_ras).all() or not np.all((spacing >= MIN_SPACING_MM) & (spacing <= MAX_SPACING_MM))
+            or not abs(np.linalg.det(direction)) > 1e-3):
+        raise InputError(
+            f"{what} has a corrupt geometry (spacing {spacing.tolist()} mm, direction {direction.ravel().tolist()}): "
+            f"spacings must lie between {MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm and the axes independent"
+        )
+    arr = sitk.GetArrayFromImage(img)
     if ncomp > 1:
         # vector pixels: move components to the channel axis
         arr = np.moveaxis(arr, -1, 0)
@@ -86,8 +107,8 @@ def image_to_volume(img: sitk.Image, name: str | None = None) -> Volume:
     elif dim == 4:
         pass  # (T, K, J, I): the 4th axis is the channel axis
     else:
-        raise InputError(f"{name or 'image'} has {dim} dimensions; expected 2, 3 or 4")
-    return Volume(arr, _ijk_to_ras_from_image(img), [name] * 0)
+        raise InputError(f"{what} has {dim} dimensions; expected 2, 3 or 4")
+    return Volume(arr, ijk_to_ras, [])
 
 
 _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
@@ -127,11 +148,33 @@ def _nifti_nonfinite(path: Path) -> np.ndarray | None:
 
 
 def _rgb_to_gray(vol: Volume) -> Volume:
+    """RGB(A) → luminance (ITU-R 601); grey + alpha → the grey channel (alpha is not image content)."""
     arr = vol.array.astype(np.float32)
+    if arr.shape[0] == 2:
+        return vol.with_array(arr[:1], channel_names=[])
     if arr.shape[0] in (3, 4):
         gray = 0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2]
         return vol.with_array(gray[None], channel_names=[])
     return vol
+
+
+def _read_grey_alpha_png(path: Path) -> sitk.Image:
+    """A grey + alpha PNG (which ITK's PNG reader cannot type) as a 2-component image: grey, alpha.
+
+    Read with Pillow (a matplotlib dependency); the pixel spacing comes from the ``pHYs`` chunk when it is in metres,
+    as ITK does, else 1 mm.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("LA", "La", "I;16", "L"):
+            raise InputError(f"{path}: PNG pixel mode {im.mode} cannot be read")
+        arr = np.asarray(im.convert("LA") if im.mode == "La" else im)
+        dpi = im.info.get("dpi")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=arr.ndim == 3)
+    if dpi and all(d > 0 for d in dpi):
+        img.SetSpacing(tuple(25.4 / float(d) for d in dpi))
+    return img
 
 
 def read_image(path: str | os.PathLike, grayscale_2d: bool = True, allow_dicom_gaps: bool = False) -> Volume:
@@ -155,22 +198,29 @@ def read_image(path: str | os.PathLike, grayscale_2d: bool = True, allow_dicom_g
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: file not found")
-    try:
-        img = sitk.ReadImage(str(p))
-    except InputError:
-        raise
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
+    check_image_file(p)
+    with captured_native_stderr() as said:
+        failure: RuntimeError | None = None
+        try:
+            img = sitk.ReadImage(str(p))
+        except RuntimeError as exc:
+            failure = exc
+            if _suffix(p) == ".png" and "Unknown PixelType" in str(exc):
+                img, failure = _read_grey_alpha_png(p), None
+    if failure is not None:
+        first = str(failure).strip().splitlines()
         detail = next((line for line in first if "ERROR" in line or "Unable" in line), first[0] if first else "")
-        raise InputError(f"{p}: cannot be read as an image ({detail.strip()[:160]})") from None
-    vol = image_to_volume(img)
+        detail = detail.split("ERROR:", 1)[-1].strip() or next(iter(said.lines()), "")
+        raise InputError(f"{p}: cannot be read as an image ({detail[:160]})")
+    said.warn(str(p))
+    vol = image_to_volume(img, name=str(p))
     if p.is_file() and _suffix(p) in (".nii", ".nii.gz") and np.issubdtype(vol.array.dtype, np.floating):
         bad = _nifti_nonfinite(p)
         if bad is not None and bad.size == vol.array.size:
             arr = vol.array.copy()
             arr[bad.reshape(arr.shape)] = np.nan
             vol = vol.with_array(arr)
-    if grayscale_2d and vol.is_2d and vol.n_channels in (3, 4):
+    if grayscale_2d and vol.is_2d and vol.n_channels in (2, 3, 4):
         vol = _rgb_to_gray(vol)
     if vol.n_channels == 1 and np.issubdtype(vol.array.dtype, np.floating):
         vol = vol.with_array(vol.array.astype(np.float32, copy=False))
@@ -236,6 +286,11 @@ def read_label_map(path: str | os.PathLike, reference: Volume | None = None, wha
         raise InputError(
             f"{path}: the {what} has negative labels; a label map uses 0 for background and 1.. for labels"
         )
+    if arr.max() > np.iinfo(np.int32).max:
+        raise InputError(
+            f"{path}: the {what} has the label {arr.max():.0f}, beyond the largest label value "
+            f"{np.iinfo(np.int32).max}; this is not a label map"
+        )
     vol = vol.with_array(arr.astype(np.int16 if arr.max() < 32767 else np.int32))
     if reference is not None:
         diff = reference.geometry_difference(vol)
@@ -258,23 +313,6 @@ def volume_to_image(vol: Volume, channel: int | None = None, force_2d: bool = Fa
     return img
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    suffix = _suffix(dest) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{suffix}", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, dest)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True) -> Path:
     """Write a Volume atomically; the format follows the extension (.nii.gz, .nrrd, .mha, .png…).
 
@@ -286,8 +324,13 @@ def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True) ->
     if is_2d_format and not vol.is_2d:
         raise InputError(f"{p}: a {suffix} file holds one 2D slice; this volume has {vol.shape[0]} slices")
     img = volume_to_image(vol, force_2d=is_2d_format)
-    with atomic_path(p) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
+    with atomic_path(p) as tmp, captured_native_stderr():
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=compress and not is_2d_format)
+        except RuntimeError as exc:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            detail = next((ln for ln in lines if "ERROR" in ln), lines[-1]).split("ERROR:", 1)[-1].strip()
+            raise InputError(f"{p}: cannot be written ({detail[:160]})") from None
     return p
 
 
@@ -324,4 +367,7 @@ def read_inputs(paths: Sequence[str], model: Model, allow_dicom_gaps: bool = Fal
         )
     vol = Volume(vol.array, vol.ijk_to_ras, names, dicom=vol.dicom)
     model.check_input(vol)
+    from .input_checks import questionable_input, warn
+
+    warn(questionable_input(vol, ", ".join(map(str, paths)), model.description.preprocessing.get("input_size")))
     return vol

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from .. import cli
 from ..errors import InputError
+from ..outputs import OutputSpec
 
 HELP = "cohort evaluation of explanation quality: every method over a dataset's cases, per patient-level fold"
 DESCRIPTION = (
@@ -19,6 +22,11 @@ DESCRIPTION = (
     "cases.csv (one row per case x method), summary.csv (mean ± sd over patient-level folds) and report.html. "
     "Resumable: rerun the same command to continue after an interruption."
 )
+
+
+#: The output folder is checked before any work; units persist one by one so that a killed run resumes.
+OUTPUTS = {"output": OutputSpec(folder=True)}
+RESUMABLE = True
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -80,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers and --threads must be at least 1")
     if args.steps < 1:
         raise InputError("--steps must be at least 1")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--folds", args.folds, 2),
+                             ("--sanity-stages", args.sanity_stages, 1)):
+        if value < low:
+            raise InputError(f"{flag} must be at least {low}; got {value}")
+    if not args.blur_sigma_mm > 0:
+        raise InputError(f"--blur-sigma-mm must be a positive number of mm; got {args.blur_sigma_mm}")
     settings = BenchmarkSettings(
         dataset=args.dataset, model=args.model, methods=methods, output=str(args.output),
         metrics=parse_metrics(args.metrics), folds=args.folds, seed=args.seed, steps=args.steps,
@@ -91,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = Progress(args.progress)
     result = run_benchmark(settings, workers=args.workers, progress=progress)
+    report = result["outputs"]["report"]
+    if result["errors"] and result["errors"] >= result["computed"]:
+        raise InputError(
+            f"every one of the {result['computed']} unit(s) run failed; the errors are in the 'error' column of "
+            f"{Path(report).parent / 'cases.csv'}"
+        )
+    if result["errors"]:
+        print(f"warning: {result['errors']} of {result['computed']} unit(s) failed; see the 'error' column of "
+              f"{Path(report).parent / 'cases.csv'}", file=sys.stderr)
     if args.progress == "json":
         print(json.dumps({"result": result}))
     else:

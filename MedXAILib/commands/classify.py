@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from ..io import read_inputs, write_json
+from ..outputs import OutputSpec
 from .common import add_model_arguments, open_model, progress_from
 
 HELP = "classify an image; prints (or writes) the probability of each class"
+OUTPUTS = {"output": OutputSpec((".json",))}  # checked by the CLI before any work (MedXAILib.outputs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.threshold <= 1.0:  # also refuses nan
+        raise InputError(f"--threshold {args.threshold}: a probability threshold lies between 0 and 1")
     progress = progress_from(args)
     model = open_model(args)
     if model.task != "classification":

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map
+from ..outputs import OutputSpec
 from .common import add_model_arguments, open_model, progress_from
 from .explain import _voxel
 
 HELP = "run several methods on one case and target: pairwise agreement, consensus map and a figure"
+OUTPUTS = {"output": OutputSpec(folder=True)}  # checked by the CLI; every file in it is written as one set
 DESCRIPTION = (
     "Explain the same target with every method of --methods, then write DIR/<method>.nrrd, DIR/agreement.json "
     "(pairwise Spearman rho, SSIM and top-k IoU matrices, each method's agreement with the consensus), "

@@ -17,9 +17,11 @@ import numpy as np
 from ..cli import add_progress_argument
 from ..errors import InputError
 from ..io import write_json, write_volume
+from ..outputs import OutputSpec, commit_staged
 from ..progress import Progress
 
 HELP = "run the whole pipeline (model, Grad-CAM, metrics, figure) on a built-in phantom case"
+OUTPUTS = {"output": OutputSpec(folder=True)}  # checked by the CLI; every file in it is written as one set
 DEMO_SEED = 20_261_126  # held out: the demo models were trained on seeds < 10 000
 
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         summary = _segmentation(args, out, progress)
     else:
         summary = _classification(args, out, progress)
+    commit_staged()  # every file is complete: move them into place, then list them
     if args.progress != "json":
         print(f"wrote {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))))
         for line in summary:

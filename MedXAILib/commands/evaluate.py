@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import cli
 from ..errors import InputError, MethodError
+from ..outputs import OutputSpec
 from ..progress import Progress, ProgressCallback
 from ..volume import Volume
 
@@ -34,6 +35,7 @@ DESCRIPTION = (
     "and the ChestX-ray14 box protocol (--box). Results are written as JSON."
 )
 DEFAULT_TOPK = "1,5,10"
+OUTPUTS = {"output": OutputSpec((".json",))}  # checked by the CLI before any work (MedXAILib.outputs)
 QUALITY_MODULE = "MedXAILib.quality"
 HD95_CHOICES = ("monai", "brats")
 

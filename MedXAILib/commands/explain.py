@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
+from ..outputs import OutputSpec
 from ..volume import Volume
 from .common import (
     DICOM_OUTPUT_SUFFIXES,
@@ -23,6 +24,14 @@ from .common import (
 
 COUNTERFACTUAL_METHODS = ("counterfactual", "sedc")
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
+OUTPUTS = {
+    "output": OutputSpec(DICOM_OUTPUT_SUFFIXES, sidecars=(".json",)),
+    "normalized": OutputSpec(DICOM_OUTPUT_SUFFIXES),
+    "shap_plot": OutputSpec((".png",)),
+    "counterfactual": OutputSpec(VOLUME_SUFFIXES),
+    "series": OutputSpec(folder=True),
+}
 DESCRIPTION = (
     "Explain the model's output on an input. The default target is the predicted foreground (segmentation) or the "
     "top class (classification). Writes the signed raw heat map with the input's geometry, and beside it "
@@ -105,10 +114,13 @@ def explanation_conventions(method: str, params: dict, map_resampling: str) -> d
 
 def run(args: argparse.Namespace) -> int:
     from ..explain import explain
+    from ..explain.budget import check_budget
     from ..explain.estimate import estimate_cost
 
     if not args.dry_run and not args.output:
         raise InputError("--output is required (or use --dry-run to see the cost)")
+    if args.voxel and args.region:
+        raise InputError("give either --region (explain a region) or --voxel (explain one voxel), not both")
     from ..dicom.output import is_dicom_output, model_identity, require_dicom_source
 
     out = check_output_path(args.output, DICOM_OUTPUT_SUFFIXES) if args.output else None
@@ -139,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         est = estimate_cost(model, volume, args.method, params=params)
         print(json.dumps(est, indent=None if args.progress == "json" else 2))
         return 0
+    check_budget(model, volume, args.method, params)  # absurd sample counts and batches: refused with the estimate
     expl = explain(
         model, volume, args.method, label=args.target, region=region, voxel=voxel, params=params,
         progress=progress.sub(0.0, 0.95), map_resampling=args.map_resampling,

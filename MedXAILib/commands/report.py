@@ -8,9 +8,12 @@ from typing import Any
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json
+from ..outputs import OutputSpec
 from .common import add_model_arguments, check_output_path, open_model, print_notes, progress_from
 
 HELP = "write a one-page case report (HTML + PDF): images with prediction and explanation, numbers, model card"
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); CASE.html.json is the sidecar.
+OUTPUTS = {"output": OutputSpec((".html", ".htm"), sidecars=(".json",)), "pdf": OutputSpec((".pdf",))}
 DESCRIPTION = (
     "Either run the model on one case (--model, --input) or take a case of a finished benchmark run (--benchmark "
     "RUN --case ID). Run the model on one case, explain it, check the explanation (cascading-randomisation sanity "

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import ModelError
 from ..io import read_inputs, write_json, write_volume
+from ..outputs import OutputSpec
 from .common import (
     DICOM_OUTPUT_SUFFIXES,
     VOLUME_SUFFIXES,
@@ -19,6 +20,11 @@ from .common import (
 )
 
 HELP = "segment a volume; writes a label map with the input's exact geometry, or a DICOM SEG (.dcm)"
+#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
+OUTPUTS = {
+    "output": OutputSpec(DICOM_OUTPUT_SUFFIXES, sidecars=(".json",)),
+    "probabilities": OutputSpec(VOLUME_SUFFIXES),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

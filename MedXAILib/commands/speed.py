@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ModelError
+from ..outputs import OutputSpec
 
 HELP = "speed: time the explainers against captum, MONAI, pytorch-grad-cam and naive loops on the same model and input"
 DESCRIPTION = (
@@ -21,6 +22,9 @@ DESCRIPTION = (
     "2D classifier at 1x512^2 and a BraTS-size 4x155x240x240 case; report medians of >= 3 runs after a warm-up, "
     "peak memory, map agreement, a scaling table and each target's pass/fail."
 )
+
+
+OUTPUTS = {"json": OutputSpec((".json",))}  # checked by the CLI before the (long) run starts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"unknown case(s) {', '.join(sorted(unknown))}; choose from full, 3d, 2d, scaling")
         config.cases = cases
     if args.methods:
+        from ..explain import available_methods
+
         config.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        unknown = sorted(set(config.methods) - set(available_methods()))
+        if unknown or not config.methods:
+            raise InputError(f"unknown method(s) {', '.join(unknown) or repr(args.methods)}; choose from "
+                             f"{', '.join(sorted(available_methods()))}")
     if args.runs is not None:
         if args.runs < 3:
             raise InputError("--runs must be at least 3 (the median of at least 3 runs is reported)")
@@ -128,9 +138,10 @@ def run(args: argparse.Namespace) -> int:
     print(targets_table(doc["targets"]))
     print(f"total {doc['total_seconds']:.0f} s")
     if args.json:
+        from ..io import atomic_path
+
         path = Path(args.json)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(doc, indent=1, default=str))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1, default=str))
         print(f"wrote {path}")
     return 0

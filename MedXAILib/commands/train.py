@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ..cli import add_progress_argument
 from ..errors import InputError
+from ..outputs import OutputSpec
 
 HELP = "train your own U-Net or classifier with patient-level k-fold cross-validation"
 DESCRIPTION = (
@@ -21,6 +22,11 @@ DESCRIPTION = (
     "(model.json + weights.pt), loadable with --model DIR/fold{k}. Fold metrics go to DIR/folds.json and "
     "DIR/summary.csv. Rerunning the same command skips finished folds."
 )
+
+
+#: The output folder is checked before any work; folds persist one by one so that a killed run resumes.
+OUTPUTS = {"output": OutputSpec(folder=True)}
+RESUMABLE = True
 
 
 def _numbers(kind: type, what: str):  # noqa: ANN202 - argparse type factory

@@ -67,6 +67,11 @@ def input_gradients(ctx: ExplainContext, inputs: torch.Tensor) -> torch.Tensor:
 
 def integration_rule(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``α_i`` in [0, 1] and weights ``w_i`` (float64) of the path-integral quadrature."""
+    from ..memory import require
+
+    # numpy's Gauss-Legendre solves an n x n companion matrix (~3 copies of 8 n^2 bytes); the trapezoid needs 2 arrays
+    need = 24.0 * n * n if method == "gausslegendre" else 16.0 * n
+    require(need, f"ig: {n} integration steps", "use fewer steps (32-256 are typical)", MethodError)
     if method == "gausslegendre":
         if n < 1:
             raise MethodError("ig: steps must be at least 1")

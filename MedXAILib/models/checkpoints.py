@@ -20,6 +20,26 @@ from ..errors import ModelError
 UNSAFE_FLAG = "--allow-unsafe-pickle"
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when the message is empty)."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return line[:160] or type(exc).__name__
+
+
+def needs_arbitrary_code(exc: BaseException) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused the file because it names a global (a class or function)
+    outside the allow-list: torch 2.4-2.5 say "Unsupported global", torch 2.6+ "unsupported GLOBAL"."""
+    text = str(exc).lower()
+    return "unsupported global" in text or "weights_only" in text and "global" in text
+
+
+def _blocked_global(exc: BaseException) -> str:
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc), flags=re.IGNORECASE)
+    return f"it names {found.group(1)}" if found else "it names Python objects beyond tensors"
+
+
 def _unwrap_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict", "network", "net"):
@@ -43,22 +63,30 @@ def load_state_dict(path: str | Path, allow_unsafe_pickle: bool = False) -> dict
             return load_file(str(p))
         except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
             raise ModelError(f"{p}: unreadable safetensors file ({exc})") from None
+    if p.is_dir():
+        raise ModelError(f"{p}: is a folder, not a weights file")
+    if p.stat().st_size == 0:
+        raise ModelError(f"{p}: the weights file is empty (0 bytes); copy or save it again")
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):
-            raise ModelError(f"{p}: unreadable checkpoint (not a PyTorch weights file)") from None
+        if not needs_arbitrary_code(exc):
+            raise ModelError(
+                f"{p}: unreadable checkpoint, not a PyTorch weights file or damaged ({_first_line(exc)})"
+            ) from None
         if not allow_unsafe_pickle:
             raise ModelError(
-                f"{p}: this checkpoint needs arbitrary unpickling, which can run code hidden in the file; "
-                f"re-save it as a state_dict or TorchScript, or pass {UNSAFE_FLAG} if you trust its source"
+                f"{p}: this checkpoint needs arbitrary code to load ({_blocked_global(exc)}): unpickling it can run "
+                f"code hidden in the file. Re-save it as a state_dict or TorchScript, or pass {UNSAFE_FLAG} if you "
+                "trust its source"
             ) from None
         try:
             obj = torch.load(str(p), map_location="cpu", weights_only=False)
         except Exception as exc2:  # noqa: BLE001 - anything here means the file cannot be used
-            raise ModelError(f"{p}: unreadable checkpoint ({str(exc2).splitlines()[0][:160]})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{p}: unreadable checkpoint ({str(exc).splitlines()[0][:160]})") from None
+            raise ModelError(f"{p}: unreadable checkpoint ({_first_line(exc2)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{p}: unreadable checkpoint, not a PyTorch weights file or damaged ({_first_line(exc)})") \
+            from None
     if isinstance(obj, torch.nn.Module):
         return obj.state_dict()
     return _unwrap_state_dict(obj, str(p))

@@ -15,6 +15,7 @@ from .description import ModelDescription
 from .model import Model
 from .monai_network import build_network
 from .torchscript import is_torchscript, load_torchscript
+from .validation import check_network_outputs
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin_models"
 
@@ -47,7 +48,8 @@ def load_model(
 
     Raises:
         ModelError: unknown name, missing or unreadable file, weights that need unsafe unpickling (unless allowed),
-            or weights that do not fit the described architecture.
+            weights that do not fit the described architecture, or a network whose outputs do not match the
+            description on a dummy pass (:func:`~.validation.check_network_outputs`).
     """
     text = str(name_or_path)
     builtin = BUILTIN_DIR / f"{text}.json"
@@ -58,7 +60,7 @@ def load_model(
     if path.is_dir():
         if (path / "configs").is_dir():
             network, desc = load_bundle(path, allow_unsafe_pickle)
-            return Model(network, description or desc, device)
+            return check_network_outputs(Model(network, description or desc, device))
         if (path / "model.json").exists():
             path = path / "model.json"
         else:
@@ -69,10 +71,10 @@ def load_model(
             raise ModelError(f"{path}: the description names no weights file")
         weights = (path.parent / desc.weights).resolve()
         if weights.exists() and is_torchscript(weights):
-            return Model(load_torchscript(weights), desc, device)
+            return check_network_outputs(Model(load_torchscript(weights), desc, device))
         network = build_network(desc.architecture, str(path))
         load_weights_into(network, weights, allow_unsafe_pickle)
-        return Model(network, desc, device)
+        return check_network_outputs(Model(network, desc, device))
     # a weights / TorchScript file
     if description is None:
         beside = _description_beside(path)
@@ -83,7 +85,7 @@ def load_model(
             )
         description = ModelDescription.from_json(beside)
     if is_torchscript(path):
-        return Model(load_torchscript(path), description, device)
+        return check_network_outputs(Model(load_torchscript(path), description, device))
     network = build_network(description.architecture, str(path))
     load_weights_into(network, path, allow_unsafe_pickle)
-    return Model(network, description, device)
+    return check_network_outputs(Model(network, description, device))
