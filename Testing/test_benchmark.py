@@ -25,7 +25,7 @@ from MedXAILib.io import write_volume
 from MedXAILib.volume import Volume, make_ijk_to_ras
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING = {"seconds", "seconds_predict", "seconds_explain", "seconds_metrics"}
+TIMING = {"seconds", "seconds_predict", "seconds_explain", "seconds_metrics", "worker"}  # and who computed it
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

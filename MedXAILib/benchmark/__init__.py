@@ -1,7 +1,8 @@
 """Cohort benchmark of explanation methods: units of (case, method), a concurrent-safe store, and a report.
 
-- :mod:`.runner` — :class:`BenchmarkSettings`, :func:`run_benchmark` (local process pool), :func:`run_unit`
-  (the independent, idempotent unit of work that a Dask or Ray worker could run unchanged);
+- :mod:`.runner` — :class:`BenchmarkSettings`, :func:`run_benchmark` (this process, a local process pool or a Dask
+  cluster), :func:`compute_unit` (the independent unit of work, computed without writing) and :func:`commit_unit`;
+- :mod:`.distributed` — the Dask executor: units go to the workers, records come back and the client commits them;
 - :mod:`.store` — one atomically written JSON record (and heat map) per unit;
 - :mod:`.report` — ``cases.csv``, ``summary.csv``, ``folds.csv`` and a self-contained ``report.html``.
 """
@@ -9,7 +10,7 @@
 from __future__ import annotations
 
 from .report import aggregate, write_outputs
-from .runner import DEFAULT_METRICS, BenchmarkSettings, plan, run_benchmark, run_unit
+from .runner import DEFAULT_METRICS, BenchmarkSettings, commit_unit, compute_unit, plan, run_benchmark, run_unit
 from .store import UnitStore, unit_key
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "BenchmarkSettings",
     "UnitStore",
     "aggregate",
+    "commit_unit",
+    "compute_unit",
     "plan",
     "run_benchmark",
     "run_unit",

@@ -1,7 +1,8 @@
 """Aggregating a benchmark: ``cases.csv``, ``summary.csv``, ``folds.csv`` and a self-contained ``report.html``.
 
-- ``cases.csv``: one row per (case, method) — fold, status, seconds, the model's task performance on the case and
-  every scalar metric (curves and per-stage lists stay in the unit records).
+- ``cases.csv``: one row per (case, method) — fold, status, seconds, the worker that computed it (``host/name``
+  on Dask, ``host/pid…`` locally), the model's task performance on the case and every scalar metric (curves and
+  per-stage lists stay in the unit records).
 - ``summary.csv`` (long format): per method and metric, the mean over folds of the per-fold means and their
   standard deviation over folds (sample SD, ddof = 1; 0 with one fold), the number of folds and cases. Task
   performance rows have ``method = (model)``: segmentation Dice / IoU / HD95 (mm) of the whole foreground averaged
@@ -39,7 +40,7 @@ import numpy as np
 from .store import UnitStore
 
 FIRST_COLUMNS = ["case_id", "patient_id", "fold", "method", "status", "error", "seconds", "seconds_predict",
-                 "seconds_explain", "seconds_metrics"]
+                 "seconds_explain", "seconds_metrics", "worker"]
 KEY_METRICS = ["deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random", "pointing_game",
                "relevance_mass", "relevance_rank", "topk_dice_5pct", "sparseness_gini", "stability_ssim",
                "stability_spearman", "max_sensitivity", "sanity_ssim", "sanity_spearman", "sanity_passed",

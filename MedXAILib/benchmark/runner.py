@@ -1,10 +1,13 @@
-"""Running a benchmark: plan the (case, method) units, run the missing ones, in one process or a process pool.
+"""Running a benchmark: plan the (case, method) units, run the missing ones, in one process, a process pool or
+on a Dask cluster.
 
-A unit is a pure function of the settings and its (case, method): :func:`run_unit` reads the case, predicts,
-explains, scores, and commits one record to the :class:`~.store.UnitStore`. It needs nothing from the process that
-planned it but the settings dict (JSON-ready), so the same call can be shipped to a Dask or Ray worker unchanged;
-locally, ``workers > 1`` uses a ``ProcessPoolExecutor`` with the ``spawn`` start method (safe with torch threads).
-Each worker loads the dataset listing and the model once (:func:`_context`).
+A unit is a pure function of the settings and its (case, method): :func:`compute_unit` reads the case, predicts,
+explains and scores, and returns the record (with the ``worker`` that computed it) and the heat map;
+:func:`commit_unit` writes them to the :class:`~.store.UnitStore`. It needs nothing from the process that planned it
+but the settings dict (JSON-ready), so the same call is shipped to a Dask worker unchanged (:mod:`.distributed`,
+where the client commits). Locally, :func:`run_unit` computes and commits in the worker; ``workers > 1`` uses a
+``ProcessPoolExecutor`` with the ``spawn`` start method (safe with torch threads). Each process loads the dataset
+listing and the model once (:func:`_context`).
 """
 
 from __future__ import annotations
@@ -71,23 +74,59 @@ class BenchmarkSettings:
 _CTX: dict[str, Any] = {}
 
 
+TRAIN_FOLDS_FORMAT = "medxai-train-folds"
+
+
+def train_run(spec: str) -> Path | None:
+    """The ``train`` output folder when ``spec`` is one (it holds ``folds.json``), else None.
+
+    Such a ``--model`` means one model per fold: a case of test fold k is explained with ``DIR/fold{k}``, the
+    model that never saw it (the cross-validation protocol).
+    """
+    folder = Path(spec)
+    marker = folder / "folds.json"
+    if not marker.is_file():
+        return None
+    import json
+
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return folder if isinstance(data, dict) and data.get("format") == TRAIN_FOLDS_FORMAT else None
+
+
 def _context(settings: dict[str, Any]) -> dict[str, Any]:
-    """Dataset listing and model, loaded once per process (keyed by dataset and model)."""
+    """Dataset listing and model(s), loaded once per process (keyed by dataset, model and device)."""
     key = (settings["dataset"], settings["model"], settings.get("device", "cpu"))
     if _CTX.get("key") != key:
         from ..datasets import open_dataset
-        from ..models import load_model
 
         _CTX.clear()
-        _CTX.update(key=key, dataset=open_dataset(settings["dataset"]),
-                    model=load_model(settings["model"], device=settings.get("device", "cpu")))
+        _CTX.update(key=key, dataset=open_dataset(settings["dataset"]), per_fold=train_run(settings["model"]),
+                    models={})
+        _model_for(_CTX, settings, 0)
     return _CTX
 
 
-def _init_worker(threads: int) -> None:
-    import torch
+def _model_for(ctx: dict[str, Any], settings: dict[str, Any], fold: int) -> Any:
+    """The model that explains a case of test fold ``fold`` (the same model for every fold unless per-fold)."""
+    from ..models import load_model
 
-    torch.set_num_threads(max(1, int(threads)))
+    folder = ctx["per_fold"]
+    key = int(fold) if folder is not None else 0
+    if key not in ctx["models"]:
+        if folder is not None:
+            ctx["models"].clear()  # one fold's model at a time per process
+        ctx["models"][key] = load_model(folder / f"fold{key}" if folder is not None else settings["model"],
+                                        device=settings.get("device", "cpu"))
+    return ctx["models"][key]
+
+
+def _init_worker(threads: int) -> None:
+    from ..cluster import set_torch_threads
+
+    set_torch_threads(threads)
 
 
 def _load_case(ctx: dict[str, Any], case_id: str) -> tuple[Any, Any, Any]:
@@ -144,22 +183,31 @@ def _box_region(case: Any, image: Any, finding: str) -> np.ndarray | None:
 
 
 # ---- one unit --------------------------------------------------------------------------------------------------
-def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> dict[str, Any]:
-    """Compute and commit one (case, method) unit; returns its record (the stored one if already finished)."""
+def compute_unit(
+    settings: dict[str, Any], case_id: str, method: str, fold: int
+) -> tuple[dict[str, Any], np.ndarray | None, dict[str, Any] | None]:
+    """Compute one (case, method) unit without writing anything.
+
+    Returns ``(record, heat map (K, J, I) or None on error, control)``: ``control`` is the case's random-order
+    faithfulness control when this unit had to compute it (it was not in the store yet), else None; the caller
+    commits all three (:func:`commit_unit`). The store is only read (the cached control), so a Dask worker needs no
+    write access to the output. A user error (:class:`MedXAIError`: unreadable case, no target…) or a bug becomes a
+    record with ``status = "error"`` and its message: nothing is raised, so the unit is never retried in a loop.
+    """
+    from ..cluster import worker_label
+
     store = UnitStore(settings["output"])
-    done = store.read(case_id, method)
-    if done is not None and done.get("status") == "ok":
-        return done
     t_start = time.perf_counter()
-    record: dict[str, Any] = {"case_id": case_id, "method": method, "fold": int(fold)}
+    record: dict[str, Any] = {"case_id": case_id, "method": method, "fold": int(fold), "worker": worker_label()}
     heat: np.ndarray | None = None
+    new_control: dict[str, Any] | None = None
     try:
         from ..quality import evaluate_explanation
         from ..quality.stability import explain_map
         from ..targets import Target, resolve_target
 
         ctx = _context(settings)
-        model = ctx["model"]
+        model = _model_for(ctx, settings, fold)
         case, image, truth = _load_case(ctx, case_id)
         record["patient_id"] = case.patient_id
         t0 = time.perf_counter()
@@ -208,8 +256,7 @@ def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> 
         record["seconds_metrics"] = round(time.perf_counter() - t0, 4)
         if "faithfulness" in settings["metrics"]:
             if control is None:
-                control = {k: v for k, v in quality.items() if k.endswith("_random")}
-                store.write_control(case_id, control)
+                control = new_control = {k: v for k, v in quality.items() if k.endswith("_random")}
             quality.update(control)
         record["quality_seconds"] = quality.pop("quality_seconds", {})
         record.update(quality)
@@ -219,7 +266,29 @@ def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> 
     except Exception as exc:  # a bug: keep the traceback in the record, let the rest of the cohort run
         record.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["seconds"] = round(time.perf_counter() - t_start, 4)
-    store.write(record, heat if record["status"] == "ok" else None)
+    if record["status"] != "ok":
+        heat, new_control = None, None
+    return record, heat, new_control
+
+
+def commit_unit(store: UnitStore, record: dict[str, Any], heat: np.ndarray | None,
+                control: dict[str, Any] | None = None, map_npz: bytes | None = None) -> None:
+    """Write a computed unit: the case's control (when new and not yet stored), the map (an array, or ``map_npz``
+    already encoded by :meth:`UnitStore.encode_map`), then the record."""
+    if control and store.read_control(str(record["case_id"])) is None:
+        store.write_control(str(record["case_id"]), control)
+    ok = record.get("status") == "ok"
+    store.write(record, heat if ok else None, map_npz if ok else None)
+
+
+def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> dict[str, Any]:
+    """Compute and commit one (case, method) unit; returns its record (the stored one if already finished)."""
+    store = UnitStore(settings["output"])
+    done = store.read(case_id, method)
+    if done is not None and done.get("status") == "ok":
+        return done
+    record, heat, control = compute_unit(settings, case_id, method, fold)
+    commit_unit(store, record, heat, control)
     return record
 
 
@@ -263,6 +332,14 @@ def plan(settings: BenchmarkSettings) -> tuple[Any, list[Any], list[tuple[str, s
             raise InputError(f"{split_file} does not match the folds of this dataset and seed; use another --output")
     else:
         write_splits(folds, split_file)
+    trained = train_run(settings.model)
+    if trained is not None:
+        theirs = read_splits(trained / "splits.json") if (trained / "splits.json").is_file() else []
+        if [sorted(f.test) for f in theirs] != [sorted(f.test) for f in folds]:
+            raise InputError(
+                f"--model {trained} holds one model per fold of a train run whose folds differ from this benchmark's "
+                f"({settings.folds} folds, seed {settings.seed}); use the --folds and --seed of that train run"
+            )
     fold_of = {cid: f.index for f in folds for cid in f.test}
     units = [(c.case_id, m, fold_of[c.case_id]) for c in dataset for m in settings.methods]
     return dataset, folds, units
@@ -273,10 +350,16 @@ def run_benchmark(
     workers: int = 1,
     progress: ProgressCallback = no_progress,
     on_unit: Callable[[dict[str, Any]], None] | None = None,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Run every missing unit, then write ``cases.csv``, ``summary.csv``, ``folds.csv`` and ``report.html``.
 
-    Returns ``{"units": N, "computed": n, "skipped": N − n, "errors": e, "seconds": s, "outputs": {...}}``.
+    Units run in this process (``workers`` 1), a local process pool (``workers`` > 1), or on a Dask cluster
+    (``cluster`` = ``local:N`` or a scheduler address; see :mod:`.distributed`): there the records come back to
+    this process, which commits them to the store.
+
+    Returns ``{"units": N, "computed": n, "skipped": N − n, "errors": e, "seconds": s, "outputs": {...},
+    "workers": [labels of the workers that computed units]}``.
     """
     from ..explain import available_methods
     from .report import write_outputs
@@ -291,7 +374,12 @@ def run_benchmark(
     check_settings(out, settings)
     store = UnitStore(out)
     store.prepare()
-    _context(settings.as_dict())  # fail early (unknown model, unreadable dataset) before any unit runs
+    if cluster is not None:
+        from ..cluster import parse_address
+
+        parse_address(cluster)  # a malformed address fails before anything is loaded
+    # fail early (unknown model, unreadable dataset) before any unit runs; a cluster's GPUs are on its workers
+    _context({**settings.as_dict(), "device": "cpu" if cluster else settings.device})
     _dataset, _folds, units = plan(settings)
     pending = [u for u in units if not store.has(u[0], u[1])]
     total = len(pending)
@@ -299,16 +387,25 @@ def run_benchmark(
     cfg = settings.as_dict()
     errors = 0
     done = 0
+    seen: set[str] = set()
 
     def finished(rec: dict[str, Any]) -> None:
         nonlocal errors, done
         done += 1
         errors += rec.get("status") != "ok"
+        if rec.get("worker"):
+            seen.add(str(rec["worker"]))
         if on_unit is not None:
             on_unit(rec)
-        progress(0.97 * done / max(total, 1), f"{rec['case_id']} × {rec['method']} ({done}/{total})")
+        where = f" on {rec['worker']}" if cluster and rec.get("worker") else ""
+        progress(0.97 * done / max(total, 1), f"{rec['case_id']} × {rec['method']}{where} ({done}/{total})")
 
-    if workers <= 1 or total <= 1:
+    if cluster is not None:
+        from .distributed import run_on_cluster
+
+        if pending:
+            run_on_cluster(cfg, pending, cluster, finished, progress)
+    elif workers <= 1 or total <= 1:
         _init_worker(settings.threads)
         for case_id, method, fold in pending:
             finished(run_unit(cfg, case_id, method, fold))
@@ -324,7 +421,8 @@ def run_benchmark(
     progress(1.0, "benchmark done")
     return {"units": len(units), "computed": total, "skipped": len(units) - total, "errors": errors,
             "seconds": round(time.perf_counter() - start, 2), "outputs": {k: str(v) for k, v in outputs.items()},
-            "pid": os.getpid()}
+            "pid": os.getpid(), "workers": sorted(seen), "cluster": cluster}
 
 
-__all__ = ["BenchmarkSettings", "DEFAULT_METRICS", "plan", "run_benchmark", "run_unit", "segmentation_task"]
+__all__ = ["BenchmarkSettings", "DEFAULT_METRICS", "commit_unit", "compute_unit", "plan", "run_benchmark", "run_unit",
+           "segmentation_task"]

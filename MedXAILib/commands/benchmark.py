@@ -3,6 +3,7 @@
 ``--dataset KIND:PATH --model M --methods a,b --folds K --output DIR`` runs every (case, method) unit that is not
 yet in ``DIR/units/`` (so a killed run resumes where it stopped), then writes ``DIR/cases.csv``,
 ``DIR/summary.csv``, ``DIR/folds.csv`` and ``DIR/report.html`` (see :mod:`MedXAILib.benchmark`).
+``--cluster local:N | tcp://host:port`` runs the units on Dask workers (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def _floats(text: str, what: str) -> list[float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="KIND:PATH, e.g. phantom:6 or brats2021:/data/BraTS2021")
-    parser.add_argument("--model", required=True, help="a built-in model name or a model file or folder")
+    parser.add_argument("--model", required=True,
+                        help="a built-in model name, a model file or folder, or a `train` output folder (one model "
+                             "per fold: each case is explained by the fold model that did not see it; use the same "
+                             "--folds and --seed as that train run)")
     parser.add_argument("--methods", required=True, help="comma-separated methods, e.g. gradcam,random")
     parser.add_argument(
         "--metrics", default="localisation,faithfulness,complexity",
@@ -48,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=5, help="number of patient-level folds (default 5)")
     parser.add_argument("--output", required=True, help="output folder (reuse it to resume)")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    parser.add_argument("--threads", "--worker-threads", dest="threads", type=int, default=1,
+                        help="torch threads per worker process (default 1)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="run the units on Dask: local:N (N worker processes on this machine) or a scheduler "
+                             "address such as tcp://10.0.0.5:8786; workers must see the dataset and model paths "
+                             "(docs/cluster.md). Records come back here and are written to --output")
     parser.add_argument("--seed", type=int, default=0, help="seed of folds, tie-breaking, noise (default 0)")
     parser.add_argument("--steps", type=int, default=10, help="deletion/insertion steps (default 10)")
     parser.add_argument("--baseline", default="blur", choices=("blur", "mean", "noise"),
@@ -86,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--methods needs distinct method names; got {args.methods!r}")
     if args.workers < 1 or args.threads < 1:
         raise InputError("--workers and --threads must be at least 1")
+    if args.cluster and args.workers > 1:
+        raise InputError("--workers is for a local process pool; with --cluster give local:N instead")
     if args.steps < 1:
         raise InputError("--steps must be at least 1")
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--folds", args.folds, 2),
@@ -104,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, device=args.device, params=_params(args.param),
     )
     progress = Progress(args.progress)
-    result = run_benchmark(settings, workers=args.workers, progress=progress)
+    result = run_benchmark(settings, workers=args.workers, progress=progress, cluster=args.cluster)
     report = result["outputs"]["report"]
     if result["errors"] and result["errors"] >= result["computed"]:
         raise InputError(
@@ -117,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.progress == "json":
         print(json.dumps({"result": result}))
     else:
-        print(f"{result['computed']} unit(s) run, {result['skipped']} already done, {result['errors']} failed; "
+        where = f" on {len(result['workers'])} Dask worker(s)" if args.cluster else ""
+        print(f"{result['computed']} unit(s) run{where}, {result['skipped']} already done, {result['errors']} failed; "
               f"wrote {result['outputs']['report']}")
     return 0

@@ -74,11 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW; default 0.002)")
     parser.add_argument("--batch-size", type=int, default=2, help="samples per step (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    parser.add_argument("--threads", "--worker-threads", dest="threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads per fold (default 2); the same N gives the same weights anywhere")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="train the folds in parallel on Dask, one fold per worker: local:N or a scheduler "
+                             "address such as tcp://10.0.0.5:8786 (docs/cluster.md)")
     add_progress_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, imported lazily
     from ..training import TrainConfig
+    from ..training.config import N_THREADS
 
     if args.folds < 2:
         raise InputError(f"--folds must be 2 or more; got {args.folds}")
@@ -86,6 +92,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, i
         dataset=args.dataset, task=args.task, output=args.output, folds=args.folds, seed=args.seed,
         architecture=args.architecture, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, patch=args.patch,
         spacing=args.spacing, input_size=args.input_size, lr=args.lr, batch_size=args.batch_size, device=args.device,
+        threads=N_THREADS if getattr(args, "threads", None) is None else args.threads,
     )
 
 
@@ -100,9 +107,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--model is for --task autoencoder; segmentation and classification train a new network")
 
     config = config_from_args(args)
-    resolve_device(config.device)  # refuse an unavailable device before any work
+    cluster = getattr(args, "cluster", None)
+    if not cluster:
+        resolve_device(config.device)  # refuse an unavailable device before any work (a cluster's GPUs are remote)
     progress = Progress(getattr(args, "progress", "bar"))
-    result = cross_validate(config, progress)
+    result = cross_validate(config, progress, cluster=cluster)
     kept = sum(1 for f in result.folds if f.get("skipped"))
     if args.progress == "json":
         print(json.dumps({"result": {"output": str(result.output), "task": result.task, "summary": result.summary,

@@ -87,6 +87,8 @@ class TrainConfig:
         lr: peak learning rate of AdamW.
         batch_size: samples per step.
         device: ``cpu``, ``cuda`` or ``auto``.
+        threads: torch CPU threads while training a fold (default :data:`N_THREADS`; the same count gives the same
+            weights, wherever the fold runs).
     """
 
     dataset: str
@@ -103,12 +105,13 @@ class TrainConfig:
     lr: float = 2e-3
     batch_size: int = 2
     device: str = "cpu"
+    threads: int = N_THREADS
 
     def check(self) -> None:
         """Refuse values that cannot work, with the reason (raises :class:`InputError`)."""
         if self.task not in TASKS:
             raise InputError(f"--task must be one of {', '.join(TASKS)}; got {self.task!r}")
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
+        for name in ("epochs", "steps_per_epoch", "batch_size", "threads"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
@@ -133,6 +136,8 @@ class TrainConfig:
             if value is not None:
                 parts += [flag, ",".join(_fmt_number(v) for v in value)]
         parts += ["--lr", _fmt_number(self.lr), "--batch-size", str(self.batch_size)]
+        if self.threads != N_THREADS:  # the thread count changes the weights in the last bits
+            parts += ["--threads", str(self.threads)]
         return shlex.join(parts)
 
 

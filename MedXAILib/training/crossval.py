@@ -140,11 +140,14 @@ def format_table(result: CrossValResult) -> str:
     return "\n".join(lines)
 
 
-def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress) -> CrossValResult:
+def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress,
+                   cluster: str | None = None) -> CrossValResult:
     """Train ``config.folds`` models with patient-level folds and write ``DIR`` (see the module docstring).
 
     Writes ``DIR/splits.json``, ``DIR/fold{k}/{model.json,weights.pt}``, ``DIR/folds.json`` and ``DIR/summary.csv``.
-    Folds already trained with the same configuration are kept (resume).
+    Folds already trained with the same configuration are kept (resume). With ``cluster`` (``local:N`` or a Dask
+    scheduler address) the folds to train run in parallel, one per worker (:mod:`.distributed`); the folds, seeds
+    and thread count are the same, so are the weights and metrics.
 
     Raises:
         InputError: the dataset or an option does not fit (no truth for the task, fewer patients than folds, ...).
@@ -161,7 +164,12 @@ def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress
         raise InputError(f"--output {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     write_splits(folds, out / "splits.json")
+    if cluster is not None:
+        from ..cluster import parse_address
+
+        parse_address(cluster)
     records: list[dict[str, Any]] = []
+    pending: list[tuple[Any, str]] = []
     notes = list(plan.notes)
     for fold in folds:
         sub = scaled(progress, 0.02 + 0.97 * fold.index / len(folds), 0.02 + 0.97 * (fold.index + 1) / len(folds))
@@ -173,8 +181,17 @@ def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress
             continue
         for stale in out.glob(f".fold{fold.index}.*.part"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
+        if cluster is not None:
+            pending.append((fold, fp))
+            continue
         training = train_fold(config, plan, fold, cache, sub)
         records.append({**training, "skipped": False})
+    if pending:
+        from .distributed import train_on_cluster
+
+        train_on_cluster(config, pending, str(cluster),
+                         lambda _k, training: records.append({**training, "skipped": False}), progress)
+        records.sort(key=lambda r: int(r["fold"]))
     extra = sorted(
         (p.name for p in out.glob("fold*") if p.is_dir() and p.name[4:].isdigit() and int(p.name[4:]) >= len(folds)),
         key=lambda n: int(n[4:]),

@@ -124,6 +124,25 @@ def train_fold(
     progress: ProgressCallback = no_progress,
 ) -> dict[str, Any]:
     """Train and evaluate one fold; write ``DIR/fold{k}/`` atomically. Returns the fold's ``training`` block."""
+    training, desc, state = fit_fold(config, plan, fold, cache, progress)
+    write_fold(Path(config.output), fold.index, desc, state)
+    return training
+
+
+def fit_fold(
+    config: TrainConfig,
+    plan: Plan,
+    fold: Any,
+    cache: CaseCache,
+    progress: ProgressCallback = no_progress,
+) -> tuple[dict[str, Any], ModelDescription, dict[str, torch.Tensor]]:
+    """Train and evaluate one fold without writing anything (a Dask worker needs no write access).
+
+    Returns ``(training block, the fold's description with that block, state_dict on the CPU)``; seeded by
+    :func:`~.config.fold_seed` and run on ``config.threads`` CPU threads, so the same fold gives the same weights
+    in any process.
+    """
+    from ..cluster import worker_label
     from ..models import Model
     from ..models.monai_network import build_network
 
@@ -135,7 +154,7 @@ def train_fold(
     seed = fold_seed(config.seed, k)
     from ..models import resolve_device
 
-    set_determinism(seed, resolve_device(config.device))
+    set_determinism(seed, resolve_device(config.device), int(config.threads))
     rng = np.random.default_rng(seed)
     network = build_network(plan.architecture, "--architecture")
     if plan.task == "segmentation":
@@ -240,12 +259,13 @@ def train_fold(
         "eval_seconds": round(eval_seconds, 2),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "worker": worker_label(),
         "versions": _versions(),
         "fingerprint": fp,
     }
     desc.training = training
-    _write_fold(out, k, desc, network)
-    return training
+    state = {n: t.detach().cpu() for n, t in network.state_dict().items()}
+    return training, desc, state
 
 
 def _versions() -> dict[str, str]:
@@ -254,8 +274,9 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "monai": monai.__version__}
 
 
-def _write_fold(out: Path, k: int, desc: ModelDescription, network: torch.nn.Module) -> Path:
-    """Write ``model.json`` + ``weights.pt`` into a temporary folder beside ``fold{k}`` and rename it into place."""
+def write_fold(out: Path, k: int, desc: ModelDescription, state: dict[str, torch.Tensor]) -> Path:
+    """Write ``model.json`` + ``weights.pt`` (``state``, a CPU ``state_dict``) into a temporary folder beside
+    ``fold{k}`` and rename it into place."""
     out.mkdir(parents=True, exist_ok=True)
     final = out / f"fold{k}"
     tmp = out / f".fold{k}.{os.getpid()}.part"
@@ -263,7 +284,6 @@ def _write_fold(out: Path, k: int, desc: ModelDescription, network: torch.nn.Mod
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        state = {n: t.detach().cpu() for n, t in network.state_dict().items()}
         torch.save(state, tmp / "weights.pt")
         from ..io import _json_default
 
