@@ -42,35 +42,63 @@ def normalize(array: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     mode = spec.get("normalize", "none")
     x = np.asarray(array, dtype=np.float32)
     out = np.empty_like(x)
+    offset, scale = (list(map(float, v)) for v in intensity_affine(x, spec))  # Python floats keep float32
     if mode == "zscore_foreground":
-        fg = np.any(x != 0, axis=0)
-        if not fg.any():
-            fg = np.ones(x.shape[1:], dtype=bool)
+        fg = foreground_of(x)
         for c in range(x.shape[0]):
-            vals = x[c][fg]
-            mean, std = float(vals.mean()), float(vals.std())
-            out[c] = np.where(fg, (x[c] - mean) / (std if std > 1e-8 else 1.0), 0.0)
+            out[c] = np.where(fg, (x[c] - offset[c]) / scale[c], 0.0)
     elif mode == "zscore":
         for c in range(x.shape[0]):
-            mean, std = float(x[c].mean()), float(x[c].std())
-            out[c] = (x[c] - mean) / (std if std > 1e-8 else 1.0)
+            out[c] = (x[c] - offset[c]) / scale[c]
     elif mode in ("percentile", "hu_window", "minmax"):
         for c in range(x.shape[0]):
+            lo = offset[c]
+            out[c] = (np.clip(x[c], lo, lo + scale[c]) - lo) / scale[c]
+    else:  # none
+        out[...] = x
+    return out
+
+
+def foreground_of(array: np.ndarray) -> np.ndarray:
+    """``zscore_foreground``'s foreground of a ``(C, ...)`` array: where any channel is non-zero (all if none)."""
+    fg = np.any(array != 0, axis=0)
+    return fg if fg.any() else np.ones(array.shape[1:], dtype=bool)
+
+
+def intensity_affine(array: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``offset`` and ``scale`` (input units) of the normalisation: ``normalised = (x − offset) / scale``.
+
+    Where the normalisation clips (``percentile``, ``hu_window``, ``minmax``) this holds inside the window
+    ``[offset, offset + scale]``; ``zscore_foreground`` sets the background to 0 besides. ``scale`` is therefore the
+    number of input units per normalised unit, used to bring a change made on the model's input back to input units.
+
+    Returns:
+        two ``(C,)`` float64 arrays.
+    """
+    mode = spec.get("normalize", "none")
+    x = np.asarray(array, dtype=np.float32)
+    n = x.shape[0]
+    offset, scale = np.zeros(n), np.ones(n)
+    if mode in ("zscore_foreground", "zscore"):
+        fg = foreground_of(x) if mode == "zscore_foreground" else None
+        for c in range(n):
+            vals = x[c][fg] if fg is not None else x[c]
+            std = float(vals.std())
+            offset[c], scale[c] = float(vals.mean()), (std if std > 1e-8 else 1.0)
+    elif mode in ("percentile", "hu_window", "minmax"):
+        for c in range(n):
             if mode == "percentile":
                 lo, hi = np.percentile(x[c], spec.get("percentiles", [0.5, 99.5]))
             elif mode == "hu_window":
                 lo, hi = spec.get("hu_window", [-1000.0, 1000.0])
             else:
                 lo, hi = float(x[c].min()), float(x[c].max())
-            scale = float(hi - lo) if hi > lo else 1.0
-            out[c] = (np.clip(x[c], lo, hi) - lo) / scale
-    elif mode == "none":
-        out[...] = x
-    else:
+            offset[c], scale[c] = float(lo), (float(hi - lo) if hi > lo else 1.0)
+    elif mode != "none":
         raise ModelError(
             f"unknown normalisation {mode!r} in the model description; use one of {', '.join(NORMALIZERS)}"
         )
-    return out
+    return offset, scale
 
 
 @dataclass(frozen=True)

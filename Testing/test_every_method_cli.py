@@ -32,6 +32,8 @@ LIGHT = {
     "ig": ["steps=4"],
     "gradientshap": ["n_samples=4"],
     "scorecam": ["top_k=4"],
+    "counterfactual": ["steps=3", "sparsify_rounds=1"],
+    "sedc": ["max_passes=8", "n_segments=8"],
 }
 METHODS = sorted(available_methods())
 

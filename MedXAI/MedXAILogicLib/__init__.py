@@ -2,6 +2,8 @@
 
 - :mod:`.bridge` turns MRML nodes into :class:`MedXAILib.volume.Volume` objects and results back into nodes (heat
   maps, relevance overlays, segmentations, tables, subject hierarchy placement, 3D display).
+- :mod:`.counterfactual` turns a counterfactual result into nodes: the counterfactual volume(s), the difference
+  map, and the progressive series as a sequence with a browser (a slider over the steps).
 - :mod:`.grids` checks that inputs share one world grid and resamples them onto the first one.
 - :mod:`.terminology` gives predicted segments standard DICOM terminology.
 - :mod:`.catalog` reads the models and method parameters the CLI offers.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
 from ..models.cards import domain_check
 from ..outputs import OutputSpec
+from ..volume import Volume
 from .common import (
     DICOM_OUTPUT_SUFFIXES,
+    VOLUME_SUFFIXES,
     add_dicom_output_arguments,
     add_model_arguments,
     check_dicom_inputs,
@@ -21,12 +24,15 @@ from .common import (
     progress_from,
 )
 
+COUNTERFACTUAL_METHODS = ("counterfactual", "sedc")
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
 #: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
 OUTPUTS = {
     "output": OutputSpec(DICOM_OUTPUT_SUFFIXES, sidecars=(".json",)),
     "normalized": OutputSpec(DICOM_OUTPUT_SUFFIXES),
     "shap_plot": OutputSpec((".png",)),
+    "counterfactual": OutputSpec(VOLUME_SUFFIXES),
+    "series": OutputSpec(folder=True),
 }
 DESCRIPTION = (
     "Explain the model's output on an input. The default target is the predicted foreground (segmentation) or the "
@@ -62,6 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--map-resampling", choices=("interpolate", "sum"), default="interpolate",
         help="how the model-grid map reaches the input grid: interpolate values (default; sums hold on the model "
         "grid) or sum (rescaled so the map's sum is kept); see docs/conventions.md",
+    )
+    parser.add_argument(
+        "--counterfactual", metavar="FILE",
+        help="counterfactual methods (counterfactual, sedc): write the counterfactual input here, in the input's "
+             "geometry and units; multi-channel input gives one file per channel (FILE stem + _CHANNEL)",
+    )
+    parser.add_argument(
+        "--series", metavar="FOLDER",
+        help="counterfactual: write the progressive series here (step00 … stepNN, the last is the counterfactual)",
     )
 
 
@@ -115,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.normalized, DICOM_OUTPUT_SUFFIXES)
     outputs = [] if args.dry_run else [args.output, args.normalized]
     check_dicom_inputs(outputs, args.input, args.dicom_fill_uids)
+    if args.counterfactual:
+        check_output_path(args.counterfactual, VOLUME_SUFFIXES)
+    if (args.counterfactual or args.series) and args.method not in COUNTERFACTUAL_METHODS:
+        raise InputError(
+            f"--counterfactual and --series need a counterfactual method ({', '.join(COUNTERFACTUAL_METHODS)}); "
+            f"--method is {args.method}"
+        )
     progress = progress_from(args)
     model = open_model(args)
     volume = read_inputs(args.input, model, allow_dicom_gaps=args.allow_dicom_gaps)
@@ -157,6 +179,13 @@ def run(args: argparse.Namespace) -> int:
             sidecar["dicom_normalized" if normalized else "dicom"] = info
         else:
             write_volume(heatmap, path)
+    if args.counterfactual:
+        cf = expl.volumes["counterfactual"]
+        sidecar["counterfactual_files"] = write_per_channel(cf, args.counterfactual)
+        sidecar["counterfactual_channels"] = list(cf.channel_names)
+    if args.series:
+        sidecar["series_files"] = [write_per_channel(frame, str(Path(args.series) / f"step{n:02d}.nii.gz"))
+                                   for n, frame in enumerate(expl.volumes.get("series", []))]
     if notes:
         sidecar["notes"] = notes
     write_json(sidecar, str(out) + ".json")
@@ -167,3 +196,19 @@ def run(args: argparse.Namespace) -> int:
     print_notes(notes)
     progress(1.0, f"wrote {out}")
     return 0
+
+
+def channel_path(path: str, channel: str) -> Path:
+    """``cf.nii.gz`` + ``t1`` → ``cf_t1.nii.gz`` (the channel name added to the stem, the suffix kept)."""
+    p = Path(path)
+    name = p.name
+    suffix = next((s for s in VOLUME_SUFFIXES if name.lower().endswith(s)), p.suffix)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in channel)
+    return p.with_name(f"{name[: len(name) - len(suffix)]}_{safe}{suffix}")
+
+
+def write_per_channel(volume: Volume, path: str) -> list[str]:
+    """Write a Volume as one file (one channel) or one file per channel named by :func:`channel_path`."""
+    if volume.n_channels == 1:
+        return [str(write_volume(volume, path))]
+    return [str(write_volume(volume.channel(c), channel_path(path, n))) for c, n in enumerate(volume.channel_names)]

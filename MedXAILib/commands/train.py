@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--dataset", required=True, metavar="KIND:PATH",
                         help="e.g. brats2021:/data/BraTS2021, chestxray14:/data/nih, phantom:6, phantom-chest:40")
-    parser.add_argument("--task", required=True, choices=("segmentation", "classification"))
+    parser.add_argument(
+        "--task", required=True, choices=("segmentation", "classification", "autoencoder"),
+        help="autoencoder: fit a small MONAI AutoEncoder on the cohort in --model's input representation, for the "
+             "plausibility of counterfactuals (explain --method counterfactual --param autoencoder=DIR)",
+    )
+    parser.add_argument("--model", help="--task autoencoder: the model whose preprocessing and grid it learns")
     parser.add_argument("--folds", type=int, default=5, help="number of patient-level folds (default 5)")
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder (created; reruns resume)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the folds, the initial weights and the sampling")
@@ -96,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import Progress
     from ..training import cross_validate, format_table
 
+    if args.task == "autoencoder":
+        return _run_autoencoder(args)
+    if args.model:
+        raise InputError("--model is for --task autoencoder; segmentation and classification train a new network")
+
     config = config_from_args(args)
     cluster = getattr(args, "cluster", None)
     if not cluster:
@@ -116,6 +126,29 @@ def run(args: argparse.Namespace) -> int:
         f"per-fold metrics: {result.output / 'folds.json'}, summary: {result.output / 'summary.csv'}; "
         f"use a fold with --model {result.output / 'fold0'}"
     )
+    return 0
+
+
+def _run_autoencoder(args: argparse.Namespace) -> int:
+    from ..models import resolve_device
+    from ..progress import Progress
+    from ..training.autoencoder import train_autoencoder
+
+    if not args.model:
+        raise InputError("--task autoencoder needs --model (the model whose input representation it learns)")
+    resolve_device(args.device)
+    progress = Progress(getattr(args, "progress", "bar"))
+    desc = train_autoencoder(
+        args.dataset, args.model, args.output, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, lr=args.lr,
+        batch_size=args.batch_size, seed=args.seed, device=args.device, progress=progress,
+    )
+    if args.progress == "json":
+        print(json.dumps({"result": {"output": args.output, "training": desc["training"]}}))
+    else:
+        t = desc["training"]
+        print(f"autoencoder for {desc['for_model']} in {args.output}: train mse {t['final_train_mse']:.4f}, "
+              f"held-out mse {t['held_out_mse']:.4f} ({t['n_train']} train / {t['n_held_out']} held-out cases); "
+              f"use it with --param autoencoder={args.output}")
     return 0
 
 

@@ -20,6 +20,8 @@ METHOD_MODULES = (
     "partition",
     "lrp",
     "baselines",
+    "counterfactual",
+    "sedc",
 )
 
 _loaded = False

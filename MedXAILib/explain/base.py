@@ -57,11 +57,16 @@ class MethodResult:
         maps: ``(1, *spatial)`` or ``(C, *spatial)`` float tensor (model grid, or a layer's grid for CAMs).
         per_channel: True when ``maps`` has one map per input channel.
         details: method-specific numbers (conservation, completeness gap, approximation error…).
+        input_maps: ``(M, K, J, I)`` float32 maps already on the input grid (the engine then uses them instead of
+            resampling ``maps``); counterfactual methods give the change in input units here.
+        volumes: extra input-geometry outputs (e.g. ``counterfactual``: a Volume; ``series``: a list of Volumes).
     """
 
     maps: torch.Tensor
     per_channel: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    input_maps: np.ndarray | None = None
+    volumes: dict[str, Any] = field(default_factory=dict)
 
 
 class ExplainContext:
@@ -127,6 +132,8 @@ class Method:
         target_kinds: ``class`` / ``region`` / ``voxel``. needs_gradients: whether it backpropagates.
         display: ``positive`` (show the positive part, e.g. CAMs) or ``signed``.
         params: default parameters (the CLI exposes them as ``--param key=value``).
+        windowable: False when the method must see the whole grid (a counterfactual cannot be stitched from
+            patches); the engine then never cuts the grid.
     """
 
     name: ClassVar[str] = ""
@@ -139,6 +146,7 @@ class Method:
     display: ClassVar[str] = "signed"
     params: ClassVar[dict[str, Any]] = {}
     cost_model: ClassVar[str] = ""
+    windowable: ClassVar[bool] = True
 
     def check(self, model: Model, target: Target, params: dict[str, Any]) -> None:
         """Refuse, before running, what this method cannot do."""
@@ -152,6 +160,10 @@ class Method:
         if unknown:
             known = ", ".join(sorted(self.params)) or "none"
             raise MethodError(f"{self.name} has no parameter {', '.join(unknown)} (its parameters: {known})")
+
+    def windowable_for(self, params: dict[str, Any]) -> bool:
+        """Whether the engine may cut the grid into patches for this run (see ``windowable``)."""
+        return self.windowable
 
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         """Forward and backward passes a run will need (for the cost estimate)."""
@@ -222,6 +234,7 @@ class Explanation:
         channel_importance: each input channel's share of total |relevance| (overall and inside the target region).
         details: method-specific diagnostics.
         display: ``positive`` or ``signed`` — how :meth:`normalized` shows the map.
+        volumes: extra outputs in the input's geometry (counterfactual methods: ``counterfactual`` and ``series``).
     """
 
     heatmap: Volume
@@ -233,6 +246,7 @@ class Explanation:
     channel_importance: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     display: str = "signed"
+    volumes: dict[str, Any] = field(default_factory=dict)
 
     def normalized(self) -> Volume:
         """A display view: ``positive`` maps → the positive part scaled to [0, 1]; ``signed`` → [−1, 1] by max |x|."""

@@ -19,7 +19,8 @@ target's weighted logit sum inside the patch, with the network seeing the patch 
 inference). The patch maps are stitched by Gaussian-weighted averaging (σ = patch/8 per axis, MONAI's importance
 map): ``map(v) = Σ_w g_w(v) m_w(v) / Σ_w g_w(v)`` over the patches that were run; voxels no such patch covers get 0.
 Peak memory is then bounded by one patch's explanation, whatever the volume size. ``windowed=True/False`` forces
-either mode.
+either mode. Methods that must see the whole grid (counterfactuals, which cannot be stitched from patches; IG with
+``baseline=counterfactual``) say so (``Method.windowable_for``) and always run on the whole grid.
 
 Map resampling (``map_resampling``; the ``map_resampling`` convention). A map is computed on the model grid and
 brought onto the input grid by linear interpolation over the same physical box (``interpolate``, default): values
@@ -27,7 +28,8 @@ are kept, so where the two grids' voxel counts differ the map's *sum* changes by
 (8.00x for a 1 mm input and a 2 mm model grid). Sum rules (IG completeness, LRP conservation, KernelSHAP
 efficiency) therefore hold on the model grid, and ``details["map_resampling"]`` records both sums and the ratio.
 ``sum`` multiplies the interpolated map by ``N_model / N_input`` so that relevance is carried as mass and the sum on
-the input grid matches the model grid's (to interpolation error).
+the input grid matches the model grid's (to interpolation error). Methods that give their map on the input grid
+themselves (counterfactuals: counterfactual − input, in input units) are not resampled (mode ``none``).
 """
 
 from __future__ import annotations
@@ -106,16 +108,20 @@ def explain(
             raise MethodError("windowed=True explains patches of the grid, an approximation; pass exact=false too")
         if windowed is None:
             windowed = not exact and model.task == "segmentation" and int(np.prod(grid)) > max_voxels
-        if windowed and model.task == "segmentation":
+        if windowed and model.task == "segmentation" and m.windowable_for(params):
             result = _run_windowed(m, ctx, params)
         else:
             result = _run(m, ctx, params)
         result.details["function"] = function_record(ctx, exact, bool(windowed))
         progress(0.95, "mapping the map back to the input grid")
-        maps = model.to_input_grid(result.maps, prepared)
-        resampling = _resampling_record(maps, result, prepared, map_resampling)
-        if map_resampling == "sum":
-            maps = maps * np.float32(resampling["sum_ratio_model_to_input_voxels"])
+        if result.input_maps is not None:  # counterfactuals: already on the input grid, in input units
+            maps = result.input_maps.astype(np.float32, copy=False)
+            resampling: dict[str, Any] = {"mode": "none", "note": "the method gives its map on the input grid"}
+        else:
+            maps = model.to_input_grid(result.maps, prepared)
+            resampling = _resampling_record(maps, result, prepared, map_resampling)
+            if map_resampling == "sum":
+                maps = maps * np.float32(resampling["sum_ratio_model_to_input_voxels"])
     heat = maps.sum(axis=0, keepdims=True) if result.per_channel else maps[:1]
     names = list(model.description.channel_names)
     channel_maps = volume.with_array(maps, channel_names=names) if result.per_channel else None
@@ -138,6 +144,7 @@ def explain(
         channel_importance=importance,
         details={**result.details, "map_resampling": resampling},
         display=m.display,
+        volumes=result.volumes,
     )
 
 

@@ -11,8 +11,11 @@ with respect to the input only (parameters frozen), ``B`` samples per forward + 
   - ``riemann_trapezoid``: ``α_i = i / (n − 1)``, weights ``1 / (n − 1)`` halved at both ends (summing to 1).
     captum's ``riemann_trapezoid`` steps by ``1 / n`` (weights summing to ``1 − 1/n``): its map is ours × (n − 1)/n.
 
-  Baseline ``b``: ``zeros`` or ``blurred`` (the input smoothed by a Gaussian of ``blur_sigma_mm`` millimetres on the
-  model grid). ``details["completeness_gap"] = |Σ IG − (f(x) − f(b))| / |f(x) − f(b)|`` (two extra forward passes).
+  Baseline ``b``: ``zeros``, ``blurred`` (the input smoothed by a Gaussian of ``blur_sigma_mm`` millimetres on the
+  model grid) or ``counterfactual``: the model-grid input of the ``counterfactual`` method with its default goal (the
+  decision flipped), a clinically "normal" reference; completeness then holds against it
+  (``Testing/test_counterfactual.py``). It needs the whole grid, so the engine does not cut the grid into patches.
+  ``details["completeness_gap"] = |Σ IG − (f(x) − f(b))| / |f(x) − f(b)|`` (two extra forward passes).
   Tolerances, measured on the test networks (``Testing/test_explain_gradients.py`` asserts them):
 
   - smooth (tanh) classifier, zeros baseline, 32 Gauss–Legendre steps: gap < 1e-3;
@@ -49,7 +52,7 @@ from .cam import frozen_parameters
 from .perturbation import model_grid_spacing
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid")
-BASELINES = ("zeros", "blurred")
+BASELINES = ("zeros", "blurred", "counterfactual")
 
 
 def input_gradients(ctx: ExplainContext, inputs: torch.Tensor) -> torch.Tensor:
@@ -84,9 +87,22 @@ def integration_rule(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     raise MethodError(f"ig: method must be one of {', '.join(IG_METHODS)}, got {method!r}")
 
 
-def make_baseline(ctx: ExplainContext, kind: str, blur_sigma_mm: float) -> torch.Tensor:
-    """A ``(1, C, *grid)`` baseline: ``zeros`` or the input blurred by a Gaussian of ``blur_sigma_mm`` (per axis)."""
+def make_baseline(
+    ctx: ExplainContext, kind: str, blur_sigma_mm: float, info: dict[str, Any] | None = None
+) -> torch.Tensor:
+    """A ``(1, C, *grid)`` baseline: ``zeros``, the input blurred by a Gaussian of ``blur_sigma_mm`` (per axis), or
+    ``counterfactual`` (the model-grid input of :mod:`MedXAILib.explain.counterfactual` with its default goal; what
+    it reached is written into ``info``)."""
     x = ctx.x.detach()
+    if kind == "counterfactual":
+        from .counterfactual import counterfactual_on_grid
+
+        if ctx.window is not None:
+            raise MethodError("baseline=counterfactual needs the whole grid (explain(..., windowed=False))")
+        baseline, found = counterfactual_on_grid(ctx)
+        if info is not None:
+            info["counterfactual_baseline"] = found
+        return baseline.detach()
     if kind == "zeros":
         return torch.zeros_like(x)
     if kind == "blurred":
@@ -255,15 +271,20 @@ class IntegratedGradients(Method):
         if params.get("baseline", "zeros") not in BASELINES:
             raise MethodError(f"ig: baseline must be one of {', '.join(BASELINES)}, got {params['baseline']!r}")
 
+    def windowable_for(self, params: dict[str, Any]) -> bool:
+        return params.get("baseline") != "counterfactual"
+
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         n = int(params.get("steps", 32))
         return (n + 2, n)
 
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
-        baseline = make_baseline(ctx, str(params["baseline"]), float(params["blur_sigma_mm"]))
+        info: dict[str, Any] = {}
+        baseline = make_baseline(ctx, str(params["baseline"]), float(params["blur_sigma_mm"]), info)
         maps, details = integrated_gradients(
             ctx, baseline, int(params["steps"]), str(params["method"]), int(params["internal_batch_size"])
         )
+        details.update(info)
         details["baseline"] = params["baseline"]
         return MethodResult(maps, per_channel=True, details=details)
 
@@ -335,16 +356,21 @@ class GradientSHAP(Method):
         if float(params.get("stdev", 0.0)) < 0:
             raise MethodError("gradientshap: stdev must be ≥ 0")
 
+    def windowable_for(self, params: dict[str, Any]) -> bool:
+        return "counterfactual" not in self._kinds(params)
+
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         n = int(params.get("n_samples", 16))
         return (n + 1 + len(self._kinds(params)), n)
 
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         kinds = self._kinds(params)
-        baselines = [make_baseline(ctx, k, float(params["blur_sigma_mm"])) for k in kinds]
+        info: dict[str, Any] = {}
+        baselines = [make_baseline(ctx, k, float(params["blur_sigma_mm"]), info) for k in kinds]
         maps, details = gradient_shap(
             ctx, baselines, int(params["n_samples"]), float(params["stdev"]), int(params["batch_size"]),
             int(params["seed"]),
         )
+        details.update(info)
         details["baselines"] = kinds
         return MethodResult(maps, per_channel=True, details=details)
