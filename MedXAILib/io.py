@@ -20,7 +20,10 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .integrity import check_image_file
-from .outputs import atomic_path  # noqa: F401 - re-exported: writers import it from here
+from .outputs import (
+    atomic_path,  # noqa: F401 - re-exported: writers import it from here
+    file_suffix,
+)
 from .quiet import captured_native_stderr
 from .volume import LPS_TO_RAS, Volume
 
@@ -30,14 +33,6 @@ if TYPE_CHECKING:  # io sits below models: the model is only duck-typed here
 #: Voxel sizes outside this range (mm) come from a corrupt header, not from a scanner or microscope.
 MIN_SPACING_MM, MAX_SPACING_MM = 1e-6, 1e6
 IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for double in (".nii.gz", ".seg.nrrd"):
-        if name.endswith(double):
-            return double
-    return path.suffix.lower()
 
 
 def _ijk_to_ras_from_image(img: sitk.Image) -> np.ndarray:
@@ -205,7 +200,7 @@ def read_image(path: str | os.PathLike, grayscale_2d: bool = True, allow_dicom_g
             img = sitk.ReadImage(str(p))
         except RuntimeError as exc:
             failure = exc
-            if _suffix(p) == ".png" and "Unknown PixelType" in str(exc):
+            if file_suffix(p) == ".png" and "Unknown PixelType" in str(exc):
                 img, failure = _read_grey_alpha_png(p), None
     if failure is not None:
         first = str(failure).strip().splitlines()
@@ -214,7 +209,7 @@ def read_image(path: str | os.PathLike, grayscale_2d: bool = True, allow_dicom_g
         raise InputError(f"{p}: cannot be read as an image ({detail[:160]})")
     said.warn(str(p))
     vol = image_to_volume(img, name=str(p))
-    if p.is_file() and _suffix(p) in (".nii", ".nii.gz") and np.issubdtype(vol.array.dtype, np.floating):
+    if p.is_file() and file_suffix(p) in (".nii", ".nii.gz") and np.issubdtype(vol.array.dtype, np.floating):
         bad = _nifti_nonfinite(p)
         if bad is not None and bad.size == vol.array.size:
             arr = vol.array.copy()
@@ -321,7 +316,7 @@ def write_volume(vol: Volume, path: str | os.PathLike, compress: bool = True, fo
     A 2D image format needs ``K == 1``.
     """
     p = Path(path)
-    suffix = _suffix(p)
+    suffix = file_suffix(p)
     is_2d_format = suffix in IMAGE_2D_SUFFIXES
     if is_2d_format and not vol.is_2d:
         raise InputError(f"{p}: a {suffix} file holds one 2D slice; this volume has {vol.shape[0]} slices")

@@ -52,7 +52,8 @@ class OutputSpec:
     folder: bool = False
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
+    """The lower-case suffix that names a file's format, double ones (``.nii.gz``, ``.seg.nrrd``) included."""
     name = path.name.lower()
     for double in (".nii.gz", ".seg.nrrd"):
         if name.endswith(double):
@@ -196,7 +197,7 @@ def check_outputs(
         names = [_Planned(flag, p, "")]
         if not spec.folder:
             names += [_Planned(flag, Path(str(p) + s), "sidecar") for s in spec.sidecars]
-            names += [_Planned(flag, p.with_suffix(c), "data file") for c in COMPANIONS.get(_suffix(p), ())]
+            names += [_Planned(flag, p.with_suffix(c), "data file") for c in COMPANIONS.get(file_suffix(p), ())]
         for item in names:  # first, so that "this is your input" is said before "wrong extension"
             _check_not_input(item, records)
         if spec.folder:
@@ -222,7 +223,8 @@ def _describe(item: _Planned) -> str:
 
 
 def _check_file(flag: str, p: Path, spec: OutputSpec) -> None:
-    if spec.suffixes and _suffix(p) not in spec.suffixes and not any(p.name.lower().endswith(s) for s in spec.suffixes):
+    name = p.name.lower()
+    if spec.suffixes and file_suffix(p) not in spec.suffixes and not any(name.endswith(s) for s in spec.suffixes):
         raise InputError(f"{flag} {p}: the output must end with one of {', '.join(spec.suffixes)}")
     if p.is_dir():
         raise InputError(f"{flag} {p} is a folder; give a file name inside it (e.g. {p / ('out' + spec.suffixes[0])})"

@@ -31,16 +31,7 @@ def compare_args(flow: Any, workdir: Any, input_nodes: Sequence[Any], model: str
     for path in flow.write_inputs(workdir, input_nodes):
         args += ["--input", str(path)]
     args += ["--methods", ",".join(names)]
-    if target not in (None, ""):
-        args += ["--target", str(target)]
-    if region is not None:
-        segmentation_node, segment = region
-        mask = bridge.segment_to_mask(segmentation_node, segment, input_nodes[0])
-        if not mask.array.any():
-            raise InputError(f"the segment {segment!r} is empty; paint it or choose another target")
-        args += ["--region", str(flow._write_mask(workdir, mask, "region"))]
-    if voxel is not None:
-        args += ["--voxel", ",".join(str(int(v)) for v in voxel)]
+    args += flow.target_arguments(workdir, input_nodes, target, region, voxel)
     # the panel shows nodes, and the job's folder is removed afterwards: no figure
     return args + ["--output", str(workdir / "compare"), "--no-figure", "--progress", "json"]
 

@@ -331,6 +331,22 @@ class Workflow:
             paths.append(path)
         return paths
 
+    def target_arguments(self, workdir: Path, input_nodes: Sequence[Any], target: Any, region: Any,
+                         voxel: Any) -> list[str]:
+        """``--target`` / ``--region`` (the segment written as a mask on the first input's grid) / ``--voxel``."""
+        args: list[str] = []
+        if target not in (None, ""):
+            args += ["--target", str(target)]
+        if region is not None:
+            segmentation_node, segment = region
+            mask = bridge.segment_to_mask(segmentation_node, segment, input_nodes[0])
+            if not mask.array.any():
+                raise InputError(f"the segment {segment!r} is empty; paint it or choose another target")
+            args += ["--region", str(self._write_mask(workdir, mask, "region"))]
+        if voxel is not None:
+            args += ["--voxel", ",".join(str(int(v)) for v in voxel)]
+        return args
+
     def _write_mask(self, workdir: Path, mask: Volume, name: str) -> Path:
         from MedXAILib.io import write_volume
 
@@ -518,16 +534,7 @@ class Workflow:
         for path in inputs:
             args += ["--input", str(path)]
         args += ["--method", method]
-        if target not in (None, ""):
-            args += ["--target", str(target)]
-        if region is not None:
-            segmentation_node, segment = region
-            mask = bridge.segment_to_mask(segmentation_node, segment, input_nodes[0])
-            if not mask.array.any():
-                raise InputError(f"the segment {segment!r} is empty; paint it or choose another target")
-            args += ["--region", str(self._write_mask(workdir, mask, "region"))]
-        if voxel is not None:
-            args += ["--voxel", ",".join(str(int(v)) for v in voxel)]
+        args += self.target_arguments(workdir, input_nodes, target, region, voxel)
         extra = shlex.split(method_args) if isinstance(method_args, str) else list(method_args)
         args += ["--output", str(output), *extra]
         return args, output
