@@ -188,6 +188,15 @@ def _keep_color_names(node: slicer.vtkMRMLColorTableNode) -> None:
         node.SetNamesInitialised(True)
 
 
+def _new_user_color_table(scene: slicer.vtkMRMLScene, name: str, n_colors: int) -> slicer.vtkMRMLColorTableNode:
+    """A new, empty user colour table of ``n_colors`` entries whose names survive (see :func:`_keep_color_names`)."""
+    node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(n_colors)
+    _keep_color_names(node)
+    return node
+
+
 def heat_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorNode:
     """Slicer's Inferno colour table if the scene has it, else a 256-entry MedXAI Inferno table (created once)."""
     node = scene.GetNodeByID(SLICER_INFERNO_ID)
@@ -196,10 +205,7 @@ def heat_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorNode:
     node = _find_by_name(scene, "vtkMRMLColorTableNode", INFERNO_NODE_NAME)
     if node is not None:
         return node
-    node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", INFERNO_NODE_NAME)
-    node.SetTypeToUser()
-    node.SetNumberOfColors(256)
-    _keep_color_names(node)
+    node = _new_user_color_table(scene, INFERNO_NODE_NAME, 256)
     for index, (r, g, b) in enumerate(inferno_rgb(256)):
         node.SetColor(index, f"{index}", float(r), float(g), float(b), 1.0)
     node.SetAttribute("Category", "MedXAI")
@@ -211,10 +217,7 @@ def relevance_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTable
     node = _find_by_name(scene, "vtkMRMLColorTableNode", RELEVANCE_COLOR_NODE_NAME)
     if node is not None:
         return node
-    node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", RELEVANCE_COLOR_NODE_NAME)
-    node.SetTypeToUser()
-    node.SetNumberOfColors(len(RELEVANCE_LEVELS) + 1)
-    _keep_color_names(node)
+    node = _new_user_color_table(scene, RELEVANCE_COLOR_NODE_NAME, len(RELEVANCE_LEVELS) + 1)
     node.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
     for value, _fraction, name, (r, g, b, a) in RELEVANCE_LEVELS:
         node.SetColor(value, name, r, g, b, a)

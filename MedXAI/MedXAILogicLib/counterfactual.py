@@ -18,7 +18,7 @@ import slicer
 
 from MedXAILib.volume import Volume
 
-from .bridge import _find_by_name, _keep_color_names, add_volume_node, update_node_from_volume
+from .bridge import _find_by_name, _new_user_color_table, add_volume_node, update_node_from_volume
 
 DIFFERENCE_COLOR_NODE_NAME = "MedXAI difference"
 
@@ -28,10 +28,7 @@ def difference_color_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTabl
     node = _find_by_name(scene, "vtkMRMLColorTableNode", DIFFERENCE_COLOR_NODE_NAME)
     if node is not None:
         return node
-    node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", DIFFERENCE_COLOR_NODE_NAME)
-    node.SetTypeToUser()
-    node.SetNumberOfColors(256)
-    _keep_color_names(node)
+    node = _new_user_color_table(scene, DIFFERENCE_COLOR_NODE_NAME, 256)
     for index, t in enumerate(np.linspace(-1.0, 1.0, 256)):
         r, b = max(t, 0.0), max(-t, 0.0)
         node.SetColor(index, f"{index}", 0.15 + 0.85 * r, 0.15 * (1 - abs(t)), 0.15 + 0.85 * b, 1.0)

@@ -138,12 +138,17 @@ def method_explainer(
 
 
 # ---- perturbations -----------------------------------------------------------------------------------------------
+def _object_mask(arr: np.ndarray) -> np.ndarray:
+    """``(K, J, I)`` bool: voxels where any channel of ``(C, K, J, I)`` is non-zero; every voxel when none (or all)
+    of them is zero."""
+    obj = np.any(arr != 0, axis=0)
+    return obj if obj.any() and not obj.all() else np.ones(arr.shape[1:], dtype=bool)
+
+
 def add_noise(volume: Volume, snr_db: float, seed: int = 0) -> Volume:
     """The volume with Gaussian noise at ``snr_db`` added inside the object (see the module docstring)."""
     arr = volume.array.astype(np.float64)
-    obj = np.any(arr != 0, axis=0)
-    if not obj.any() or obj.all():
-        obj = np.ones(arr.shape[1:], dtype=bool)
+    obj = _object_mask(arr)
     rng = np.random.default_rng(seed)
     out = arr.copy()
     for c in range(arr.shape[0]):
@@ -160,9 +165,7 @@ def uniform_ball_noise(volume: Volume, radius: float, seed: int) -> Volume:
     none is zero); voxels outside the object are left as they are. Seeded by ``seed``.
     """
     arr = volume.array.astype(np.float64)
-    obj = np.any(arr != 0, axis=0)
-    if not obj.any() or obj.all():
-        obj = np.ones(arr.shape[1:], dtype=bool)
+    obj = _object_mask(arr)
     rng = np.random.default_rng(seed)
     out = arr.copy()
     for c in range(arr.shape[0]):
