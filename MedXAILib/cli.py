@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "benchmark": "benchmark",
     "speed": "speed",
     "report": "report",
+    "study": "study",
 }
 
 #: Old command names that still work, with a one-line deprecation note: name -> current name.

@@ -227,3 +227,18 @@ VANDYKE_READER_SE_MRMCAOV = {
     ("5", "1"): "0.0417201720", ("1", "2"): "0.0221416887", ("2", "2"): "0.0298151099", ("3", "2"): "0.0297673065",
     ("4", "2"): "0.0007213348", ("5", "2"): "0.0262023046",
 }
+
+#: Power and cases printed by RJafroc (its tests, ``tests/testthat/test-SsSampleSizeRoc.R``: OR method, Hillis et al.
+#: 2011) from the Van Dyke (observed effect 0.043800322) and Franken (effect 0.05) jackknife OR components:
+#: ``(dataset, effect, analysis, readers, cases, power)``; ``cases_for_power_0.8`` gives the smallest K for J readers.
+SAMPLE_SIZE_RJAFROC = [
+    ("vandyke", 0.043800322, "random_readers_random_cases", 10, 165, "0.80541995"),
+    ("vandyke", 0.043800322, "random_readers_random_cases", 6, 111, "0.5526116"),
+    ("vandyke", 0.043800322, "fixed_readers_random_cases", 10, 131, "0.80091813"),
+    ("vandyke", 0.043800322, "random_readers_fixed_cases", 10, 53, "0.80496663"),
+]
+CASES_FOR_POWER_RJAFROC = [
+    # (dataset, effect, readers, smallest K with power >= 0.8, power printed at that K or None)
+    ("vandyke", 0.043800322, 6, 251, None),
+    ("franken", 0.05, 6, 121, "0.8004469"),
+]

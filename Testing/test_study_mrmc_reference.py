@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mrmc_reference as ref
 import numpy as np
 import pytest
 
+from MedXAILib.cli import main
 from MedXAILib.study.analysis import analyse_ratings
 from MedXAILib.study.auc import empirical_auc, jackknife_aucs
 from MedXAILib.study.covariance import auc_covariance
 from MedXAILib.study.ratings import read_ratings
 
 DATA = Path(__file__).resolve().parent / "data" / "mrmc"
-ROOT = Path(__file__).resolve().parents[1]
 STUDIES = {"vandyke": ref.VANDYKE, "franken": ref.FRANKEN, "zanca-fed": ref.ZANCA_FED}
 
 
@@ -172,9 +170,7 @@ def test_jackknife_aucs_against_recomputation():
 
 def test_cli_writes_the_documented_mrmc_json(tmp_path):
     out = tmp_path / "analysis"
-    proc = subprocess.run([sys.executable, "-m", "MedXAILib", "study", "analyse", "--ratings",
-                           str(DATA / "vandyke.csv"), "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    assert main(["study", "analyse", "--ratings", str(DATA / "vandyke.csv"), "--output", str(out)]) == 0
     result = json.loads((out / "mrmc.json").read_text())
     for key in ("modalities", "readers", "auc", "mean_auc", "covariance", "random_readers_random_cases",
                 "fixed_readers_random_cases", "random_readers_fixed_cases"):
@@ -188,3 +184,27 @@ def test_cli_writes_the_documented_mrmc_json(tmp_path):
     assert set(result["random_readers_fixed_cases"]) >= {"f", "df1", "df2", "p", "differences"}
     printed(result["mean_auc"]["1"], "0.89703704", "CLI mean AUC")
     assert (out / "report.html").is_file() and (out / "roc.png").is_file()
+
+
+@pytest.mark.parametrize("row", ref.SAMPLE_SIZE_RJAFROC, ids=lambda r: f"{r[0]}-{r[2]}-J{r[3]}-K{r[4]}")
+def test_power_matches_rjafroc(row):
+    from MedXAILib.study.sample_size import power
+
+    name, effect, analysis, readers, cases, text = row
+    pilot = analyse_ratings(read_ratings(DATA / f"{name}.csv"))
+    printed(power(effect, readers, cases, pilot["n_cases"], pilot["covariance"], analysis), text, "power")
+
+
+@pytest.mark.parametrize("row", ref.CASES_FOR_POWER_RJAFROC, ids=lambda r: f"{r[0]}-J{r[2]}")
+def test_cases_needed_match_rjafroc(row, tmp_path, capsys):
+    name, effect, readers, cases, text = row
+    pilot = analyse_ratings(read_ratings(DATA / f"{name}.csv"))
+    (tmp_path / "mrmc.json").write_text(json.dumps(pilot))
+    out = tmp_path / "size.json"
+    assert main(["study", "size", "--pilot", str(tmp_path / "mrmc.json"), "--effect", str(effect), "--power", "0.8",
+                 "--readers", str(readers), "--output", str(out)]) == 0
+    row_out = json.loads(out.read_text())["table"]["random_readers_random_cases"][0]
+    assert row_out["readers"] == readers and row_out["cases"] == cases
+    if text:
+        printed(row_out["power"], text, "power at the cases found")
+    assert f"{cases}" in capsys.readouterr().out
