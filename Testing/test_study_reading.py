@@ -1,0 +1,211 @@
+"""The reading loop of the core (MedXAILib.study): protocol, counterbalanced lists, sessions, durable records."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from study_helpers import tiny_study
+
+from MedXAILib.errors import InputError
+from MedXAILib.study.protocol import load_study, parse_arm, reading_lists, williams_orders
+from MedXAILib.study.records import append_record, read_records
+from MedXAILib.study.session import Answer, ReaderSession
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def study(tmp_path_factory, tmp_path):
+    return load_study(tiny_study(tmp_path_factory, tmp_path / "study"))
+
+
+def test_williams_orders_balance_position_and_carry_over():
+    for n in (2, 3, 4, 5):
+        rows = williams_orders(n)
+        assert all(sorted(r) == list(range(n)) for r in rows)
+        for pos in range(n):  # each arm equally often in each position
+            assert len(set(Counter(r[pos] for r in rows).values())) == 1
+        pairs = Counter((r[i], r[i + 1]) for r in rows for i in range(n - 1))  # each ordered pair equally often
+        assert set(pairs) == set(permutations(range(n), 2)) and len(set(pairs.values())) == 1
+
+
+def test_reading_lists_fully_crossed_and_split_plot():
+    cases = [f"c{i}" for i in range(12)]
+    truth = {c: i % 2 for i, c in enumerate(cases)}
+    readers = ["a", "b", "c", "d"]
+    lists, _ = reading_lists(readers, ["image", "ai"], cases, truth, "fully-crossed", 4, seed=5)
+    ids = [it["reading_id"] for r in readers for s in lists[r] for it in s]
+    assert len(ids) == len(set(ids)) == 4 * 2 * 12  # one random id per reader, arm and case
+    for r in readers:
+        sessions = lists[r]
+        assert len(sessions) == 4 and all(len({it["arm"] for it in s}) == 1 for s in sessions)  # arms apart
+        reads = Counter((it["arm"], it["case"]) for s in sessions for it in s)
+        assert set(reads.values()) == {1} and len(reads) == 24  # every case once under every arm
+    first_arm = Counter(lists[r][0][0]["arm"] for r in readers)
+    assert first_arm["image"] == first_arm["ai"] == 2  # arm order balanced across readers
+    orders = {tuple(it["case"] for it in lists[r][0]) for r in readers}
+    assert len(orders) > 1  # case order randomised
+    again, _ = reading_lists(readers, ["image", "ai"], cases, truth, "fully-crossed", 4, seed=5)
+    assert again == lists  # seeded
+    split, group = reading_lists(readers, ["image", "ai"], cases, truth, "split-plot", 2, seed=5, groups=2)
+    blocks = {g: {it["case"] for r in readers if group[r] == g for s in split[r] for it in s} for g in (0, 1)}
+    assert not blocks[0] & blocks[1] and blocks[0] | blocks[1] == set(cases)
+    for g in (0, 1):
+        assert {truth[c] for c in blocks[g]} == {0, 1}
+    with pytest.raises(InputError, match="multiple of the number of arms"):
+        reading_lists(readers, ["image", "ai"], cases, truth, "fully-crossed", 3, seed=5)
+
+
+def test_parse_arm():
+    assert parse_arm("ai+gradcam").ai and parse_arm("ai+gradcam").methods == ("gradcam",)
+    assert not parse_arm("image").ai
+    for bad in ("gradcam", "ai+", "ai+ai", "image+x+x"):
+        with pytest.raises(InputError):
+            parse_arm(bad)
+
+
+def test_a_reading_shows_only_what_its_arm_allows(study):
+    truth_words = {"truth", "case", "id", "reference", "map_hits"}
+    with ReaderSession(study, "r1", clock=Clock()) as session:
+        seen = set()
+        while (reading := session.current()) is not None:
+            arm = parse_arm(reading.arm)
+            assert (reading.ai is not None) == arm.ai
+            assert set(reading.maps) == set(arm.methods)
+            assert not truth_words & set(vars(reading)) and not truth_words & set(reading.ai or {})
+            for p in [*reading.images, *reading.maps.values()]:
+                assert p.is_file() and "truth" not in p.parts
+                assert not any(c["id"] in str(p) for c in study.protocol["cases"].values())
+            seen.add(reading.reading_id)
+            session.show()
+            session.submit(Answer(50.0, 1, 3, 3 if arm.ai else None))
+        assert len(seen) == 8 and session.progress()["finished"]
+
+
+def test_timing_excludes_pauses_and_resume_continues(study):
+    clock = Clock()
+    with ReaderSession(study, "r1", clock=clock) as session:
+        first = session.current()
+        session.show()
+        clock.now += 10
+        session.pause()
+        clock.now += 600  # a coffee
+        session.resume()
+        clock.now += 5
+        with pytest.raises(InputError, match="trust"):
+            session.submit(Answer(70, 1, 4, None if parse_arm(first.arm).ai else 3))
+        rec = session.submit(Answer(70, 1, 4, 2 if parse_arm(first.arm).ai else None, (1.0, 2.0, 3.0), "ok"))
+        assert rec["seconds"] == pytest.approx(15.0) and rec["pauses"] == 1
+        assert session.progress()["done"] == 1
+    with ReaderSession(study, "r1", clock=clock) as session:  # resume where the reader stopped
+        assert session.current().reading_id != first.reading_id
+        assert session.progress()["done"] == 1 and session.progress()["case"] == 2
+        with pytest.raises(InputError, match="not allow"):
+            session.amend(first.reading_id, Answer(10, 0, 1, 2 if parse_arm(first.arm).ai else None))
+    records = read_records(study.reads_path("r1")).records
+    assert len(records) == 1 and records[0]["click_ras"] == [1.0, 2.0, 3.0] and records[0]["comment"] == "ok"
+
+
+def test_answers_outside_the_form_are_refused(study):
+    with ReaderSession(study, "r2", clock=Clock()) as session:
+        reading = session.current()
+        trust = 3 if parse_arm(reading.arm).ai else None
+        with pytest.raises(InputError, match="not shown"):
+            session.submit(Answer(50, 1, 3, trust))
+        session.show()
+        for bad, match in ((Answer(101, 1, 3, trust), "rating"), (Answer(float("nan"), 1, 3, trust), "rating"),
+                           (Answer(50, 2, 3, trust), "decision"), (Answer(50, 1, 6, trust), "confidence"),
+                           (Answer(50, 1, 3, trust, (1.0, float("inf"), 0.0)), "location")):
+            with pytest.raises(InputError, match=match):
+                session.submit(bad)
+        assert not study.reads_path("r2").exists()  # nothing was written
+
+
+def test_changes_only_when_the_protocol_allows(tmp_path_factory, tmp_path):
+    from MedXAILib.study.create import DEFAULT_FORM
+
+    folder = tiny_study(tmp_path_factory, tmp_path / "s", arms=("image",), readers=("r1",),
+                        form={**DEFAULT_FORM, "allow_changes": True})
+    study = load_study(folder)
+    with ReaderSession(study, "r1", clock=Clock()) as session:
+        rid = session.current().reading_id
+        session.show()
+        session.submit(Answer(20, 0, 2))
+        session.amend(rid, Answer(90, 1, 5))
+    from MedXAILib.study.summaries import latest_records
+
+    latest = [r for r in latest_records(study) if r["reading_id"] == rid]
+    assert len(latest) == 1 and latest[0]["rating"] == 90 and latest[0]["revision"] == 1
+    assert len(read_records(study.reads_path("r1")).records) == 2  # append-only: the first answer is kept
+
+
+def test_one_session_per_reader_and_readers_share_a_folder(study):
+    with ReaderSession(study, "r1", clock=Clock()):
+        with pytest.raises(InputError, match="open in another program"):
+            ReaderSession(study, "r1")
+        with ReaderSession(study, "r2", clock=Clock()) as other:  # another reader, another file
+            reading = other.current()
+            other.show()
+            other.submit(Answer(40, 0, 3, 3 if reading.shows_ai else None))
+    assert study.reads_path("r2").exists() and not study.reads_path("r1").exists()
+    with pytest.raises(InputError, match="unknown reader"):
+        ReaderSession(study, "r9")
+
+
+def test_torn_last_line_is_the_unsubmitted_read(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_record(path, {"a": 1})
+    append_record(path, {"a": 2})
+    data = path.read_bytes()
+    path.write_bytes(data + data.splitlines(keepends=True)[0][:17])  # a crash in the middle of a third write
+    got = read_records(path)
+    assert [r["a"] for r in got.records] == [1, 2] and got.torn_tail
+    lines = data.splitlines(keepends=True)
+    path.write_bytes(lines[0].replace(b'"a": 1', b'"a": 7') + lines[1])  # an edited record
+    with pytest.raises(InputError, match="damaged"):
+        read_records(path)
+
+
+def test_changed_study_files_are_refused(study):
+    case = next(iter(study.protocol["cases"].values()))
+    target = study.folder / case["material"]["image"][0]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    target.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="changed since the study was created"):
+        load_study(study.folder)
+    (study.folder / "truth" / "extra.json").write_text("{}")
+    target.unlink()
+    with pytest.raises(InputError, match="missing"):
+        load_study(study.folder)
+
+
+def test_protocol_records_model_card_arms_and_hashes(study):
+    p = json.loads((study.folder / "study.json").read_text())
+    assert p["model"]["name"] == "demo-chest-xray" and "intended_use" in json.dumps(p["model"]["card"])
+    assert p["arms"] == ["image", "ai+gradcam"] and p["finding"] == "nodule" and p["design"] == "fully-crossed"
+    files = [f for f in Path(study.folder).rglob("*") if f.is_file() and f.parts[-3] in ("cases",) or
+             (f.is_file() and f.parent.name == "truth")]
+    assert {f.relative_to(study.folder).as_posix() for f in files} == set(p["files"])
+    # the AI's probability is the model's own prediction on the stored image (an independent re-run)
+    from MedXAILib.io import read_image
+    from MedXAILib.models import load_model
+
+    model = load_model("demo-chest-xray")
+    key, case = next(iter(p["cases"].items()))
+    ai = json.loads((study.folder / case["material"]["ai"]).read_text())
+    image = read_image(study.folder / case["material"]["image"][0])
+    probs = model.predict(image.with_array(image.array, ["xray"])).class_probabilities
+    assert ai["probability"] == pytest.approx(float(probs[0]), abs=1e-5)
+    assert np.isfinite(ai["probability"]) and ai["decision"] == int(ai["probability"] >= 0.5)
