@@ -162,7 +162,7 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
 
-    def setParameterNode(self, inputParameterNode: Optional[MedXAIReaderStudyParameterNode]) -> None:
+    def setParameterNode(self, inputParameterNode: Optional[MedXAIReaderStudyParameterNode]) -> None:  # noqa: UP045 - Slicer 5.8 runs Python 3.9
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
         self._parameterNode = inputParameterNode
@@ -352,7 +352,7 @@ class MedXAIReaderStudyLogic(ScriptedLoadableModuleLogic):
         logic.show_next()
         return logic.case_info()
 
-    def display(self, mapOpacity: Optional[float]) -> None:
+    def display(self, mapOpacity: Optional[float]) -> None:  # noqa: UP045 - Slicer 5.8 runs Python 3.9
         """Show the case in a fixed layout (the map over the image; the counterfactual beside it); None hides it."""
         nodes = self._readingLogic().nodes
         if nodes is None:
@@ -384,7 +384,7 @@ class MedXAIReaderStudyLogic(ScriptedLoadableModuleLogic):
     def elapsed(self) -> float:
         return self._readingLogic().elapsed()
 
-    def submit(self, rating: float, decision: int, confidence: int, trust: Optional[int], comment: str) -> dict:
+    def submit(self, rating: float, decision: int, confidence: int, trust: Optional[int], comment: str) -> dict:  # noqa: UP045 - Slicer 5.8 runs Python 3.9
         """Save the answer to the case on screen (on disk when this returns); return the record."""
         record = self._readingLogic().submit(rating, decision, confidence, trust, comment)
         logging.info(f"MedXAI Reader Study: saved reading {record['reading_id']} ({record['seconds']:.1f} s)")

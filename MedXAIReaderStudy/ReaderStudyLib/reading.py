@@ -13,7 +13,7 @@ probability and decision. Never the truth, the case's name or another arm.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import slicer
 
@@ -26,12 +26,12 @@ ensure_core_importable()
 class ReadingLogic:
     """One reader's session on one study, shown in ``scene`` (see the module docstring)."""
 
-    def __init__(self, scene: slicer.vtkMRMLScene, clock: Optional[Callable[[], float]] = None) -> None:
+    def __init__(self, scene: slicer.vtkMRMLScene, clock: Callable[[], float] | None = None) -> None:
         self.scene = scene
         self.clock = clock
         self.session = None
         self.reading = None
-        self.nodes: Optional[ReadingNodes] = None
+        self.nodes: ReadingNodes | None = None
 
     @staticmethod
     def readers(folder: str) -> list[str]:
@@ -74,7 +74,7 @@ class ReadingLogic:
             raise InputError("open a study as a reader first")
         return self.session
 
-    def show_next(self) -> Optional[ReadingNodes]:
+    def show_next(self) -> ReadingNodes | None:
         """Replace the case on screen by the reader's next unread case and start its clock (None when done)."""
         session = self._require()
         remove_reading_nodes(self.scene)
@@ -99,8 +99,8 @@ class ReadingLogic:
         r = self.reading
         info: dict[str, Any] = {"finished": False, "reading_id": r.reading_id, "session": r.session,
                                 "n_sessions": r.n_sessions, "position": r.position, "n_in_session": r.n_in_session,
-                                "shows_ai": r.shows_ai, "maps": sorted(r.maps), "counterfactual": bool(r.counterfactual),
-                                "progress": progress}
+                                "shows_ai": r.shows_ai, "maps": sorted(r.maps),
+                                "counterfactual": bool(r.counterfactual), "progress": progress}
         if r.ai is not None:
             info["ai"] = {"finding": r.ai["finding"], "probability": r.ai["probability"], "decision": r.ai["decision"]}
         return info
@@ -114,7 +114,7 @@ class ReadingLogic:
     def elapsed(self) -> float:
         return self._require().elapsed()
 
-    def submit(self, rating: float, decision: int, confidence: int, trust: Optional[int] = None,
+    def submit(self, rating: float, decision: int, confidence: int, trust: int | None = None,
                comment: str = "") -> dict[str, Any]:
         """Write the answer to the case on screen (with the location point, if placed); return the record.
 
