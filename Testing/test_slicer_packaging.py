@@ -76,8 +76,19 @@ def test_every_module_script_is_listed():
     assert not stale, f"listed but missing: {stale}"
 
 
+def listed_core_scripts() -> list[str]:
+    """The MedXAILib scripts the extension installs: MedXAI/CMakeLists.txt ships the core; the reader-study module's
+    CMakeLists.txt ships MedXAILib/study and its command (MedXAILibStudy_PYTHON_SCRIPTS)."""
+    listed = cmake_list(module_cmake(), "MedXAILib_PYTHON_SCRIPTS")
+    study = ROOT / "MedXAIReaderStudy" / "CMakeLists.txt"
+    if study.is_file():
+        listed += cmake_list(study.read_text(), "MedXAILibStudy_PYTHON_SCRIPTS")
+    return listed
+
+
 def test_every_core_script_is_listed():
-    listed = set(cmake_list(module_cmake(), "MedXAILib_PYTHON_SCRIPTS"))
+    listed = set(listed_core_scripts())
+    assert len(listed) == len(listed_core_scripts()), "a core script is listed twice"
     missing = [f for f in expected_core_scripts() if f not in listed]
     assert not missing, f"add to MedXAILib_PYTHON_SCRIPTS in MedXAI/CMakeLists.txt: {missing}"
     stale = [f for f in listed if not (ROOT / f).is_file()]
