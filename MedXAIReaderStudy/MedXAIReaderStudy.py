@@ -173,7 +173,7 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # ---- study and reader ----------------------------------------------------------------------------------------
     def onStudyFolderChanged(self, folder) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Not a study folder."), show=False):
+        with slicer.util.tryWithErrorDisplay(_("This folder is not a readable study.")):
             self._fillReaders()
 
     def _fillReaders(self) -> None:

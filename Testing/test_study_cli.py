@@ -62,6 +62,19 @@ def test_readers_who_gain_from_the_map_show_a_gain(created, tmp_path):
     assert 0 <= rel["follow_when_right"] <= 1 and rel["trust_when_right"] >= rel["trust_when_wrong"]
     timing = result["reading_time"]
     assert timing["arms"]["ai+ig"]["median"] > 0 and timing["random_readers_random_cases"]["differences"]
+    # sensitivity and specificity recomputed straight from the reads files and the hidden truth
+    study = tmp_path / "study"
+    protocol = json.loads((study / "study.json").read_text())
+    where = {it["reading_id"]: it["case"] for r in protocol["reading_lists"].values() for s in r for it in s}
+    truth = {k: c["truth"] for k, c in protocol["cases"].items()}
+    for arm in ("ai", "ai+ig"):
+        for reader in READERS.split(","):
+            reads = [json.loads(x) for x in (study / "reads" / f"{reader}.jsonl").read_text().splitlines()]
+            calls = [(r["decision"], truth[where[r["reading_id"]]]) for r in reads if r["arm"] == arm]
+            sens = sum(d for d, t in calls if t) / sum(t for _, t in calls)
+            spec = sum(1 - d for d, t in calls if not t) / sum(1 - t for _, t in calls)
+            got = result["decisions"][arm]["readers"][reader]
+            assert got["sensitivity"] == pytest.approx(sens) and got["specificity"] == pytest.approx(spec)
 
 
 def test_readers_who_do_not_gain_show_no_gain(created, tmp_path):

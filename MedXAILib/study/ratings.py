@@ -93,6 +93,11 @@ def _binary(text: str, what: str, where: str) -> int:
     return int(value)
 
 
+def _text(value: object) -> str:
+    """A cell as text: None (a missing cell) is empty; 0 stays "0"."""
+    return "" if value is None else str(value).strip()
+
+
 def ratings_from_rows(
     rows: Iterable[Mapping[str, object]],
     source: str = "ratings",
@@ -126,7 +131,7 @@ def ratings_from_rows(
     first_line: dict[tuple[str, str, str], str] = {}
     for n, row in enumerate(rows, start=2):
         where = next(names) if names is not None else f"{source} line {n}"
-        reader, modality, case = (str(row.get(k, "") or "").strip() for k in ("reader", "modality", "case"))
+        reader, modality, case = (_text(row.get(k)) for k in ("reader", "modality", "case"))
         for key, value in (("reader", reader), ("modality", modality), ("case", case)):
             if not value:
                 raise InputError(f"{where}: the {key} is empty")
@@ -134,11 +139,11 @@ def ratings_from_rows(
             raise InputError(f"{where}: unknown arm {modality!r}; the protocol's arms are {', '.join(modalities)}")
         if readers is not None and reader not in seen_r:
             raise InputError(f"{where}: unknown reader {reader!r}; the protocol's readers are {', '.join(readers)}")
-        t = _binary(str(row.get("truth", "")).strip(), "truth", where)
-        score = _number(str(row.get("rating", "")).strip(), "rating", where)
-        dtext = str(row.get("decision", "") or "").strip()
+        t = _binary(_text(row.get("truth")), "truth", where)
+        score = _number(_text(row.get("rating")), "rating", where)
+        dtext = _text(row.get("decision"))
         decision = float(_binary(dtext, "decision", where)) if dtext else math.nan
-        stext = str(row.get("seconds", "") or "").strip()
+        stext = _text(row.get("seconds"))
         secs = _number(stext, "seconds", where) if stext else math.nan
         if stext and secs < 0:
             raise InputError(f"{where}: seconds {stext!r} is negative")

@@ -93,6 +93,10 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+def _p(p: float | None) -> str:
+    return "–" if p is None else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -102,7 +106,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _differences(rows: list[dict[str, Any]], stat: str) -> str:
     return _table(["comparison", "difference", "std. error", "df", stat, "p", "95% CI"],
                   [[f"{d['a']} − {d['b']}", d["difference"], d["stderr"], d.get("df", "–"), d.get(stat),
-                    d["p"], d["ci"]] for d in rows])
+                    _p(d["p"]), d["ci"]] for d in rows])
 
 
 def _analysis_section(key: str, a: dict[str, Any] | None) -> str:
@@ -111,13 +115,13 @@ def _analysis_section(key: str, a: dict[str, Any] | None) -> str:
     parts = [f"<h3>{ANALYSIS_TITLES[key]}</h3>"]
     if key == "fixed_readers_random_cases":
         if a.get("chi2") is not None:
-            parts.append(f"<p>Global test: X² = {_fmt(a['chi2'])} on {a['df']} df, p = {_fmt(a['p'])}</p>")
+            parts.append(f"<p>Global test: X² = {_fmt(a['chi2'])} on {a['df']} df, p = {_p(a['p'])}</p>")
         parts.append(_differences(a["differences"], "z"))
         rows = [[m, v["auc"], v["stderr"], v["ci"]] for m, v in a["modalities"].items()]
     else:
         if a.get("f") is not None:
             parts.append(f"<p>Global test: F = {_fmt(a['f'])} on {a['df1']} and {_fmt(a['df2'], 2)} df, "
-                         f"p = {_fmt(a['p'])}</p>")
+                         f"p = {_p(a['p'])}</p>")
         parts.append(_differences(a["differences"], "t"))
         rows = [[m, v["auc"], v["stderr"], v.get("df"), v["ci"]] for m, v in a["modalities"].items()]
     header = ["arm", "AUC", "std. error"] + ([] if key == "fixed_readers_random_cases" else ["df"]) + ["95% CI"]

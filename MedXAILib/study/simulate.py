@@ -146,13 +146,15 @@ def simulate_reads(study: Study, readers: str | Sequence[str] | int, model: Read
     case_rng = np.random.default_rng([seed, 0])
     difficulty = {k: float(v) for k, v in zip(sorted(facts), case_rng.normal(size=len(facts)))}
     where = {item["reading_id"]: item for r in names for s in study.protocol["reading_lists"][r] for item in s}
-    written: dict[str, int] = {}
-    for r in names:
-        idx = study.readers.index(r)
-        rng = np.random.default_rng([seed, 1, idx])
-        skill = model.skill + model.skill_sd * rng.normal()
-        clock = _Clock()
-        with ReaderSession(study, r, clock=clock, client="simulate") as session:
+    sessions: list[tuple[str, ReaderSession, _Clock]] = []
+    try:
+        for r in names:  # every reader's lock and records first: a refusal leaves nothing written
+            clock = _Clock()
+            sessions.append((r, ReaderSession(study, r, clock=clock, client="simulate"), clock))
+        written: dict[str, int] = {}
+        for r, session, clock in sessions:
+            rng = np.random.default_rng([seed, 1, study.readers.index(r)])
+            skill = model.skill + model.skill_sd * rng.normal()
             count = 0
             while (reading := session.current()) is not None:
                 key = where[reading.reading_id]["case"]
@@ -162,7 +164,10 @@ def simulate_reads(study: Study, readers: str | Sequence[str] | int, model: Read
                 session.submit(answer)
                 clock.now += 1.0
                 count += 1
-        written[r] = count
+            written[r] = count
+    finally:
+        for _, session, _ in sessions:
+            session.close()
     return written
 
 
