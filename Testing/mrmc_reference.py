@@ -242,3 +242,16 @@ CASES_FOR_POWER_RJAFROC = [
     ("vandyke", 0.043800322, 6, 251, None),
     ("franken", 0.05, 6, 121, "0.8004469"),
 ]
+
+#: MRMCaov's printed summary of Van Dyke with "cases nested within readers" (each reader's 114 cases coded as distinct
+#: cases, ``case2``; MRMCaov's JSS paper, "Study Designs"). Readers share no case, so Cov2 = Cov3 = 0 and the test is
+#: F = MS(T)/MS(T×R). MRMCaov's jackknife runs over all 570 case codes, so its error variance and Cov1 carry the
+#: factor (569/570)/(113/114) against the per-reader jackknife (the factor is checked, not hidden).
+VANDYKE_NESTED_MRMCAOV = {
+    "var_error": "8.079682e-04", "cov1": "3.490676e-04", "var_tr": "9.213005e-05",
+    "rrrc": {"f": "8.704", "df2": "4", "p": "0.04195875",
+             "differences": [("1", "2", "-0.04380032", "0.01484629", "4", "-2.950254", "0.04195875", "-0.08502022",
+                              "-0.00258042")],
+             "single": {"1": ("0.8970370", "0.02482994", "4", "0.8280981", "0.9659760"),
+                        "2": ("0.9408374", "0.01615303", "4", "0.8959894", "0.9856854")}},
+}

@@ -30,7 +30,8 @@ STUDIES = {"vandyke": ref.VANDYKE, "franken": ref.FRANKEN, "zanca-fed": ref.ZANC
 def printed(value: float | None, text: str, what: str) -> None:
     """``value`` rounds to ``text`` (a printed number): within half a unit of its last digit, plus 1 % of a unit for
     the reference's own t-quantile routine (seen once: a CI bound printed to 8 decimals, 2.5e-11 past half a unit)."""
-    decimals = len(text.split(".")[1]) if "." in text else 0
+    mantissa, _, exponent = text.lower().partition("e")
+    decimals = (len(mantissa.split(".")[1]) if "." in mantissa else 0) - int(exponent or 0)
     tol = 0.505 * 10.0**-decimals
     assert value is not None and abs(value - float(text)) <= tol, f"{what}: ours {value!r}, printed {text}"
 
@@ -208,3 +209,31 @@ def test_cases_needed_match_rjafroc(row, tmp_path, capsys):
     if text:
         printed(row_out["power"], text, "power at the cases found")
     assert f"{cases}" in capsys.readouterr().out
+
+
+def test_split_plot_with_cases_nested_within_readers_matches_mrmcaov():
+    """Van Dyke recoded so that each reader reads their own copy of the cases (split-plot, one reader per block)."""
+    import csv
+
+    from MedXAILib.study.ratings import ratings_from_rows
+
+    rows = list(csv.DictReader(open(DATA / "vandyke.csv")))
+    for row in rows:
+        row["case"] = f"{row['reader']}.{row['case']}"
+    ours = analyse_ratings(ratings_from_rows(rows, design="split-plot"))
+    e = ref.VANDYKE_NESTED_MRMCAOV
+    assert ours["design"] == "split-plot" and len(ours["reader_groups"]) == 5
+    cov = ours["covariance"]
+    assert cov["cov2"] == 0.0 and cov["cov3"] == 0.0
+    factor = (569 / 570) / (113 / 114)  # MRMCaov's jackknife over all 570 case codes (see mrmc_reference)
+    printed(cov["var_error"] * factor, e["var_error"], "nested var_error")
+    printed(cov["cov1"] * factor, e["cov1"], "nested cov1")
+    o = ours["random_readers_random_cases"]
+    for key in ("f", "df2", "p"):
+        printed(o[key], e["rrrc"][key], f"nested {key}")
+    _check_rows(e["rrrc"]["differences"], o["differences"], "nested",
+                ("difference", "stderr", "df", "t", "p", "lo", "hi"))
+    for m, (auc, se, df, lo, hi) in e["rrrc"]["single"].items():
+        s = o["modalities"][m]
+        for value, text in ((s["auc"], auc), (s["stderr"], se), (s["df"], df), (s["ci"][0], lo), (s["ci"][1], hi)):
+            printed(value, text, f"nested single-arm {m}")
