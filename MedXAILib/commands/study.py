@@ -21,7 +21,12 @@ from ..outputs import OutputSpec
 from .common import add_model_arguments, open_model, progress_from
 
 HELP = "reader studies: create a blinded study, simulate readers, analyse the reads (MRMC), size a study"
-DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
+DESCRIPTION = (
+    "Reader studies. create: a blinded study folder, every arm's material computed once with the model. simulate: "
+    "simulated readers read it through the Slicer module's reading loop (--replicates: a power analysis). analyse: "
+    "the MRMC ROC analysis (Obuchowski-Rockette, Hillis df) of a study's reads or a ratings CSV. size: readers and "
+    "cases for a full study from a pilot. See docs/reader-study.md."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
