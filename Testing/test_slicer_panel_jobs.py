@@ -258,3 +258,47 @@ def test_every_command_line_the_panel_builds_is_accepted_by_the_real_cli(scene, 
     for task in tasks:
         task.cancel()
     assert leftover_dirs(tmp_path) == []
+
+
+def _totalsegmentator_weights(root: Path) -> None:
+    """TotalSegmentator's layout (results folders per dataset id), with just the JSON the catalogue reads."""
+    import json
+
+    parts = {291: ["spleen", "liver"], 292: ["vertebrae_L1"], 293: ["heart"], 294: ["humerus_left"], 295: ["rib_1"]}
+    for dataset, classes in parts.items():
+        folder = root / f"Dataset{dataset}_TotalSegmentator_part" / "nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres"
+        (folder / "fold_0").mkdir(parents=True)
+        (folder / "plans.json").write_text("{}")
+        labels = {"background": 0, **{name: i + 1 for i, name in enumerate(classes)}}
+        (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels}))
+
+
+def test_totalsegmentator_tasks_are_found_where_slicertotalsegmentator_keeps_them(scene, tmp_path):
+    """``~/.totalsegmentator`` (TotalSegmentator's default home) and the weights folder SlicerTotalSegmentator sets in
+    ``TOTALSEG_WEIGHTS_PATH``: the real ``models --json`` lists the task, and the panel offers its organs."""
+    import os
+
+    from MedXAILogicLib.workflow_catalog import models_from_task
+
+    tasks = []
+    for where in ("home", "TOTALSEG_WEIGHTS_PATH"):
+        home = tmp_path / where / "home"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("TOTALSEG", "nnUNet"))}
+        environment["HOME"] = str(home)
+        if where == "home":
+            _totalsegmentator_weights(home / ".totalsegmentator" / "nnunet" / "results")
+        else:
+            _totalsegmentator_weights(tmp_path / where / "weights")
+            environment["TOTALSEG_WEIGHTS_PATH"] = str(tmp_path / where / "weights")
+        flow = workflow.Workflow(scene, command_prefix=[sys.executable, "-m", "MedXAILib"], temp_root=tmp_path,
+                                 environment=environment)
+        tasks.append(flow.start_list_models())  # both children run at once
+    for task in tasks:
+        task.wait(timeout=120)
+        models, note = models_from_task(task)
+        assert note is None
+        total = next(m for m in models if m.name == "totalsegmentator:total")
+        assert total.display_name == "total" and total.is_nnunet and total.needs_class_target
+        assert {"liver", "spleen", "heart"} <= set(total.target_classes()) and total.channels == ["CT"]
+    options = catalog.ModelOptions(organ="liver", mirroring=False)
+    assert options.arguments("segment", total) == ["--param", "tta=false", "--target", "liver"]

@@ -28,18 +28,27 @@ TASKS = ("segmentation", "classification")
 #: Run in a child (``python -c``): describe a model file or folder with the core's own loader, print one JSON line.
 DESCRIBE_SCRIPT = """
 import json, sys
+from pathlib import Path
 from MedXAILib.errors import MedXAIError
 try:
     from MedXAILib.models import load_model
-    d = load_model(sys.argv[1], device="cpu").description
+    model = load_model(sys.argv[1], device="cpu")
+    d = model.description
 except MedXAIError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
-card = getattr(d, "card", None) or getattr(d, "training", None) or {}
-print(json.dumps({"model": {"name": d.name, "source": "file", "task": d.task, "spatial_dims": d.spatial_dims,
-                            "channels": list(d.channel_names), "classes": list(d.class_names),
+from MedXAILib.models.nnunet_folder import is_nnunet_folder
+try:
+    card = model.card()
+except Exception:
+    card = getattr(d, "card", None) or {}
+path = Path(sys.argv[1])
+source = "nnunet" if path.is_dir() and is_nnunet_folder(path) else "bundle" if path.is_dir() else "file"
+print(json.dumps({"model": {"name": d.name, "load": sys.argv[1], "source": source, "task": d.task,
+                            "spatial_dims": d.spatial_dims, "channels": list(d.channel_names),
+                            "classes": list(d.class_names),
                             "label_values": list(d.label_values) if d.label_values else None,
-                            "card": card if isinstance(card, dict) else {}}}))
+                            "card": card if isinstance(card, dict) else {}}}, default=str))
 """
 
 

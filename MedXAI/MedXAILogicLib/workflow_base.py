@@ -326,12 +326,13 @@ class WorkflowBase:
         An RGB(A) vector volume (a colour X-ray, a photo) is converted to one grey channel first
         (:func:`.inputs.grey_volume`); ``notes`` gets one line saying so, for the log.
         """
-        bridge.nodes_to_volume(input_nodes)  # checks geometry and voxels, names the node that differs
-        paths = []
         from MedXAILib.io import write_volume
 
-        for index, node in enumerate(input_nodes):
-            volume, note = inputs.grey_volume(node)
+        greys = [inputs.grey_volume(node) for node in input_nodes]
+        # checks that every channel lies on the first one's grid, naming the node that differs
+        Volume.stack([volume for volume, _note in greys], names=[node.GetName() for node in input_nodes])
+        paths = []
+        for index, (node, (volume, note)) in enumerate(zip(input_nodes, greys)):
             if note and notes is not None:
                 notes.append(note)
             if np.issubdtype(volume.array.dtype, np.floating) and volume.array.dtype != np.float32:

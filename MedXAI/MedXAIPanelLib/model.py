@@ -159,6 +159,10 @@ class ModelSection(Section):
         if not path or not os.path.exists(path):
             self.applyEntry(None)
             return
+        # the core loads the model to describe it: torch, and nnunetv2 for an nnU-Net results folder (plans.json)
+        nnunet = ("nnunetv2",) if os.path.isfile(os.path.join(path, "plans.json")) else ()
+        if not self.panel.run.ensurePackages(None, more=nnunet):
+            return
         task = self.logic.startDescribe(path)
 
         def described(outputs: dict) -> None:

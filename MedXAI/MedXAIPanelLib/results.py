@@ -62,7 +62,7 @@ class ResultsSection(Section):
             pixmap = qt.QPixmap()
             pixmap.loadFromData(qt.QByteArray(png))
             if pixmap.width() > SHAP_PLOT_WIDTH:
-                pixmap = pixmap.scaledToWidth(SHAP_PLOT_WIDTH, qt.Qt.SmoothTransformation)
+                pixmap = pixmap.scaledToWidth(SHAP_PLOT_WIDTH)
             label.setPixmap(pixmap)
         label.visible = bool(png)
 

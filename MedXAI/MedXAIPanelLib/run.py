@@ -41,14 +41,15 @@ class RunSection(Section):
         """The nnU-Net / TotalSegmentator flags ``command`` takes (folds, checkpoint, mirroring, fast, organ)."""
         return self.logic.modelOptions(self.parameterNode, entry).arguments(command, entry)
 
-    def ensurePackages(self, entry: Any, method: str | None = None) -> bool:
-        """torch and the required packages, then the optional ones this run needs; False when declined."""
+    def ensurePackages(self, entry: Any, method: str | None = None, more: tuple = ()) -> bool:
+        """torch and the required packages, then the optional ones this run needs (and ``more``); False when the
+        user declined. Main thread only: Slicer's pip must not run from a background thread."""
         from MedXAILogicLib.logic.dependencies import optional_packages_for
 
         if not self.logic.ensureDependencies():
             return False
-        return self.logic.ensureOptionalPackages(
-            optional_packages_for(entry, method, bool(self.parameterNode.shapPlot)))
+        needed = optional_packages_for(entry, method, bool(self.parameterNode.shapPlot))
+        return self.logic.ensureOptionalPackages(list(dict.fromkeys([*needed, *more])))
 
     def update(self) -> None:
         p = self.parameterNode
