@@ -151,6 +151,7 @@ def test_model_options_become_the_flags_of_each_command():
     options = catalog.ModelOptions(folds="0, 1", checkpoint="best", mirroring=False, fast=True, organ="liver")
     assert options.arguments("segment", nnunet) == ["--folds", "0,1", "--checkpoint", "best", "--param", "tta=false"]
     assert options.arguments("classify", nnunet) == ["--folds", "0,1", "--checkpoint", "best"]  # no --param there
+    assert "tta=false" not in options.arguments("compare", nnunet)  # compare reads --param as METHOD.KEY=VALUE
     assert options.arguments("evaluate", nnunet) == [] and options.arguments("segment", xray) == []
     assert catalog.ModelOptions().arguments("explain", nnunet) == []  # nnU-Net's defaults: no flag
     total = catalog.entry_from_dict({"name": "total", "load": "totalsegmentator:total", "source": "totalsegmentator",

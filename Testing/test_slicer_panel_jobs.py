@@ -240,9 +240,10 @@ def test_every_command_line_the_panel_builds_is_accepted_by_the_real_cli(scene, 
         flow.start_estimate(nodes, total.name, method="occlusion", target="liver"),
         flow.start_evaluate(seg, seg, nodes[0]),
         flow.start_quality(heat, nodes, total.name, seg, "liver", slow=True),
-        start_compare(flow, nodes, total.name, "gradcam,lrp", target="liver"),
+        start_compare(flow, nodes, total.name, "gradcam,lrp", target="liver",
+                      extra_args=options.arguments("compare", total)),
         start_report(flow, nodes, total.name, tmp_path / "case.html", method="gradcam", target="liver",
-                     reference=seg),
+                     reference=seg, extra_args=options.arguments("report", total)),
     ]
     parser = build_parser()
     commands = []

@@ -392,8 +392,9 @@ def spin_box_step(spec: ParameterSpec) -> float:
 # ---- model options (nnU-Net folders and TotalSegmentator tasks) -----------------------------------------------------
 #: Commands that take the model options of ``add_model_arguments`` (``--folds``, ``--checkpoint``, ``--fast``).
 MODEL_OPTION_COMMANDS = ("segment", "classify", "explain", "compare", "report")
-#: Commands whose ``--param`` takes the model option ``tta=true|false`` (nnU-Net mirroring).
-MIRRORING_COMMANDS = ("segment", "explain", "compare", "report")
+#: Commands whose ``--param`` takes the model option ``tta=true|false`` (nnU-Net mirroring): the model is opened
+#: before their ``--param`` items are read as method parameters (``compare`` and ``report`` read them first).
+MIRRORING_COMMANDS = ("segment", "explain")
 #: Commands whose ``--target`` only picks the model of a TotalSegmentator task of several models (``explain``,
 #: ``compare`` and ``report`` take the organ as the explained class, which picks the model as well).
 ORGAN_ONLY_COMMANDS = ("segment",)

@@ -8,6 +8,7 @@ from typing import Any
 import slicer
 from slicer.i18n import tr as _
 
+from .results import nodeID
 from .section import Section
 
 
@@ -35,11 +36,11 @@ class EvaluateSection(Section):
             return
         prediction = self.ui.predictionSegmentSelector
         reference = self.ui.referenceSegmentSelector
-        if p.evaluatePrediction is not prediction.currentNode():
+        if nodeID(p.evaluatePrediction) != nodeID(prediction.currentNode()):
             p.evaluatePrediction = prediction.currentNode()
         if p.evaluatePredictionSegmentID != (prediction.currentSegmentID() or ""):
             p.evaluatePredictionSegmentID = prediction.currentSegmentID() or ""
-        if reference.currentNode() is not None and p.referenceSegmentation is not reference.currentNode():
+        if reference.currentNode() is not None and nodeID(p.referenceSegmentation) != nodeID(reference.currentNode()):
             p.referenceSegmentation = reference.currentNode()
         if p.evaluateReferenceSegmentID != (reference.currentSegmentID() or ""):
             p.evaluateReferenceSegmentID = reference.currentSegmentID() or ""
@@ -58,6 +59,11 @@ class EvaluateSection(Section):
 
     def update(self) -> None:
         p = self.parameterNode
+        selector = self.ui.referenceSegmentSelector
+        if p and nodeID(selector.currentNode()) != nodeID(p.referenceSegmentation):  # chosen under Inputs
+            selector.blockSignals(True)
+            selector.setCurrentNode(p.referenceSegmentation)
+            selector.blockSignals(False)
         idle = not self.jobs.running
         ready = self.panel.inputs.ready()
         self.ui.evaluateButton.enabled = idle and bool(p and (p.evaluatePrediction or p.prediction))
@@ -73,7 +79,7 @@ class EvaluateSection(Section):
             grid = self.panel.inputs.rowSelectors()[0].currentNode()
             if not prediction or not reference or not grid:
                 raise ValueError(_("Choose a prediction, a reference segmentation and the input volume"))
-            if not self.panel.run.ensurePackages(None):
+            if not self.panel.run.ensurePackages(None):  # evaluate needs no model: torch and MONAI only
                 return
             task = self.logic.evaluate(prediction, reference, grid,
                                        predictionSegment=p.evaluatePredictionSegmentID or None,
@@ -88,7 +94,8 @@ class EvaluateSection(Section):
                 raise ValueError(_("Run an explanation and choose a reference segmentation first"))
             run = self.panel.run
             entry, model = run.modelAndEntry()
-            if not run.ensurePackages(entry):
+            method = p.heatmap.GetAttribute("MedXAI.Method") or p.method  # stability and sanity re-run it
+            if not run.ensurePackages(entry, method, shapPlot=False):
                 return
             task = self.logic.evaluateExplanation(
                 p.heatmap, self.panel.inputs.inputNodes(entry), model, p.referenceSegmentation,
@@ -102,11 +109,13 @@ class EvaluateSection(Section):
             p = self.parameterNode
             run = self.panel.run
             entry, model = run.modelAndEntry()
-            if not run.ensurePackages(entry):
+            methods = [m.strip() for m in p.compareMethods.split(",") if m.strip()]
+            if not run.ensurePackages(entry, "partitionshap" if "partitionshap" in methods else None, shapPlot=False):
                 return
             target = self.panel.explain.targetArguments()
             task = self.logic.compare(self.panel.inputs.inputNodes(entry), model, p.compareMethods,
-                                      device=run.device(), opacity=p.heatmapOpacity, **target)
+                                      device=run.device(), opacity=p.heatmapOpacity,
+                                      extraArgs=run.modelArguments("compare", entry), **target)
             self.jobs.run(task, _("Comparing {methods}…").format(methods=p.compareMethods), self.onCompared)
 
     def onTable(self, outputs: dict) -> None:

@@ -122,7 +122,7 @@ class ExplainSection(Section):
         if not p:
             return
         node, segment = self.ui.targetSegmentSelector.currentNode(), self.ui.targetSegmentSelector.currentSegmentID()
-        if p.targetSegmentation is not node:
+        if (p.targetSegmentation.GetID() if p.targetSegmentation else "") != (node.GetID() if node else ""):
             p.targetSegmentation = node
         if p.targetSegmentID != (segment or ""):
             p.targetSegmentID = segment or ""

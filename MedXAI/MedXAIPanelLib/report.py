@@ -22,7 +22,7 @@ class ReportSection(Section):
         with slicer.util.tryWithErrorDisplay(_("Failed to write the case report."), waitCursor=True):
             run = self.panel.run
             entry, model = run.modelAndEntry()
-            if not run.ensurePackages(entry, self.parameterNode.method):
+            if not run.ensurePackages(entry, self.parameterNode.method, shapPlot=False):
                 return
             path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save the case report"),
                                                   "case.html", _("HTML page (*.html)"))
@@ -33,7 +33,7 @@ class ReportSection(Section):
             task = self.logic.writeCaseReport(
                 self.panel.inputs.inputNodes(entry), path, model, method=p.method,
                 referenceSegmentation=p.referenceSegmentation, slowMetrics=p.qualitySlowMetrics,
-                device=run.device(), target=target)
+                device=run.device(), target=target, extraArgs=run.modelArguments("report", entry))
             self.jobs.run(task, _("Writing the case report…"), self.onWritten)
 
     def onWritten(self, outputs: dict) -> None:

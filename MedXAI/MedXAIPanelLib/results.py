@@ -15,12 +15,30 @@ from .section import Section
 SHAP_PLOT_WIDTH = 360
 
 
+def nodeID(node: Any) -> str:
+    return node.GetID() if node is not None else ""
+
+
+def pixmapFromPng(png: bytes) -> Any:
+    """A QPixmap of PNG bytes (read from a temporary file, which is removed again)."""
+    import os
+    import tempfile
+
+    handle, path = tempfile.mkstemp(suffix=".png", prefix="MedXAI-shap-")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(png)
+        return qt.QPixmap(path)
+    finally:
+        os.remove(path)
+
+
 class ResultsSection(Section):
     """Follows the parameter node's ``heatmap`` and ``resultsTable`` (the *Outputs* selectors)."""
 
     def setup(self) -> None:
-        self._shownHeatmap = None
-        self._shownTable = None
+        self._shownHeatmap = ""  # the ID of the node shown ('' none yet), compared by ID: wrappers may differ
+        self._shownTable = ""
         self.series = None  # the counterfactual series of the shown heat map: {"sequence", "browser", "proxy"}
         self.ui.opacitySlider.connect("valueChanged(double)", self.logic.setHeatmapOpacity)
         self.ui.volumeRenderCheckBox.connect("toggled(bool)", self.onVolumeRenderToggled)
@@ -32,20 +50,20 @@ class ResultsSection(Section):
         p = self.parameterNode
         if p is None:
             return
-        if p.heatmap is not self._shownHeatmap:
-            self._shownHeatmap = p.heatmap
+        if nodeID(p.heatmap) != self._shownHeatmap:
+            self._shownHeatmap = nodeID(p.heatmap)
             if p.heatmap is not None:
                 with slicer.util.tryWithErrorDisplay(_("Failed to show the heat map."), waitCursor=True):
                     self.logic.showHeatmap(p.heatmap, p.heatmapOpacity, volumeRendering=p.heatmapVolumeRendering)
             self.followSeries(p.heatmap)
-        if p.resultsTable is not None and p.resultsTable is not self._shownTable:
+        if p.resultsTable is not None and nodeID(p.resultsTable) != self._shownTable:
             self.showTable(p.resultsTable)
         self.ui.show3DButton.enabled = bool(p.prediction)
         self.ui.thresholdButton.enabled = bool(p.heatmap)
         self.ui.volumeRenderCheckBox.enabled = bool(p.heatmap)
 
     def showTable(self, table: Any) -> None:
-        self._shownTable = table
+        self._shownTable = nodeID(table)
         self.ui.resultsTableView.setMRMLTableNode(table)
 
     # -- counterfactual series and shap plots ------------------------------------------------------------------------
@@ -59,8 +77,7 @@ class ResultsSection(Section):
         png = outputs.get("shap_plot_png")
         label = self.ui.shapPlotImageLabel
         if png:
-            pixmap = qt.QPixmap()
-            pixmap.loadFromData(qt.QByteArray(png))
+            pixmap = pixmapFromPng(png)
             if pixmap.width() > SHAP_PLOT_WIDTH:
                 pixmap = pixmap.scaledToWidth(SHAP_PLOT_WIDTH)
             label.setPixmap(pixmap)

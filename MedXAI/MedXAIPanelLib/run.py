@@ -41,14 +41,17 @@ class RunSection(Section):
         """The nnU-Net / TotalSegmentator flags ``command`` takes (folds, checkpoint, mirroring, fast, organ)."""
         return self.logic.modelOptions(self.parameterNode, entry).arguments(command, entry)
 
-    def ensurePackages(self, entry: Any, method: str | None = None, more: tuple = ()) -> bool:
+    def ensurePackages(self, entry: Any, method: str | None = None, more: tuple = (), shapPlot: bool = True
+                       ) -> bool:
         """torch and the required packages, then the optional ones this run needs (and ``more``); False when the
-        user declined. Main thread only: Slicer's pip must not run from a background thread."""
+        user declined. ``shapPlot``: the explanation draws shap's plots when *Advanced* asks for them. Main thread
+        only: Slicer's pip must not run from a background thread."""
         from MedXAILogicLib.logic.dependencies import optional_packages_for
 
         if not self.logic.ensureDependencies():
             return False
-        needed = optional_packages_for(entry, method, bool(self.parameterNode.shapPlot))
+        plots = bool(shapPlot and method is not None and self.parameterNode.shapPlot)
+        needed = optional_packages_for(entry, method, plots)
         return self.logic.ensureOptionalPackages(list(dict.fromkeys([*needed, *more])))
 
     def update(self) -> None:
@@ -73,6 +76,11 @@ class RunSection(Section):
         with slicer.util.tryWithErrorDisplay(_("Failed to start."), waitCursor=True):
             p = self.parameterNode
             entry, _model = self.modelAndEntry()
+            if entry.needs_class_target and not p.targetClass:
+                raise ValueError(_("{model} is several models: choose the organ (Explain, Organ) whose model "
+                                   "runs").format(model=entry.display_name))
+            if "explain" in STEPS[p.steps]:
+                self.panel.explain.targetArguments()  # a missing target is said now, not after the prediction
             if not self.ensurePackages(entry, p.method if "explain" in STEPS[p.steps] else None):
                 return
             self._inputs = self.panel.inputs.inputNodes(entry)

@@ -36,16 +36,18 @@ class EvaluateLogic:
     def compare(self, inputNodes: Sequence[Any], model: str = "demo-brain-tumour",
                 methods: str = "gradcam,saliency,lrp", target: Optional[str] = None,  # noqa: UP045
                 regionSegmentation: Any = None, regionSegment: Optional[str] = None, markupsNode: Any = None,  # noqa: UP045
-                device: str = "cpu", opacity: float = 0.5, waitForCompletion: bool = False):
+                device: str = "cpu", opacity: float = 0.5, waitForCompletion: bool = False,
+                extraArgs: Sequence[str] = ()):
         """Explain one target with every method in ``methods`` (comma-separated) and measure their agreement.
 
         Outputs: ``"heatmap"`` (the consensus map), ``"agreement_map"``, ``"table"`` (per method: agreement with the
         consensus, seconds, Spearman rho to every other method) and ``"report"`` (``agreement.json``).
+        ``extraArgs``: model options (:meth:`ModelLogic.modelOptions`).
         """
         from MedXAILogicLib.compare_job import start_compare
 
         inputNodes = list(inputNodes)
         task = start_compare(self.workflow(), inputNodes, model, methods, target=target or None, device=device,
-                             opacity=opacity,
+                             opacity=opacity, extra_args=list(extraArgs),
                              **self._explainTarget(inputNodes, regionSegmentation, regionSegment, markupsNode))
         return self._finish(task, waitForCompletion)
