@@ -12,6 +12,7 @@ functions that need them (importing ``MedXAILogicLib`` also finds ``MedXAILib`` 
 import os
 import pathlib
 import time
+import unittest
 from typing import Annotated
 
 import slicer
@@ -315,7 +316,7 @@ class MedXAITest(ScriptedLoadableModuleTest):
         for name in sorted(n for n in dir(self) if n.startswith("test_")):
             try:
                 self.setUp()
-            except self.skipException as skipped:
+            except unittest.SkipTest as skipped:
                 self.delayDisplay(f"Skipped: {skipped}")
                 return
             getattr(self, name)()

@@ -304,3 +304,22 @@ def test_optional_packages_are_installed_on_first_use_after_asking(env, monkeypa
     app.testing = True
     monkeypatch.delenv("MEDXAI_SELFTEST_INSTALL", raising=False)
     assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 2
+
+
+def test_self_test_skips_on_a_build_machine_without_installing(env, monkeypatch):
+    """Testing mode without torch: Reload and Test (runTest) and ctest (each method after setUp) skip, and nothing
+    is installed."""
+    module, _scene, app = env
+    installs = []
+    _fake_torch_and_packaging(monkeypatch, lambda *a, **k: installs.append(a), torch_version=None)
+    _all_missing(monkeypatch)
+    monkeypatch.delenv("MEDXAI_SELFTEST_INSTALL", raising=False)
+    app.testing = True
+    shown = []
+    case = module.MedXAITest("test_MedXAI_model_list")
+    monkeypatch.setattr(case, "delayDisplay", lambda message, msec=None: shown.append(message), raising=False)
+    case.runTest()
+    assert shown and shown[0].startswith("Skipped") and installs == [] and _TorchLogic.installs == []
+    result = unittest.TestResult()
+    module.MedXAITest("test_MedXAI_phantom_flow").run(result)
+    assert len(result.skipped) == 1 and not result.errors and not result.failures

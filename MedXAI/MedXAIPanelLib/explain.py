@@ -61,7 +61,10 @@ class ExplainSection(Section):
             title = self.logic.methodRecord(name).get("title")
             if title:
                 combo.setItemData(combo.count - 1, title, qt.Qt.ToolTipRole)
-        combo.setCurrentIndex(max(0, combo.findText(p.method if p else "gradcam")))
+        wanted = p.method if p else "gradcam"
+        if combo.findText(wanted) < 0 and not self.logic.catalog.loaded:  # saved, not listed yet: kept
+            combo.addItem(wanted)
+        combo.setCurrentIndex(max(0, combo.findText(wanted)))
         combo.blockSignals(False)
         self.onMethodChanged()
 
@@ -87,7 +90,8 @@ class ExplainSection(Section):
             layout.addRow(spec.name.replace("_", " ") + ":", widget)
             self.widgets[spec.name] = (spec, widget)
         self.ui.methodParametersWidget.visible = bool(self.widgets)
-        self.storeValues()
+        if self.logic.methodRecord(method):  # parameters unknown until the core listed them: the saved ones stay
+            self.storeValues()
 
     def values(self) -> dict:
         return {name: widgetValue(spec, widget) for name, (spec, widget) in self.widgets.items()}
@@ -114,7 +118,7 @@ class ExplainSection(Section):
     def onTargetClassChanged(self, index: Any = None) -> None:
         p = self.parameterNode
         text = self.ui.targetClassComboBox.currentText or ""
-        if p and p.targetClass != text:
+        if p and text and p.targetClass != text:  # no classes known (yet): the saved class stays
             p.targetClass = text
 
     def onTargetSegmentChanged(self, *args: Any) -> None:

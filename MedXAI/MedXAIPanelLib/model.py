@@ -68,6 +68,8 @@ class ModelSection(Section):
                 combo.addItem(f"{entry.display_name}  ({entry.source}, {entry.task})", entry.name)
                 combo.setItemData(combo.count - 1, entry.summary(), qt.Qt.ToolTipRole)
             combo.addItem(_("model file or folder…"), MODEL_FILE_CHOICE)
+            if combo.findData(wanted) < 0:  # a saved choice the list does not have (yet): kept, not replaced
+                combo.insertItem(0, _("{model}  (not listed)").format(model=wanted), wanted)
             combo.setCurrentIndex(max(0, combo.findData(wanted)))
         finally:
             self._filling = False
@@ -77,12 +79,8 @@ class ModelSection(Section):
         self.ui.modelComboBox.setCurrentIndex(max(0, self.ui.modelComboBox.findData(name)))
 
     def restore(self) -> None:
-        p = self.parameterNode
-        if p and self.ui.modelComboBox.count:
-            self._filling = True
-            self.selectModel(p.modelName)
-            self._filling = False
-            self.onModelChanged()
+        if self.parameterNode and self.ui.modelComboBox.count:
+            self.fillModelList()  # selects the saved model (kept as "not listed" while the list lacks it)
 
     # -- the selected model ------------------------------------------------------------------------------------------
     def modelArgument(self) -> str:
@@ -123,7 +121,14 @@ class ModelSection(Section):
         if report is not None and entry is not None:
             self._reported[entry.name] = report
         reported = self._reported.get(entry.name) if entry is not None else None
-        if entry is None:
+        p = self.parameterNode
+        if entry is None and p is not None and p.modelName != MODEL_FILE_CHOICE:
+            self.ui.modelCardLabel.text = (_("{model} is not in the model list: it is being read (see Refresh), or "
+                                             "the model is not installed here.").format(model=p.modelName)
+                                           if self.logic.catalog.running else
+                                           _("{model} is not in the model list: it is not installed here, or press "
+                                             "Refresh.").format(model=p.modelName))
+        elif entry is None:
             self.ui.modelCardLabel.text = _("Choose a model file or folder; it is described (in the background) "
                                             "when chosen.")
         else:

@@ -67,6 +67,9 @@ class RunSection(Section):
             if self.jobs.running:
                 return
             entry, model = self.modelAndEntry()
+            if entry is None and self.parameterNode.modelName != MODEL_FILE_CHOICE:
+                raise ValueError(_("{model} is not in the model list (not installed here, or the list is still "
+                                   "being read): press Refresh, or choose another model").format(model=model))
             if entry is None:  # a model file or folder: read what it is first (in the background), then run
                 self.panel.model.describe(model, then=lambda described: self.start())
                 return
