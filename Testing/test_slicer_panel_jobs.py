@@ -254,6 +254,11 @@ def test_every_command_line_the_panel_builds_is_accepted_by_the_real_cli(scene, 
     assert {"segment", "classify", "explain", "evaluate", "compare", "report"} <= set(commands)
     segment = runner.argv[0]
     assert segment[segment.index("--target") + 1] == "liver" and "--fast" in segment
+    from MedXAILib.commands.common import model_options
+
+    options_seen = model_options(parser.parse_args(segment[3:]))  # what the core's loader gets
+    assert options_seen["target"] == "liver" and options_seen["fast"] and options_seen["tta"] is False
+    assert options_seen["checkpoint"] == "best" and options_seen["folds"] == [0, 1]
     assert segment[segment.index("--folds") + 1] == "0,1" and "tta=false" in segment
     assert "--folds" not in runner.argv[1]  # not an nnU-Net model: no nnU-Net flags
     for task in tasks:
