@@ -31,6 +31,7 @@ from slicer.util import VTKObservationMixin
 DECISION_CHOICES = ["not answered", "finding present", "finding absent"]
 #: Parameters the panel sets from code because their choices come from the study (no binding).
 CODE_SET_PARAMETERS = ["readerName"]
+MODULE_PACKAGES = ["ReaderStudyLib"]
 TIMER_INTERVAL_MS = 1000
 
 
@@ -140,6 +141,15 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.logic.close()
         self._setReadingMode(False)
         self.removeObservers()
+
+    def onReload(self) -> None:
+        """Reload ``ReaderStudyLib`` too (Slicer's reload re-reads only this file); the helper is the MedXAI
+        module's, shipped beside this one."""
+        from MedXAILogicLib.reloading import reload_packages
+
+        self.cleanup()
+        reload_packages(MODULE_PACKAGES)
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.initializeParameterNode()

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "MedXAILib"
 MAX_LINES = 700
-GUI_PACKAGES = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "MedXAI", "MedXAILogicLib"}
+GUI_PACKAGES = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "MedXAI", "MedXAILogicLib", "MedXAIPanelLib"}
 
 
 def _modules() -> list[Path]:

@@ -91,6 +91,80 @@ def test_parameter_specs_from_methods_json_and_back_to_flags():
         catalog.method_arguments(list(specs.values()), {"stepz": 3})
 
 
+def qt_double_spin_box(value: float, decimals: int, minimum: float, maximum: float) -> float:
+    """What a QDoubleSpinBox holds after ``setDecimals``, ``setRange`` and ``setValue``.
+
+    Qt's documented rule (QDoubleSpinBox): the range and every value are rounded to the decimals
+    (``QString::number(v, 'f', decimals).toDouble()``, which is C's correctly rounded ``%.Nf``), and the value is
+    bounded by the range. The panel sets the decimals first (``test_slicer_static`` checks the order).
+    """
+    def rounded(x: float) -> float:
+        return float(f"{x:.{decimals}f}")
+
+    return min(max(rounded(value), rounded(minimum)), rounded(maximum))
+
+
+def widget_round_trip(spec: catalog.ParameterSpec) -> object:
+    """The default as the panel's widget for it gives it back (a spin box rounds; other widgets keep the text)."""
+    if spec.kind == "float":
+        return qt_double_spin_box(float(spec.default), catalog.spin_box_decimals(spec), spec.minimum, spec.maximum)
+    if spec.kind == "int":
+        return min(max(int(spec.default), int(spec.minimum)), int(spec.maximum))
+    if spec.kind == "bool":
+        return bool(spec.default)
+    return "" if spec.default is None else str(spec.default)
+
+
+def test_every_method_default_survives_the_widget_round_trip():
+    """Every parameter of every method ``methods --json`` lists: shown in its widget and read back, the default is
+    unchanged, so an untouched panel sends no ``--param`` (four decimals sent LRP's epsilon=1e-06 as 0.0)."""
+    from MedXAILib.commands.methods import describe_methods
+
+    methods = catalog.parse_methods_json(json.dumps({"methods": describe_methods()}))  # what the CLI prints
+    assert {"lrp", "gradcam", "counterfactual", "sedc", "partitionshap", "kernelshap"} <= set(methods)
+    floats = 0
+    for name, record in methods.items():
+        specs = catalog.parameter_specs(record)
+        values = {spec.name: widget_round_trip(spec) for spec in specs}
+        for spec in specs:
+            if spec.kind == "float":
+                floats += 1
+                assert values[spec.name] == spec.default, (name, spec.name, spec.default, values[spec.name])
+        assert catalog.method_arguments(specs, values) == [], name
+    assert floats >= 20
+    epsilon = next(s for s in catalog.parameter_specs(methods["lrp"]) if s.name == "epsilon")
+    assert epsilon.default == 1e-06 and catalog.spin_box_decimals(epsilon) >= 6
+    assert qt_double_spin_box(epsilon.default, 4, epsilon.minimum, epsilon.maximum) == 0.0  # the defect, as it was
+    assert catalog.spin_box_step(epsilon) == pytest.approx(1e-06)
+
+
+def test_spin_box_decimals_hold_the_default_and_the_range():
+    spec = catalog.ParameterSpec("x", "float", 0.15, 0.001, 2.5)
+    assert catalog.spin_box_decimals(spec) == 3 and catalog.spin_box_step(spec) == pytest.approx(0.1)
+    assert catalog.decimals_needed(32.0) == 0 and catalog.decimals_needed(1e-9) == 9
+    assert catalog.spin_box_decimals(catalog.ParameterSpec("y", "float", 8.0, 0.0, 1e9)) == 2
+
+
+def test_model_options_become_the_flags_of_each_command():
+    nnunet = catalog.entry_from_dict({**MODELS_JSON["models"][1], "card": {"folds": ["0", "1"]}})
+    xray = catalog.entry_from_dict(MODELS_JSON["models"][0])
+    options = catalog.ModelOptions(folds="0, 1", checkpoint="best", mirroring=False, fast=True, organ="liver")
+    assert options.arguments("segment", nnunet) == ["--folds", "0,1", "--checkpoint", "best", "--param", "tta=false"]
+    assert options.arguments("classify", nnunet) == ["--folds", "0,1", "--checkpoint", "best"]  # no --param there
+    assert "tta=false" not in options.arguments("compare", nnunet)  # compare reads --param as METHOD.KEY=VALUE
+    assert options.arguments("evaluate", nnunet) == [] and options.arguments("segment", xray) == []
+    assert catalog.ModelOptions().arguments("explain", nnunet) == []  # nnU-Net's defaults: no flag
+    total = catalog.entry_from_dict({"name": "total", "load": "totalsegmentator:total", "source": "totalsegmentator",
+                                     "task": "segmentation", "spatial_dims": 3, "channels": ["CT"],
+                                     "classes": ["background", "liver"], "card": {"parts": ["a", "b"]}})
+    assert total.name == "totalsegmentator:total" and total.display_name == "total" and total.needs_class_target
+    assert options.arguments("segment", total)[-2:] == ["--target", "liver"] and "--fast" in options.arguments(
+        "segment", total)
+    assert "--target" not in options.arguments("explain", total)  # explain's --target is the explained organ
+    rows = dict(total.card_rows({"version": "2.5", "intended_use": "research"}))
+    assert rows["version"] == "2.5" and rows["intended use"] == "research" and rows["inputs"] == "CT"
+
+
 def test_method_support_follows_the_model():
     xray = catalog.entry_from_dict(MODELS_JSON["models"][0])
     assert catalog.supports({"dims": [2, 3], "tasks": ["classification"]}, xray)

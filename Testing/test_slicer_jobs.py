@@ -74,6 +74,8 @@ p.add_argument("--dry-run", action="store_true"); p.add_argument("--progress")
 p.add_argument("--prediction"); p.add_argument("--reference"); p.add_argument("--labels")
 p.add_argument("--json", action="store_true"); p.add_argument("--threshold")
 p.add_argument("--layer"); p.add_argument("--device", default="cpu"); p.add_argument("--param", action="append")
+p.add_argument("--counterfactual"); p.add_argument("--series"); p.add_argument("--shap-plot")
+p.add_argument("--folds"); p.add_argument("--checkpoint"); p.add_argument("--fast", action="store_true")
 a = p.parse_args()
 log = os.environ.get("FAKE_CLI_LOG")
 if log:
@@ -83,6 +85,8 @@ if log:
 if os.environ.get("FAKE_CLI_OOM") and a.device == "cuda":
     print("error: CUDA out of memory (tried to allocate 2.00 GiB); choose the CPU", file=sys.stderr)
     sys.exit(2)
+if os.environ.get("FAKE_CLI_SLOW_LIST") and a.command in ("models", "methods"):
+    time.sleep(float(os.environ["FAKE_CLI_SLOW_LIST"]))
 if a.command == "models":
     if os.environ.get("FAKE_CLI_OLD_CORE"):
         print("usage: MedXAILib ...", file=sys.stderr)
@@ -113,11 +117,12 @@ if a.model == "missing-model":
 def progress(f, stage):
     if a.progress == "json":
         print(json.dumps({"stage": stage, "progress": f}), flush=True)
+if a.command in ("segment", "explain", "evaluate"):
+    progress(0.5, "inference")
+    if a.model == "slow" or os.environ.get("FAKE_CLI_SLOW") == a.command:
+        time.sleep(60)
 if a.command in ("segment", "explain"):
     vol = read_volume(a.input)
-    progress(0.5, "inference")
-    if a.model == "slow":
-        time.sleep(60)
 if a.command == "segment":
     t1 = vol.array[0]
     labels = np.zeros(t1.shape, np.int16)
@@ -128,6 +133,12 @@ if a.command == "segment":
         write_json({"class_names": ["background", "core", "swelling"], "terminology": {
             "swelling": {"category": ["SCT", "49755003", "Morphologically Altered Structure"],
                          "type": ["SCT", "79654002", "Edema"]}}}, a.output + ".json")
+    elif a.model == "classes-sidecar":
+        write_json({"classes": {"background": {"label": 0}, "kidney": {"label": 2}, "liver": {"label": 1}},
+                    "card": {"name": "part 1", "version": "2"}}, a.output + ".json")
+    elif a.model == "odd-domain":
+        write_json({"card": {"name": "odd", "version": "3"}, "domain_warning": "spacing 0.5 mm, trained on 2 mm"},
+                   a.output + ".json")
 elif a.command == "explain" and a.dry_run:
     est = {"method": a.method, "forward_passes": 1, "backward_passes": 1, "estimated_seconds": 0.25,
            "estimated_peak_memory_bytes": 3 * 2**20}
@@ -136,12 +147,32 @@ elif a.command == "explain":
     heat = vol.array.mean(axis=0).astype(np.float32)
     if a.region:
         heat = heat * (read_image(a.region).array[0] > 0)
+    names = ["t1", "t1ce", "t2", "flair"][: vol.n_channels]
+    sidecar = {"cost": {"forward_passes": 1, "backward_passes": 1},
+               "channel_importance": {"overall": {n: 0.25 for n in names},
+                                      "inside_target": {n: (i + 1) / 10 for i, n in enumerate(names)}}}
+    if a.counterfactual:  # one file per channel (stem + _CHANNEL), like the real command
+        stem = a.counterfactual[: -len(".nii.gz")]
+        sidecar["counterfactual_channels"] = names
+        sidecar["counterfactual_files"] = [f"{stem}_{n}.nii.gz" for n in names]
+        for c, path in enumerate(sidecar["counterfactual_files"]):
+            write_volume(vol.channel(c).with_array(vol.array[c:c + 1] + 0.5), path)
+        heat = (0.5 * np.ones_like(vol.array[0])).astype(np.float32)  # the difference: counterfactual - input
+    if a.series:
+        os.makedirs(a.series, exist_ok=True)
+        sidecar["series_files"] = []
+        for step in range(3):
+            files = [os.path.join(a.series, f"step{step:02d}_{n}.nii.gz") for n in names]
+            for c, path in enumerate(files):
+                write_volume(vol.channel(c).with_array(vol.array[c:c + 1] + 0.25 * step), path)
+            sidecar["series_files"].append(files)
+    if a.shap_plot:
+        from PIL import Image
+        Image.new("RGB", (40, 20), (200, 30, 30)).save(a.shap_plot)
+    if a.model == "odd-domain":
+        sidecar.update(card={"name": "odd", "version": "3"}, domain_warning="spacing 0.5 mm, trained on 2 mm")
     write_volume(vol.with_array(heat[None]), a.output)
-    names = ["t1", "t1ce", "t2", "flair"]
-    write_json({"cost": {"forward_passes": 1, "backward_passes": 1},
-                "channel_importance": {"overall": {n: 0.25 for n in names},
-                                       "inside_target": {n: (i + 1) / 10 for i, n in enumerate(names)}}},
-               a.output + ".json")
+    write_json(sidecar, a.output + ".json")
 elif a.command == "classify":
     write_json({"probabilities": {"low grade": 0.2, "high grade": 0.8}}, a.output)
 elif a.command == "evaluate":

@@ -123,17 +123,23 @@ def test_task_comes_from_the_model_description(env, monkeypatch):
     assert not logic.isClassificationModel("demo-brain-tumour")
     described = []
 
-    def describe(self, path, idle=None, timeout=300.0):
+    class _Described:
+        def wait(self, *args, **kwargs):
+            return {"value": catalog.ModelEntry("grade-classifier.ts", "file", "classification", 3, ["t1", "flair"],
+                                                ["benign", "malign"])}
+
+    def describe(self, path):
         described.append(path)
-        return catalog.ModelEntry(Path(path).name, "file", "classification", 3, ["t1", "flair"], ["benign", "malign"])
+        return _Described()
 
     from MedXAILogicLib import workflow
 
-    monkeypatch.setattr(workflow.Workflow, "describe_model", describe)
+    monkeypatch.setattr("MedXAILogicLib.logic.model._CACHE", [])
+    monkeypatch.setattr(workflow.Workflow, "start_describe", describe)
     assert logic.isClassificationModel("/models/grade-classifier.ts")  # a user's file: read, not guessed by name
     assert logic.modelEntry("/models/grade-classifier.ts").channels == ["t1", "flair"]
     assert described == ["/models/grade-classifier.ts"]  # described once, then remembered
-    assert logic.methodNames() == module.METHOD_CHOICES  # before the core listed its methods
+    assert logic.methodNames() == list(module.METHOD_CHOICES)  # before the core listed its methods
 
 
 def test_inputs_are_checked_against_the_model(env):
@@ -180,14 +186,28 @@ def test_threshold_goes_into_its_own_segmentation(env):
     assert node.GetSegmentation().GetNumberOfSegments() == 2
 
 
-def _fake_torch_and_packaging(monkeypatch, pip_ensure):
+class _TorchLogic:
+    installed_version = "2.6.0+cpu"
+    installs: list = []
+
+    def torchInstalled(self) -> bool:
+        return self.installed_version is not None
+
+    @property
+    def torch(self):
+        return types.SimpleNamespace(__version__=self.installed_version)
+
+    def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None,
+                     torchvisionVersionRequirement=None):
+        _TorchLogic.installs.append(torchVersionRequirement)
+        return types.SimpleNamespace(__version__="2.7.0")
+
+
+def _fake_torch_and_packaging(monkeypatch, pip_ensure, torch_version="2.6.0+cpu"):
     torch_utils = types.ModuleType("PyTorchUtils")
-
-    class PyTorchUtilsLogic:
-        def torchInstalled(self) -> bool:
-            return True
-
-    torch_utils.PyTorchUtilsLogic = PyTorchUtilsLogic
+    _TorchLogic.installed_version = torch_version
+    _TorchLogic.installs = []
+    torch_utils.PyTorchUtilsLogic = _TorchLogic
     monkeypatch.setitem(sys.modules, "PyTorchUtils", torch_utils)
     packaging = types.ModuleType("slicer.packaging")
     packaging.load_requirements = lambda path: Path(path).read_text().split()
@@ -196,7 +216,14 @@ def _fake_torch_and_packaging(monkeypatch, pip_ensure):
     monkeypatch.setattr(slicer, "packaging", packaging, raising=False)
 
 
-def test_dependencies_in_testing_mode_and_when_declined(env, monkeypatch):
+def _all_missing(monkeypatch) -> None:
+    from MedXAILogicLib.logic import dependencies
+
+    monkeypatch.setattr(dependencies, "missing_requirements", lambda path: ["monai>=1.4", "captum>=0.7"])
+
+
+def test_testing_mode_installs_nothing_and_a_user_is_asked(env, monkeypatch):
+    """ctest on the extension build machines: nothing is installed (the self-test skips); a user is asked first."""
     module, _scene, app = env
     calls = []
 
@@ -205,12 +232,19 @@ def test_dependencies_in_testing_mode_and_when_declined(env, monkeypatch):
         if kwargs.get("prompt_install"):
             raise RuntimeError("User declined package installation")
 
-    _fake_torch_and_packaging(monkeypatch, pip_ensure)
-    app.testing = True  # under ctest: install without asking, and do not let pip_ensure skip it
+    _fake_torch_and_packaging(monkeypatch, pip_ensure, torch_version=None)
+    _all_missing(monkeypatch)
+    monkeypatch.delenv("MEDXAI_SELFTEST_INSTALL", raising=False)
+    app.testing = True
+    assert module.MedXAILogic().ensureDependencies(askConfirmation=False) is False
+    assert calls == [] and _TorchLogic.installs == []  # neither torch nor MONAI on a build machine
+    monkeypatch.setenv("MEDXAI_SELFTEST_INSTALL", "1")  # a developer's opt-in: installed without questions
     assert module.MedXAILogic().ensureDependencies(askConfirmation=True)
+    assert _TorchLogic.installs == [">=2.5"]
     assert calls[-1]["skip_in_testing"] is False and calls[-1]["prompt_install"] is False
-    assert calls[-1]["prompt_restart"] is False  # no dialog may wait for a click under ctest
+    assert calls[-1]["prompt_restart"] is False
     app.testing = False  # a user who declines: False, not an exception
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: True, raising=False)
     assert module.MedXAILogic().ensureDependencies(askConfirmation=True) is False
 
     def failing(requirements, **kwargs):
@@ -219,3 +253,73 @@ def test_dependencies_in_testing_mode_and_when_declined(env, monkeypatch):
     _fake_torch_and_packaging(monkeypatch, failing)
     with pytest.raises(RuntimeError, match="no network"):
         module.MedXAILogic().ensureDependencies(askConfirmation=False)
+
+
+def test_minimum_torch_version_goes_to_pytorchutils(env, monkeypatch):
+    module, _scene, _app = env
+    from MedXAILogicLib.logic.dependencies import MINIMUM_TORCH_VERSION
+
+    _fake_torch_and_packaging(monkeypatch, lambda *a, **k: None, torch_version="2.4.1")
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: True, raising=False)
+    with pytest.raises(RuntimeError, match=r"PyTorch >=2\.5.*2\.4\.1"):
+        module.MedXAILogic().ensureDependencies()
+    _fake_torch_and_packaging(monkeypatch, lambda *a, **k: None, torch_version=None)
+    module.MedXAILogic().ensureDependencies()
+    assert _TorchLogic.installs == [f">={MINIMUM_TORCH_VERSION}"]
+    # the core's oldest need: torch.serialization.safe_globals, which torch 2.5 added
+    assert "safe_globals" in (ROOT / "MedXAILib" / "models" / "nnunet_folder.py").read_text()
+
+
+def test_optional_packages_are_installed_on_first_use_after_asking(env, monkeypatch):
+    module, _scene, app = env
+    from MedXAILogicLib.logic import dependencies
+
+    ensured, asked, pip = [], [], []
+    _fake_torch_and_packaging(monkeypatch, lambda requirements, **kwargs: ensured.append((requirements, kwargs)))
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda message, *a, **k: asked.append(message) or True,
+                        raising=False)
+    monkeypatch.setattr(slicer.util, "pip_install", lambda text: pip.append(text), raising=False)
+    builtin = catalog.builtin_entries()[0]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("nnunetv2", "shap") else
+                        real_find_spec(name, *a))
+    logic = module.MedXAILogic()
+    total = catalog.ModelEntry("totalsegmentator:total", "totalsegmentator", "segmentation", 3, ["CT"], ["bg", "liver"])
+    assert dependencies.optional_packages_for(total, "partitionshap") == ["nnunetv2", "shap"]
+    assert dependencies.optional_packages_for(builtin, "gradcam", shap_plot=True) == ["shap"]
+    assert logic.ensureOptionalPackages(["nnunetv2", "shap"])
+    assert len(asked) == 1 and "nnunetv2>=2.8" in asked[0] and "shap>=0.45" in asked[0]
+    by_requirement = {tuple(r): k for r, k in ensured}
+    assert by_requirement[("shap>=0.45",)]["skip_packages"] == ["slicer"]  # never PyPI's `slicer` beside Slicer's
+    assert by_requirement[("nnunetv2>=2.8",)]["skip_packages"] is None
+    # an older Slicer (no pip_ensure): shap without its dependencies, then the ones it imports, but not `slicer`
+    monkeypatch.setitem(sys.modules, "slicer.packaging", types.ModuleType("slicer.packaging"))
+    monkeypatch.setattr(slicer, "packaging", sys.modules["slicer.packaging"], raising=False)
+    assert logic.ensureOptionalPackages(["shap"])
+    assert pip[0] == '--no-deps "shap>=0.45"' and "slicer" not in pip[1] and "numba" in pip[1]
+    # declined: False, nothing installed; testing mode: nothing installed, no question
+    asked.clear()
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: False, raising=False)
+    assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 2
+    app.testing = True
+    monkeypatch.delenv("MEDXAI_SELFTEST_INSTALL", raising=False)
+    assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 2
+
+
+def test_self_test_skips_on_a_build_machine_without_installing(env, monkeypatch):
+    """Testing mode without torch: Reload and Test (runTest) and ctest (each method after setUp) skip, and nothing
+    is installed."""
+    module, _scene, app = env
+    installs = []
+    _fake_torch_and_packaging(monkeypatch, lambda *a, **k: installs.append(a), torch_version=None)
+    _all_missing(monkeypatch)
+    monkeypatch.delenv("MEDXAI_SELFTEST_INSTALL", raising=False)
+    app.testing = True
+    shown = []
+    case = module.MedXAITest("test_MedXAI_model_list")
+    monkeypatch.setattr(case, "delayDisplay", lambda message, msec=None: shown.append(message), raising=False)
+    case.runTest()
+    assert shown and shown[0].startswith("Skipped") and installs == [] and _TorchLogic.installs == []
+    result = unittest.TestResult()
+    module.MedXAITest("test_MedXAI_phantom_flow").run(result)
+    assert len(result.skipped) == 1 and not result.errors and not result.failures

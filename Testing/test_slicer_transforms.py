@@ -141,6 +141,38 @@ def test_prediction_segmentation_sits_on_its_input(scene, how):
     assert np.allclose(world_bounds(seg), expected_world_bounds(labels, reference), atol=tolerance)
 
 
+def stored_reference_geometry(seg) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The segmentation's reference image geometry as Slicer reads it back (``DeserializeImageGeometry``)."""
+    text = seg.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    image = slicer.vtkOrientedImageData()
+    assert slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, image, False), text
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    return bridge.matrix_to_array(matrix), tuple(image.GetExtent())
+
+
+@pytest.mark.parametrize("how", CASES)
+@pytest.mark.parametrize("into", ["new node", "chosen node under another transform"])
+def test_reference_geometry_is_the_inputs_own_grid(scene, how, into):
+    """Segment Editor's grid and the labelmap export use the stored geometry: it must be the input's own IJK-to-RAS
+    (the segmentation shares the input's parent transform), not the input mapped through that transform again."""
+    reference = make_input(scene, how)
+    labels = prediction(bridge._shape_kji(reference))
+    chosen = None
+    if into != "new node":
+        chosen = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "chosen output")
+        chosen.SetAndObserveTransformNodeID(linear_transform(scene).GetID())
+    seg = bridge.labelmap_to_segmentation(scene, Volume(labels[None], bridge.ijk_to_ras_of(reference)), reference,
+                                          {1: "core", 2: "oedema"}, segmentation_node=chosen,
+                                          follow_reference=chosen is not None)
+    matrix, extent = stored_reference_geometry(seg)
+    assert np.allclose(matrix, bridge.ijk_to_ras_of(reference), atol=1e-6), (how, matrix[:3, 3])
+    k, j, i = bridge._shape_kji(reference)
+    assert extent == (0, i - 1, 0, j - 1, 0, k - 1)
+    assert seg.GetParentTransformNode() is reference.GetParentTransformNode()
+
+
 def test_fifty_mm_shift_lands_where_the_input_is(scene):
     """The measured case of the issue: a 50 mm translation put the segment at R 4.5-9.5 instead of 54.5-59.5."""
     reference = bridge.add_volume_node(scene, Volume(np.zeros((1, 10, 10, 10), np.float32), np.eye(4)), "ref",

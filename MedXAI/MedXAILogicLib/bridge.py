@@ -144,9 +144,24 @@ def update_node_from_volume(node: slicer.vtkMRMLVolumeNode, volume: Volume, chan
     node.SetAndObserveImageData(image)
 
 
-def _copy_parent_transform(node: slicer.vtkMRMLNode, reference: slicer.vtkMRMLNode | None) -> None:
-    if reference is not None and reference.GetParentTransformNode() is not None:
-        node.SetAndObserveTransformNodeID(reference.GetParentTransformNode().GetID())
+def _copy_parent_transform(node: slicer.vtkMRMLNode, reference: slicer.vtkMRMLNode | None,
+                           clear: bool = False) -> None:
+    """Put ``node`` under ``reference``'s parent transform (``clear``: also when that is none)."""
+    parent = reference.GetParentTransformNode() if reference is not None else None
+    if parent is not None:
+        node.SetAndObserveTransformNodeID(parent.GetID())
+    elif clear:
+        node.SetAndObserveTransformNodeID(None)
+
+
+def check_output_node(node: slicer.vtkMRMLNode | None, inputs: Sequence[slicer.vtkMRMLNode]) -> None:
+    """Refuse an output node that is one of the inputs (a job never writes over what it reads).
+
+    Raises:
+        InputError: ``node`` is one of ``inputs``.
+    """
+    if node is not None and any(node is n for n in inputs if n is not None):
+        raise InputError(f"{node.GetName()} is an input; choose another output node, or none to make a new one")
 
 
 def add_volume_node(
@@ -162,6 +177,23 @@ def add_volume_node(
     update_node_from_volume(node, volume, channel=channel if volume.n_channels > 1 or channel else None)
     node.CreateDefaultDisplayNodes()
     _copy_parent_transform(node, reference)
+    return node
+
+
+def set_volume_node(
+    scene: slicer.vtkMRMLScene, volume: Volume, name: str, reference: slicer.vtkMRMLVolumeNode,
+    node: slicer.vtkMRMLVolumeNode | None = None,
+) -> slicer.vtkMRMLVolumeNode:
+    """A new scalar volume node holding ``volume`` (one channel), or ``node`` with its voxels and grid replaced.
+
+    Either way it follows ``reference``'s parent transform and has a display node; a given node keeps its name.
+    """
+    if node is None:
+        return add_volume_node(scene, volume, name, "vtkMRMLScalarVolumeNode", reference=reference, channel=None)
+    update_node_from_volume(node, volume, channel=None)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    _copy_parent_transform(node, reference, clear=True)
     return node
 
 
@@ -247,8 +279,9 @@ def add_heatmap_node(
     heatmap: Volume,
     reference: slicer.vtkMRMLVolumeNode,
     name: str = "MedXAI heat map",
+    node: slicer.vtkMRMLScalarVolumeNode | None = None,
 ) -> slicer.vtkMRMLScalarVolumeNode:
-    """Add the heat map as a float volume on ``reference``'s grid, shown with a heat colour table.
+    """Add the heat map as a float volume on ``reference``'s grid (or write it into ``node``), with a heat colour table.
 
     The raw signed values are kept (float32). The display uses the Inferno table, a window/level over
     :func:`display_range`, and a lower threshold just above zero so that non-relevant voxels are transparent in the
@@ -263,7 +296,7 @@ def add_heatmap_node(
         raise InputError(f"the heat map has {diff} than {reference.GetName()}; it must lie on the input's voxel grid")
     data = heatmap.with_array(heatmap.array[:1].astype(np.float32))
     data.ijk_to_ras = ijk_to_ras_of(reference)  # identical up to rounding; use the reference's exactly
-    node = add_volume_node(scene, data, name, "vtkMRMLScalarVolumeNode", reference=reference, channel=None)
+    node = set_volume_node(scene, data, name, reference, node)
     display = node.GetDisplayNode()
     low, high = display_range(data.array[0])
     display.SetAndObserveColorNodeID(heat_color_node(scene).GetID())
@@ -348,54 +381,6 @@ def set_foreground_opacity(scene: slicer.vtkMRMLScene, opacity: float) -> None:
     show_in_slice_views(scene, foreground_opacity=opacity)
 
 
-# ---- 3D views -------------------------------------------------------------------------------------------------------
-def show_segmentation_3d(segmentation_node: slicer.vtkMRMLSegmentationNode, visible: bool = True) -> bool:
-    """Show (or hide) a segmentation in the 3D views: builds its closed-surface representation once.
-
-    Returns False when the surface could not be made (an empty segmentation).
-    """
-    display = segmentation_node.GetDisplayNode()
-    if display is None:
-        segmentation_node.CreateDefaultDisplayNodes()
-        display = segmentation_node.GetDisplayNode()
-    made = True
-    if visible:
-        made = bool(segmentation_node.CreateClosedSurfaceRepresentation())
-    display.SetVisibility3D(bool(visible))
-    return made
-
-
-def volume_render_heatmap(
-    volume_rendering_logic: slicer.vtkSlicerVolumeRenderingLogic,
-    heatmap_node: slicer.vtkMRMLScalarVolumeNode,
-    visible: bool = True,
-    max_opacity: float = 0.6,
-) -> slicer.vtkMRMLVolumeRenderingDisplayNode:
-    """Volume-render a heat map with its slice colours: transparent below 2 % of its display range, Inferno above.
-
-    ``volume_rendering_logic`` is Slicer's (``slicer.modules.volumerendering.logic()``); the opacity rises linearly
-    from the display range's 2 % to ``max_opacity`` at its top (:func:`display_range`).
-    """
-    display = volume_rendering_logic.GetFirstVolumeRenderingDisplayNode(heatmap_node)
-    if display is None:
-        display = volume_rendering_logic.CreateDefaultVolumeRenderingNodes(heatmap_node)
-    low, high = display_range(node_to_volume(heatmap_node).array[0])
-    prop = display.GetVolumePropertyNode().GetVolumeProperty()
-    opacity = vtk.vtkPiecewiseFunction()
-    start = low + 0.02 * (high - low)
-    opacity.AddPoint(min(low, start) - 1e-6, 0.0)
-    opacity.AddPoint(start, 0.0)
-    opacity.AddPoint(high, float(max_opacity))
-    colours = vtk.vtkColorTransferFunction()
-    for t, (r, g, b) in zip(np.linspace(0.0, 1.0, 9), inferno_rgb(9)):
-        colours.AddRGBPoint(low + t * (high - low), float(r), float(g), float(b))
-    prop.SetScalarOpacity(opacity)
-    prop.SetColor(colours)
-    prop.ShadeOff()
-    display.SetVisibility(bool(visible))
-    return display
-
-
 # ---- segmentations -------------------------------------------------------------------------------------------------
 def _logic() -> type:
     return slicer.vtkSlicerSegmentationsModuleLogic
@@ -409,6 +394,7 @@ def labelmap_to_segmentation(
     name: str = "MedXAI prediction",
     segmentation_node: slicer.vtkMRMLSegmentationNode | None = None,
     terminology: dict[int, str] | None = None,
+    follow_reference: bool = False,
 ) -> slicer.vtkMRMLSegmentationNode:
     """Import an integer label map as a segmentation node with one named, coloured segment per non-zero label.
 
@@ -416,7 +402,10 @@ def labelmap_to_segmentation(
     transform). Uses the static ``vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode``, which maps the
     labelmap through world into the segmentation's coordinates: the temporary labelmap node therefore gets the
     reference's parent transform, and a new segmentation node gets it too (the mapping is then the identity, exact
-    for linear and non-linear transforms). A given ``segmentation_node`` under another transform is mapped by Slicer.
+    for linear and non-linear transforms). A given ``segmentation_node`` under another transform is mapped by Slicer;
+    with ``follow_reference`` (an output node the user chose for a prediction) it is put under the reference's
+    transform and grid first, like a new one. The reference image geometry is set after the parent transform, so it
+    equals the reference volume's own IJK-to-RAS.
     ``terminology`` maps a label value to a serialized Slicer terminology entry (see :mod:`.terminology`).
     The temporary node is removed again. Labels absent from the map get no segment.
     """
@@ -430,8 +419,12 @@ def labelmap_to_segmentation(
     if created:
         segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
         segmentation_node.CreateDefaultDisplayNodes()
+    if created or follow_reference:
+        # the parent transform first: the reference geometry is computed in the segmentation's own coordinates
+        # (vtkMRMLSegmentationNode maps the volume through the transform between the two nodes), so set after the
+        # transform it is the reference's own IJK-to-RAS, whatever that transform is
+        _copy_parent_transform(segmentation_node, reference, clear=True)
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
-        _copy_parent_transform(segmentation_node, reference)
     segmentation = segmentation_node.GetSegmentation()
     before = {segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())}
     try:

@@ -28,18 +28,27 @@ TASKS = ("segmentation", "classification")
 #: Run in a child (``python -c``): describe a model file or folder with the core's own loader, print one JSON line.
 DESCRIBE_SCRIPT = """
 import json, sys
+from pathlib import Path
 from MedXAILib.errors import MedXAIError
 try:
     from MedXAILib.models import load_model
-    d = load_model(sys.argv[1], device="cpu").description
+    model = load_model(sys.argv[1], device="cpu")
+    d = model.description
 except MedXAIError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
-card = getattr(d, "card", None) or getattr(d, "training", None) or {}
-print(json.dumps({"model": {"name": d.name, "source": "file", "task": d.task, "spatial_dims": d.spatial_dims,
-                            "channels": list(d.channel_names), "classes": list(d.class_names),
+from MedXAILib.models.nnunet_folder import is_nnunet_folder
+try:
+    card = model.card()
+except Exception:
+    card = getattr(d, "card", None) or {}
+path = Path(sys.argv[1])
+source = "nnunet" if path.is_dir() and is_nnunet_folder(path) else "bundle" if path.is_dir() else "file"
+print(json.dumps({"model": {"name": d.name, "load": sys.argv[1], "source": source, "task": d.task,
+                            "spatial_dims": d.spatial_dims, "channels": list(d.channel_names),
+                            "classes": list(d.class_names),
                             "label_values": list(d.label_values) if d.label_values else None,
-                            "card": card if isinstance(card, dict) else {}}}))
+                            "card": card if isinstance(card, dict) else {}}}, default=str))
 """
 
 
@@ -48,7 +57,8 @@ class ModelEntry:
     """One model the panel can run.
 
     Attributes:
-        name: what ``--model`` takes (a built-in or zoo name, or a path).
+        name: what ``--model`` takes (a built-in or zoo name, ``totalsegmentator:TASK``, or a path): the record's
+            ``load`` field (its ``name`` when it has none). The panel keys its list and the parameter node on it.
         source: ``builtin``, ``cached``, ``zoo``, ``bundle``, ``nnunet``, ``totalsegmentator`` or ``file``.
         task: ``segmentation`` or ``classification``.
         spatial_dims: 2 or 3.
@@ -66,10 +76,32 @@ class ModelEntry:
     classes: list[str]
     card: dict[str, Any] = field(default_factory=dict)
     label_values: list[int] | None = None
+    title: str = ""
 
     @property
     def is_classification(self) -> bool:
         return self.task == "classification"
+
+    @property
+    def display_name(self) -> str:
+        """The name shown in the model list (the catalogue's ``name``; ``total`` for ``totalsegmentator:total``)."""
+        return self.title or self.name
+
+    @property
+    def is_nnunet(self) -> bool:
+        """An nnU-Net results folder or a TotalSegmentator task (folds, checkpoint and mirroring apply)."""
+        return self.source in ("nnunet", "totalsegmentator")
+
+    @property
+    def parts(self) -> list[str]:
+        """The nnU-Net models a TotalSegmentator task is made of (one dataset each; empty for other models)."""
+        parts = (self.card or {}).get("parts")
+        return [str(p) for p in parts] if isinstance(parts, list) else []
+
+    @property
+    def needs_class_target(self) -> bool:
+        """A task of several nnU-Net models: the class (the organ) picks the model that runs (``--target``)."""
+        return self.source == "totalsegmentator" and len(self.parts) > 1
 
     def target_classes(self) -> list[str]:
         """Classes a user can choose as a target (a segmentation model's background left out)."""
@@ -97,6 +129,25 @@ class ModelEntry:
                 line += f" · {label}: {card[key]}"
         return line
 
+    def card_rows(self, card: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+        """The model card as ``(label, text)`` rows for the panel (``card``: the one a run reported, else the
+        catalogue's); entries the card does not have are left out, an unknown one reads "unknown"."""
+        card = dict(card or self.card or {})
+        rows = [("task", f"{self.task}, {self.spatial_dims}D"), ("inputs", ", ".join(self.channels) or "?"),
+                ("classes", ", ".join(self.target_classes()) or "?")]
+        for key, label in CARD_FIELDS:
+            value = card.get(key)
+            if value not in (None, "", [], {}):
+                rows.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+        rows.append(("source", self.source))
+        return rows
+
+
+#: Model-card entries shown in the panel, in order: (key in the card, label).
+CARD_FIELDS = (("name", "name"), ("version", "version"), ("training_data", "trained on"),
+               ("intended_use", "intended use"), ("limitations", "limitations"), ("parts", "models"),
+               ("folds", "folds"), ("configuration", "configuration"))
+
 
 def entry_from_dict(data: Mapping[str, Any]) -> ModelEntry:
     """A :class:`ModelEntry` from one record of ``models --json`` (or of :data:`DESCRIBE_SCRIPT`).
@@ -104,7 +155,8 @@ def entry_from_dict(data: Mapping[str, Any]) -> ModelEntry:
     Raises:
         ValueError: a required field is missing or invalid (the message names it).
     """
-    name = str(data.get("name") or "").strip()
+    title = str(data.get("name") or "").strip()
+    name = str(data.get("load") or title).strip()
     if not name:
         raise ValueError("a model record without a name")
     task = data.get("task")
@@ -121,7 +173,7 @@ def entry_from_dict(data: Mapping[str, Any]) -> ModelEntry:
     values = data.get("label_values")
     values = [int(v) for v in values] if isinstance(values, list) and len(values) == len(classes) else None
     return ModelEntry(name, str(data.get("source") or "file"), str(task), dims, [str(c) for c in channels],
-                      [str(c) for c in classes], dict(card), values)
+                      [str(c) for c in classes], dict(card), values, title if title != name else "")
 
 
 def parse_models_json(text: str) -> list[ModelEntry]:
@@ -294,3 +346,92 @@ def method_arguments(specs: Sequence[ParameterSpec], values: Mapping[str, Any]) 
             continue
         args += ["--param", f"{name}={_text(value)}"]
     return args
+
+
+# ---- spin boxes ----------------------------------------------------------------------------------------------------
+#: Qt's largest number of decimals for a QDoubleSpinBox (DBL_MAX_10_EXP + DBL_DIG).
+QT_MAX_DECIMALS = 323
+
+
+def decimals_needed(value: Any) -> int:
+    """How many digits after the decimal point write ``value`` exactly in its shortest form (``1e-06`` → 6,
+    ``0.15`` → 2, ``32.0`` → 0); 0 for a non-number or a non-finite one."""
+    import decimal
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0
+    exponent = decimal.Decimal(repr(float(value))).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+def spin_box_decimals(spec: ParameterSpec, minimum_decimals: int = 2) -> int:
+    """Decimals of a float parameter's spin box: enough to hold its default and both ends of its range exactly.
+
+    A QDoubleSpinBox rounds every value, and its range, to its decimals; four decimals turned LRP's default
+    ``epsilon=1e-06`` into 0.0. At least ``minimum_decimals`` (for typing), at most :data:`QT_MAX_DECIMALS`.
+    """
+    needed = max(decimals_needed(spec.default), decimals_needed(spec.minimum), decimals_needed(spec.maximum))
+    return min(QT_MAX_DECIMALS, max(minimum_decimals, needed))
+
+
+def spin_box_step(spec: ParameterSpec) -> float:
+    """The spin box's single step: the default's order of magnitude (1e-06 → 1e-06, 0.15 → 0.1, 8 → 1), never finer
+    than the box's decimals; 1 for an integer parameter."""
+    import math
+
+    if spec.kind == "int":
+        return 1.0
+    decimals = spin_box_decimals(spec)
+    default = spec.default if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool) else 0
+    if not default or not math.isfinite(default):
+        return 10.0 ** -min(decimals, 2)
+    return max(10.0 ** math.floor(math.log10(abs(default))), 10.0 ** -decimals)
+
+
+# ---- model options (nnU-Net folders and TotalSegmentator tasks) -----------------------------------------------------
+#: Commands that take the model options of ``add_model_arguments`` (``--folds``, ``--checkpoint``, ``--fast``).
+MODEL_OPTION_COMMANDS = ("segment", "classify", "explain", "compare", "report")
+#: Commands whose ``--param`` takes the model option ``tta=true|false`` (nnU-Net mirroring): the model is opened
+#: before their ``--param`` items are read as method parameters (``compare`` and ``report`` read them first).
+MIRRORING_COMMANDS = ("segment", "explain")
+#: Commands whose ``--target`` only picks the model of a TotalSegmentator task of several models (``explain``,
+#: ``compare`` and ``report`` take the organ as the explained class, which picks the model as well).
+ORGAN_ONLY_COMMANDS = ("segment",)
+
+
+@dataclass
+class ModelOptions:
+    """How an nnU-Net model runs (the panel's *Advanced* box), as the CLI's flags.
+
+    Attributes:
+        folds: the folds to ensemble (``"0,1,2"`` or ``"all"``); empty: every fold present.
+        checkpoint: ``"final"`` (checkpoint_final.pth) or ``"best"``.
+        mirroring: test-time mirroring (nnU-Net's default when the trainer allows it); False adds ``tta=false``.
+        fast: TotalSegmentator's low-resolution model (``--fast``).
+        organ: for a TotalSegmentator task of several models, the class whose model runs (``--target``).
+    """
+
+    folds: str = ""
+    checkpoint: str = "final"
+    mirroring: bool = True
+    fast: bool = False
+    organ: str = ""
+
+    def arguments(self, command: str, entry: ModelEntry | None) -> list[str]:
+        """The flags ``command`` takes for ``entry`` (none for a model that is not nnU-Net)."""
+        if entry is None or not entry.is_nnunet or command not in MODEL_OPTION_COMMANDS:
+            return []
+        args: list[str] = []
+        folds = self.folds.replace(" ", "")
+        if folds:
+            args += ["--folds", folds]
+        if self.checkpoint and self.checkpoint != "final":
+            args += ["--checkpoint", self.checkpoint]
+        if self.fast and entry.source == "totalsegmentator" and not entry.name.endswith("_fast"):
+            args += ["--fast"]
+        if not self.mirroring and command in MIRRORING_COMMANDS:
+            args += ["--param", "tta=false"]
+        if entry.needs_class_target and self.organ and command in ORGAN_ONLY_COMMANDS:
+            args += ["--target", self.organ]
+        return args

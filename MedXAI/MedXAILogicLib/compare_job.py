@@ -22,7 +22,8 @@ from . import bridge
 
 
 def compare_args(flow: Any, workdir: Any, input_nodes: Sequence[Any], model: str, methods: str | Sequence[str],
-                 target: str | None, region: tuple[Any, str] | None, voxel: tuple[int, int, int] | None) -> list[str]:
+                 target: str | None, region: tuple[Any, str] | None, voxel: tuple[int, int, int] | None,
+                 extra_args: Sequence[str] = ()) -> list[str]:
     """The ``compare`` command line (inputs and masks written into ``workdir``)."""
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m and m.strip()]
     if len(names) < 2:
@@ -33,7 +34,7 @@ def compare_args(flow: Any, workdir: Any, input_nodes: Sequence[Any], model: str
     args += ["--methods", ",".join(names)]
     args += flow.target_arguments(workdir, input_nodes, target, region, voxel)
     # the panel shows nodes, and the job's folder is removed afterwards: no figure
-    return args + ["--output", str(workdir / "compare"), "--no-figure", "--progress", "json"]
+    return args + ["--output", str(workdir / "compare"), "--no-figure", "--progress", "json", *extra_args]
 
 
 def agreement_rows(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -62,12 +63,13 @@ def start_compare(
     device: str = "cpu",
     opacity: float = 0.5,
     show: bool = True,
+    extra_args: Sequence[str] = (),
 ) -> Any:
     """Start the job on a :class:`~MedXAILogicLib.workflow.Workflow`; outputs ``heatmap`` (the consensus),
     ``agreement_map``, ``table`` and ``report``."""
     workdir = flow._workdir()
     try:
-        args = compare_args(flow, workdir, input_nodes, model, methods, target, region, voxel)
+        args = compare_args(flow, workdir, input_nodes, model, methods, target, region, voxel, extra_args)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

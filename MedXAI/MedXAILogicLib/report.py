@@ -22,13 +22,15 @@ from .jobs import JobResult
 
 def start_report(flow: Any, input_nodes: Sequence[Any], model: str, output_html: str | Path,
                  method: str = "gradcam", target: str | None = None, reference: Any = None,
-                 quality: str = "sanity,stability", device: str = "cpu", case: str | None = None) -> Any:
+                 quality: str = "sanity,stability", device: str = "cpu", case: str | None = None,
+                 extra_args: Sequence[str] = ()) -> Any:
     """Start writing the case report of ``model`` on ``input_nodes`` to ``output_html`` (+ ``.pdf`` beside it).
 
     Args:
         flow: the module's :class:`~.workflow.Workflow`.
         reference: a segmentation node whose segments (in order) become labels 1, 2, … of the reference, or None.
         quality: the report command's ``--quality`` (``none`` for the quickest report).
+        extra_args: more ``report`` flags (model options: ``--folds``, ``--checkpoint``, ``--param tta=false``).
 
     Returns:
         the :class:`~.workflow.Task`; ``wait()`` gives ``{"html": Path, "pdf": Path}``.
@@ -43,6 +45,7 @@ def start_report(flow: Any, input_nodes: Sequence[Any], model: str, output_html:
                 "--case", case or input_nodes[0].GetName()]
         for path in inputs:
             args += ["--input", str(path)]
+        args += list(extra_args)
         if target:
             args += ["--target", target]
         if reference is not None:

@@ -25,8 +25,10 @@ def quality_numbers(data: Mapping[str, Any]) -> dict[str, float]:
 METRIC_COLUMNS = ("dice", "iou", "hd95_mm", "volume_ml_prediction", "volume_ml_reference")
 
 
-def metrics_table(scene: Any, metrics: Mapping[str, Any], names: Mapping[int, str], title: str) -> Any:
-    """A table node with one row per label: segment, Dice, IoU, HD95 (mm), volumes (mL)."""
+def metrics_table(scene: Any, metrics: Mapping[str, Any], names: Mapping[int, str], title: str,
+                  table_node: Any = None) -> Any:
+    """A table node (``table_node``, replaced, or a new one) with one row per label: segment, Dice, IoU, HD95 (mm),
+    volumes (mL)."""
     rows = []
     for key, values in (metrics.get("labels") or {}).items():
         label = int(key) if str(key).isdigit() else key
@@ -36,7 +38,7 @@ def metrics_table(scene: Any, metrics: Mapping[str, Any], names: Mapping[int, st
             row.append(float(value) if isinstance(value, (int, float)) and value is not None else None)
         rows.append(row)
     return bridge.add_table_node(scene, title, ["segment", "Dice", "IoU", "HD95 (mm)",
-                                                "volume prediction (mL)", "volume reference (mL)"], rows)
+                                                "volume prediction (mL)", "volume reference (mL)"], rows, table_node)
 
 
 def _default_pairs(prediction: Any, reference: Any) -> list[tuple[Any, Any]]:

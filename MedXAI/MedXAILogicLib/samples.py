@@ -65,3 +65,4 @@ def chest_xray_case(scene: slicer.vtkMRMLScene, seed: int = XRAY_SEED) -> dict[s
         {i + 1: name for i, name in enumerate(CHEST_FINDINGS)}, name="MedXAIChestXray truth")
     _place_case(scene, [xray, reference], "MedXAI chest X-ray", f"seed {seed}")
     return {"volumes": [xray], "reference": reference}
+

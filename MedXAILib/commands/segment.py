@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="a model option; repeatable (nnU-Net: tta=false turns mirroring off)",
     )
+    parser.add_argument(
+        "--target", metavar="CLASS",
+        help="TotalSegmentator tasks made of several nnU-Net models (total, total_mr): run the model that holds this "
+        "class (e.g. liver); its label map has that model's classes",
+    )
     add_dicom_output_arguments(parser)
 
 
