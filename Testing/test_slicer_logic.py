@@ -270,7 +270,7 @@ def test_minimum_torch_version_goes_to_pytorchutils(env, monkeypatch):
     assert "safe_globals" in (ROOT / "MedXAILib" / "models" / "nnunet_folder.py").read_text()
 
 
-def test_optional_packages_are_installed_on_first_use_after_asking(env, monkeypatch):
+def test_optional_packages_are_installed_on_first_use_after_asking(env, monkeypatch, tmp_path):
     module, _scene, app = env
     from MedXAILogicLib.logic import dependencies
 
@@ -283,6 +283,7 @@ def test_optional_packages_are_installed_on_first_use_after_asking(env, monkeypa
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("nnunetv2", "shap") else
                         real_find_spec(name, *a))
+    monkeypatch.setenv("MEDXAI_SHAP_SLICER_DIR", str(tmp_path / "shap-slicer"))
     logic = module.MedXAILogic()
     total = catalog.ModelEntry("totalsegmentator:total", "totalsegmentator", "segmentation", 3, ["CT"], ["bg", "liver"])
     assert dependencies.optional_packages_for(total, "partitionshap") == ["nnunetv2", "shap"]
@@ -292,18 +293,21 @@ def test_optional_packages_are_installed_on_first_use_after_asking(env, monkeypa
     by_requirement = {tuple(r): k for r, k in ensured}
     assert by_requirement[("shap>=0.45",)]["skip_packages"] == ["slicer"]  # never PyPI's `slicer` beside Slicer's
     assert by_requirement[("nnunetv2>=2.8",)]["skip_packages"] is None
+    # ... and PyPI's `slicer` goes into the core's folder for it, where the CLI child imports shap with it
+    assert pip == [f'--no-deps --target "{tmp_path / "shap-slicer"}" "slicer>=0.0.7"']
     # an older Slicer (no pip_ensure): shap without its dependencies, then the ones it imports, but not `slicer`
     monkeypatch.setitem(sys.modules, "slicer.packaging", types.ModuleType("slicer.packaging"))
     monkeypatch.setattr(slicer, "packaging", sys.modules["slicer.packaging"], raising=False)
     assert logic.ensureOptionalPackages(["shap"])
-    assert pip[0] == '--no-deps "shap>=0.45"' and "slicer" not in pip[1] and "numba" in pip[1]
+    assert pip[1].startswith("--no-deps --target") and pip[2] == '--no-deps "shap>=0.45"'
+    assert "slicer" not in pip[3] and "numba" in pip[3]
     # declined: False, nothing installed; testing mode: nothing installed, no question
     asked.clear()
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: False, raising=False)
-    assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 2
+    assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 4
     app.testing = True
     monkeypatch.delenv("MEDXAI_SELFTEST_INSTALL", raising=False)
-    assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 2
+    assert logic.ensureOptionalPackages(["nnunetv2"]) is False and len(pip) == 4
 
 
 def test_self_test_skips_on_a_build_machine_without_installing(env, monkeypatch):

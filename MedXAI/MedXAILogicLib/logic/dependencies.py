@@ -7,7 +7,8 @@
 - optional packages (:data:`OPTIONAL_PACKAGES`), only when a model or method needs them: ``nnunetv2`` for nnU-Net
   folders and TotalSegmentator tasks (through the SlicerNNUNet extension's installer when it is there, as
   SlicerTotalSegmentator does), ``shap`` for ``partitionshap`` and the shap plots (without its dependency named
-  ``slicer``, a PyPI package that must not sit beside Slicer's own ``slicer`` module).
+  ``slicer``, a PyPI package that must not sit beside Slicer's own ``slicer`` module: it goes into a folder of its
+  own, :func:`MedXAILib.shap_dependency.shap_slicer_dir`, where the core finds it when it imports shap).
 
 Testing mode (``slicer.app.testingEnabled()``: ctest on the extension build machines) installs nothing: a missing
 package makes :meth:`DependenciesLogic.ensureDependencies` return False and the self-test skip (SlicerMONAIAuto3DSeg
@@ -44,6 +45,8 @@ class OptionalPackage:
         needed_for: what it is needed for, in the question to the user.
         skip: dependencies never installed beside it (installed with ``--no-deps`` where Slicer cannot skip them).
         no_deps_extras: on Slicer < 5.12, the dependencies installed separately when ``skip`` is not empty.
+        apart: requirements installed with ``--no-deps --target`` into the core's folder for them (shap's PyPI
+            ``slicer``), never into Slicer's site-packages.
     """
 
     module: str
@@ -51,6 +54,7 @@ class OptionalPackage:
     needed_for: str
     skip: tuple[str, ...] = ()
     no_deps_extras: tuple[str, ...] = ()
+    apart: tuple[str, ...] = ()
 
 
 #: nnunetv2 >= 2.8: the version MedXAI's nnU-Net adapter is tested with (requirements-nnunet.txt).
@@ -58,7 +62,8 @@ OPTIONAL_PACKAGES: dict[str, OptionalPackage] = {
     "nnunetv2": OptionalPackage("nnunetv2", "nnunetv2>=2.8", "nnU-Net folders and TotalSegmentator tasks"),
     "shap": OptionalPackage(
         "shap", "shap>=0.45", "partitionshap and the shap plots", skip=("slicer",),
-        no_deps_extras=("numba", "cloudpickle", "tqdm", "packaging", "pandas", "scikit-learn", "typing-extensions")),
+        no_deps_extras=("numba", "cloudpickle", "tqdm", "packaging", "pandas", "scikit-learn", "typing-extensions"),
+        apart=("slicer>=0.0.7",)),
 }
 #: Methods that need shap.
 SHAP_METHODS = ("partitionshap",)
@@ -202,7 +207,8 @@ class DependenciesLogic:
 
     def missingOptionalPackages(self, names: Sequence[str]) -> list[str]:
         """Which of the optional packages ``names`` Slicer's Python cannot import yet."""
-        return [n for n in names if importlib.util.find_spec(OPTIONAL_PACKAGES[n].module) is None]
+        return [n for n in names if importlib.util.find_spec(OPTIONAL_PACKAGES[n].module) is None
+                or (OPTIONAL_PACKAGES[n].apart and not _apart_folder_filled())]
 
     def ensureOptionalPackages(self, names: Sequence[str], askConfirmation: bool = True) -> bool:
         """Install the optional packages ``names`` that are missing, after asking; False when declined (or in
@@ -230,6 +236,12 @@ class DependenciesLogic:
     def _installOptional(self, package: OptionalPackage) -> None:
         import slicer
 
+        if package.apart:
+            slicer.util.pip_install(f'--no-deps --target "{_apart_folder()}" '
+                                    + " ".join(f'"{r}"' for r in package.apart))
+            if importlib.util.find_spec(package.module) is not None:
+                return
+
         if package.module == "nnunetv2":
             try:
                 import SlicerNNUNetLib  # the SlicerNNUNet extension's installer, as SlicerTotalSegmentator uses it
@@ -251,6 +263,17 @@ class DependenciesLogic:
             slicer.util.pip_install(" ".join(f'"{extra}"' for extra in package.no_deps_extras))
         else:
             slicer.util.pip_install(f'"{package.requirement}"')
+
+
+def _apart_folder() -> str:
+    """The folder for the ``apart`` requirements: the core's own rule, so the CLI child finds them."""
+    from MedXAILib.shap_dependency import shap_slicer_dir
+
+    return str(shap_slicer_dir())
+
+
+def _apart_folder_filled() -> bool:
+    return os.path.isfile(os.path.join(_apart_folder(), "slicer", "__init__.py"))
 
 
 def _slicer_packaging() -> Any:
