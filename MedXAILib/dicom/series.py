@@ -10,13 +10,22 @@ Accepted inputs:
   identity direction and its pixel spacing, as SimpleITK does.
 
 Checks (each refusal names the slice and the fix): every file in the folder is readable DICOM; all slices share rows,
-columns, pixel spacing, orientation and frame of reference; no two slices are the same instance or sit at the same
-position; the slices lie on one line along the slice normal (no in-plane shift); the spacing along the normal is
-uniform. A gap of whole missing slices is refused unless ``allow_gaps`` is set: then the missing slices are filled by
-linear interpolation between their neighbours and a note says which.
+columns, pixel spacing, orientation, frame of reference and photometric interpretation; every slice of a series has
+an Image Position and Orientation (Patient), finite, with two orthogonal unit direction vectors; no two slices are
+the same instance or sit at the same position; the slices lie on one line along the slice normal (no in-plane shift);
+the spacing along the normal is uniform. A gap of whole missing slices is refused unless ``allow_gaps`` is set: then
+the missing slices are filled by linear interpolation between their neighbours and a note says which.
 
-Pixel values are the modality values: Rescale Slope / Intercept (or a Modality LUT) applied, so CT is in HU.
-MONOCHROME1 images are inverted so that larger values are brighter, as in MONOCHROME2.
+Pixel data is checked like any other image before it is used: uncompressed pixel data must hold exactly rows ×
+columns × frames × samples × bits allocated (one padding byte allowed), and compressed (encapsulated) frames must
+decode to the declared rows × columns × frames × samples; a truncated or padded file is refused, never read with
+zeros or with the bytes of the next element.
+
+Pixel values are the modality values: Rescale Slope / Intercept (or a Modality LUT) applied, so CT is in HU. Each
+slice is converted with its own attributes (bits, pixel representation, rescale), as the standard allows them to
+differ between the images of a series; a note says when they did. MONOCHROME1 images are inverted so that larger
+values are brighter, as in MONOCHROME2; a series that mixes the two is refused (no scanner writes one, and
+inverting it as a whole would turn some slices upside down in intensity).
 
 Array layout: ``(1, K, J, I)`` float32 with ``J`` = rows, ``I`` = columns, ``K`` = slices sorted along the normal
 (row direction × column direction); ``ijk_to_ras`` maps voxel indices to RAS millimetres.
@@ -41,6 +50,7 @@ COMPANION_SUFFIXES = (".txt", ".md", ".json", ".csv", ".xml", ".html", ".pdf", "
                       ".gz", ".nrrd", ".zip", ".py", ".log")
 _ORIENTATION_TOL = 1e-4
 _SPACING_REL_TOL = 1e-3
+_UNIT_TOL = 1e-2  # direction cosines: unit length and orthogonal to 1 % (damage, not rounding, is what fails)
 
 
 @dataclass
@@ -110,6 +120,8 @@ class _Slice:
     frame_of_reference: str | None
     slope: float = 1.0
     intercept: float = 0.0
+    photometric: str = "MONOCHROME2"
+    bits: tuple[int, int, int] = (16, 16, 0)  # bits allocated, bits stored, pixel representation
 
 
 def split_series_spec(text: str | os.PathLike) -> tuple[Path, str | None]:
@@ -292,14 +304,52 @@ def _pixel_spacing(ds: Any) -> np.ndarray | None:
     return None
 
 
+def _number(item: Any, keyword: str, default: float, name: str) -> float:
+    """A numeric attribute (``default`` when absent or empty); a value that is not a finite number is refused."""
+    value = item.get(keyword, None) if item is not None else None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise InputError(f"{name}: {keyword} is {str(value)[:40]!r}, not a finite number; the header is damaged")
+    return number
+
+
+def _count(ds: Any, keyword: str, name: str, default: int | None = None) -> int:
+    """A positive integer attribute (Rows, Columns, NumberOfFrames…); anything else is refused."""
+    value = ds.get(keyword, None)
+    if (value is None or value == "") and default is not None:
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or number != value and str(number) != str(value).strip():
+        raise InputError(f"{name}: {keyword} is {str(value)[:40]!r}; it must be a positive whole number")
+    return number
+
+
+def _pixel_format(ds: Any, name: str) -> tuple[str, tuple[int, int, int]]:
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    bits = (_count(ds, "BitsAllocated", name, 16), _count(ds, "BitsStored", name, 16),
+            int(_number(ds, "PixelRepresentation", 0, name)))
+    return photometric, bits
+
+
 def _single_frame_slice(path: Path, ds: Any, index: int) -> _Slice:
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    name = f"{path.name} (instance {ds.get('InstanceNumber', '?')})"
+    photometric, bits = _pixel_format(ds, name)
     return _Slice(
-        name=f"{path.name} (instance {ds.get('InstanceNumber', '?')})", file_index=index, frame_index=0,
-        rows=int(ds.Rows), columns=int(ds.Columns), orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        name=name, file_index=index, frame_index=0,
+        rows=_count(ds, "Rows", name), columns=_count(ds, "Columns", name),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         position=_floats(ds.get("ImagePositionPatient"), 3), spacing=_pixel_spacing(ds),
-        frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None, slope=slope, intercept=intercept,
+        frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None,
+        slope=_number(ds, "RescaleSlope", 1.0, name) or 1.0, intercept=_number(ds, "RescaleIntercept", 0.0, name),
+        photometric=photometric, bits=bits,
     )
 
 
@@ -311,7 +361,9 @@ def _group_item(per_frame: Any, shared: Any, sequence: str) -> Any:
 
 
 def _multiframe_slices(path: Path, ds: Any) -> list[_Slice]:
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    n = _count(ds, "NumberOfFrames", path.name, 1)
+    photometric, bits = _pixel_format(ds, path.name)
+    rows, columns = _count(ds, "Rows", path.name), _count(ds, "Columns", path.name)
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     per = list(ds.PerFrameFunctionalGroupsSequence) if "PerFrameFunctionalGroupsSequence" in ds else [None] * n
     if len(per) != n:
@@ -322,16 +374,16 @@ def _multiframe_slices(path: Path, ds: Any) -> list[_Slice]:
         ori = _group_item(per[f], shared, "PlaneOrientationSequence")
         meas = _group_item(per[f], shared, "PixelMeasuresSequence")
         pvt = _group_item(per[f], shared, "PixelValueTransformationSequence")
+        name = f"{path.name} frame {f + 1}"
+        rescale = pvt if pvt is not None else ds
         out.append(_Slice(
-            name=f"{path.name} frame {f + 1}", file_index=0, frame_index=f, rows=int(ds.Rows),
-            columns=int(ds.Columns),
+            name=name, file_index=0, frame_index=f, rows=rows, columns=columns,
             orientation=_floats(ori.get("ImageOrientationPatient") if ori is not None else None, 6),
             position=_floats(pos.get("ImagePositionPatient") if pos is not None else None, 3),
             spacing=_floats(meas.get("PixelSpacing") if meas is not None else None, 2),
             frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None,
-            slope=float(pvt.get("RescaleSlope", 1.0) if pvt is not None else ds.get("RescaleSlope", 1.0) or 1.0),
-            intercept=float(pvt.get("RescaleIntercept", 0.0) if pvt is not None
-                            else ds.get("RescaleIntercept", 0.0) or 0.0),
+            slope=_number(rescale, "RescaleSlope", 1.0, name) or 1.0,
+            intercept=_number(rescale, "RescaleIntercept", 0.0, name), photometric=photometric, bits=bits,
         ))
     return out
 
@@ -345,29 +397,39 @@ def _majority(slices: Sequence[_Slice], key: Any, what: str, fix: str) -> None:
         raise InputError(f"{shown}: {what} {key(odd[0])} where the rest of the series has {common}; {fix}")
 
 
-def _check_consistent(slices: Sequence[_Slice]) -> None:
+def _check_consistent(slices: Sequence[_Slice]) -> list[str]:
+    """Refuse slices that cannot form one image; return notes on what differs but is handled per slice."""
     _majority(slices, lambda s: (s.rows, s.columns), "rows x columns", "every slice must have the same size")
     _majority(slices, lambda s: None if s.spacing is None else tuple(np.round(s.spacing, 4)), "pixel spacing",
               "every slice must have the same pixel spacing (mixed series? choose one with FOLDER::UID)")
     _majority(slices, lambda s: None if s.orientation is None else tuple(np.round(s.orientation, 4)),
               "image orientation", "every slice must have the same orientation (a localizer or a reformat mixed in?)")
     _majority(slices, lambda s: s.frame_of_reference, "frame of reference", "the slices come from different scans")
+    _majority(slices, lambda s: s.photometric, "photometric interpretation",
+              "a series must be all MONOCHROME2 or all MONOCHROME1 (inverting only some slices would make their "
+              "values disagree); replace the odd slice with an intact copy")
+    if len(slices) > 1 and len({(s.slope, s.intercept, s.bits) for s in slices}) > 1:
+        return ["the slices differ in rescale slope / intercept or bits stored; each slice was converted to "
+                "modality values with its own"]
+    return []
 
 
 def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: bool,
               allow_gaps: bool) -> tuple[Volume, DicomSource]:
     first_ds = chosen[0][1]
-    notes: list[str] = []
-    _check_consistent(slices)
+    notes: list[str] = _check_consistent(slices)
     s0 = slices[0]
     spacing_rc = s0.spacing if s0.spacing is not None else np.ones(2)
     if s0.spacing is None:
         notes.append("the image has no Pixel Spacing; 1 mm pixels were assumed")
+    if not np.all(spacing_rc > 0) or not np.all(np.isfinite(spacing_rc)):
+        raise InputError(f"{s0.name}: Pixel Spacing {spacing_rc.tolist()} mm; spacings must be positive")
     no_geometry = s0.orientation is None or s0.position is None
-    if no_geometry and len(slices) > 1:
-        missing = next(s for s in slices if s.orientation is None or s.position is None)
-        raise InputError(f"{missing.name}: no Image Position / Orientation (Patient), so the slices cannot be "
-                         "placed in 3D; this series cannot be read as a volume")
+    if len(slices) > 1:
+        for s in slices:
+            _check_placement(s)
+    elif not no_geometry:
+        _check_placement(s0)
     if no_geometry:
         row_dir, col_dir, normal = np.eye(3)
         order = [0]
@@ -426,6 +488,23 @@ def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: 
     return Volume(array[None], LPS_TO_RAS @ ijk_to_lps), source
 
 
+def _check_placement(s: _Slice) -> None:
+    """A slice of a series needs a finite position and two orthogonal unit direction vectors."""
+    if s.orientation is None or s.position is None:
+        missing = " and ".join(k for k, v in (("Image Position", s.position), ("Image Orientation", s.orientation))
+                               if v is None)
+        raise InputError(f"{s.name}: no {missing} (Patient), so the slice cannot be placed in 3D; this series cannot "
+                         "be read as a volume (replace the file with an intact copy, or remove it)")
+    if not (np.all(np.isfinite(s.position)) and np.all(np.isfinite(s.orientation))):
+        raise InputError(f"{s.name}: Image Position / Orientation (Patient) holds values that are not finite numbers; "
+                         "the header is damaged")
+    row, col = s.orientation[:3], s.orientation[3:]
+    if (abs(np.linalg.norm(row) - 1) > _UNIT_TOL or abs(np.linalg.norm(col) - 1) > _UNIT_TOL
+            or abs(float(row @ col)) > _UNIT_TOL):
+        raise InputError(f"{s.name}: Image Orientation (Patient) {np.round(s.orientation, 4).tolist()} is not two "
+                         "orthogonal unit vectors; the header is damaged")
+
+
 def _check_stack(slices: list[_Slice], dist: np.ndarray, normal: np.ndarray, ds: Any) -> tuple[float, list]:
     """Refuse duplicate, shifted or irregular slices; return the slice spacing and the gaps ``(before, missing)``."""
     if len(slices) == 1:
@@ -477,17 +556,65 @@ def _fill_gaps(array: np.ndarray, slice_frames: list[tuple[int, int]], positions
     return np.stack(planes), frames, np.asarray(pos)
 
 
+def _is_encapsulated(ds: Any) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return bool(getattr(syntax, "is_encapsulated", False)) if syntax is not None else False
+
+
+def _declared_pixels(ds: Any, name: str) -> tuple[int, int, int, int, int]:
+    """``(frames, rows, columns, samples, bits allocated)`` the header declares for the pixel data."""
+    frames = _count(ds, "NumberOfFrames", name, 1)
+    samples = _count(ds, "SamplesPerPixel", name, 1)
+    return frames, _count(ds, "Rows", name), _count(ds, "Columns", name), samples, _count(ds, "BitsAllocated", name)
+
+
+def _check_native_length(ds: Any, name: str) -> None:
+    """Uncompressed pixel data must hold exactly what the header declares (one trailing padding byte allowed)."""
+    frames, rows, columns, samples, bits = _declared_pixels(ds, name)
+    per_pixel = 2 if samples == 3 and str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422" \
+        else samples
+    expected = (rows * columns * frames * per_pixel * bits + 7) // 8
+    actual = len(ds.PixelData)
+    if actual != expected and not (actual == expected + 1 and expected % 2):
+        shortfall = "truncated (an interrupted copy?)" if actual < expected else "longer than its header says"
+        raise InputError(
+            f"{name}: the pixel data holds {actual} bytes where {rows} rows x {columns} columns x {frames} frame(s) "
+            f"x {samples} sample(s) x {bits} bits declare {expected}; the file is {shortfall}. Replace it with an "
+            "intact copy"
+        )
+
+
+def _check_decoded(arr: np.ndarray, ds: Any, name: str) -> np.ndarray:
+    frames, rows, columns, samples, _bits = _declared_pixels(ds, name)
+    if arr.size != frames * rows * columns * samples:
+        raise InputError(f"{name}: the pixel data decodes to {arr.size} values where {rows} rows x {columns} "
+                         f"columns x {frames} frame(s) x {samples} sample(s) are declared; the file is damaged")
+    return arr
+
+
 def _decode(path: Path, name: str) -> tuple[np.ndarray, Any]:
-    """Stored pixel values (frames × rows × columns, or rows × columns) and the full data set."""
+    """Stored pixel values (frames × rows × columns, or rows × columns) and the full data set, after checking the
+    pixel data against the declared size (see the module docstring)."""
     import pydicom
 
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{name}: unreadable DICOM file ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if "PixelData" not in ds:
+        raise InputError(f"{name}: the file holds no pixel data")
+    encapsulated = _is_encapsulated(ds)
+    if not encapsulated:
+        _check_native_length(ds, name)
     try:
-        return np.asarray(ds.pixel_array), ds
-    except Exception as exc:  # noqa: BLE001 - no pydicom decoder: let GDCM (through SimpleITK) try
+        return _check_decoded(np.asarray(ds.pixel_array), ds, name), ds
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no pydicom decoder for this compression: let GDCM (through ITK) try
+        if not encapsulated:  # pydicom reads every uncompressed layout; a failure here is a damaged header
+            raise InputError(f"{name}: its pixel data cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "the header's pixel description is damaged") from None
         try:
             import SimpleITK as sitk
 
@@ -497,6 +624,7 @@ def _decode(path: Path, name: str) -> tuple[np.ndarray, Any]:
         except RuntimeError:
             raise InputError(f"{name}: its pixel data cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); "
                              "the file is truncated, corrupt or in an unsupported compression") from None
+        _check_decoded(arr, ds, name)
         # GDCM has already applied the rescale: mark it by returning a data set without one
         ds.RescaleSlope, ds.RescaleIntercept = 1, 0
         return (arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr), ds
@@ -512,7 +640,11 @@ def _pixels(chosen: list[tuple[Path, Any]], ordered: list[_Slice], multiframe: b
     if multiframe:
         path = chosen[0][0]
         stored, ds = _decode(path, path.name)
-        stored = stored.reshape((-1, ds.Rows, ds.Columns))
+        frames, rows, columns, samples, _bits = _declared_pixels(ds, path.name)
+        if samples != 1:
+            raise InputError(f"{path.name}: {samples} samples per pixel; a multi-frame volume holds one grey level "
+                             "per voxel")
+        stored = stored.reshape((frames, rows, columns))
         out = np.stack([stored[s.frame_index].astype(np.float32) * s.slope + s.intercept for s in ordered])
     else:
         planes = []
