@@ -227,6 +227,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
     images = [(f, ds) for f, ds in headers if "Rows" in ds and "Columns" in ds and not _derived(ds)]
     if not images:
         raise InputError(f"{p}: no DICOM image found (the files hold no pixel data, or only segmentations / maps)")
+    _refuse_cut_images(headers, images)
     skipped = len(headers) - len(images)
     groups: dict[str, list[tuple[Path, Any]]] = {}
     for f, ds in images:
@@ -258,6 +259,20 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
         source.notes.append(f"{skipped} file(s) in {p.name} that are not images (segmentations, parametric maps, "
                             "structured reports…) were left out")
     return volume, source
+
+
+def _refuse_cut_images(headers: list[tuple[Path, Any]], images: list[tuple[Path, Any]]) -> None:
+    """A file of the same SOP class as the images but without Rows / Columns is an image whose header was cut (a
+    truncated copy), not a report or a map to leave out: refuse it rather than read the series without that slice."""
+    classes = {_uid(ds, "SOPClassUID", "MediaStorageSOPClassUID") for _, ds in images}
+    for f, ds in headers:
+        cls = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
+        if not ("Rows" in ds and "Columns" in ds) and cls in classes:
+            import pydicom
+
+            kind = pydicom.uid.UID(cls).name if cls else "image"
+            raise InputError(f"{f.name}: a {kind} instance without Rows / Columns; the file is truncated or damaged. "
+                             "Replace it with an intact copy, or remove it")
 
 
 def missing_series_uids(path: str | os.PathLike) -> list[str]:
@@ -397,12 +412,16 @@ def _majority(slices: Sequence[_Slice], key: Any, what: str, fix: str) -> None:
         raise InputError(f"{shown}: {what} {key(odd[0])} where the rest of the series has {common}; {fix}")
 
 
+def _rounded(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.round(values, 4))
+
+
 def _check_consistent(slices: Sequence[_Slice]) -> list[str]:
     """Refuse slices that cannot form one image; return notes on what differs but is handled per slice."""
     _majority(slices, lambda s: (s.rows, s.columns), "rows x columns", "every slice must have the same size")
-    _majority(slices, lambda s: None if s.spacing is None else tuple(np.round(s.spacing, 4)), "pixel spacing",
+    _majority(slices, lambda s: None if s.spacing is None else _rounded(s.spacing), "pixel spacing",
               "every slice must have the same pixel spacing (mixed series? choose one with FOLDER::UID)")
-    _majority(slices, lambda s: None if s.orientation is None else tuple(np.round(s.orientation, 4)),
+    _majority(slices, lambda s: None if s.orientation is None else _rounded(s.orientation),
               "image orientation", "every slice must have the same orientation (a localizer or a reformat mixed in?)")
     _majority(slices, lambda s: s.frame_of_reference, "frame of reference", "the slices come from different scans")
     _majority(slices, lambda s: s.photometric, "photometric interpretation",
@@ -417,19 +436,19 @@ def _check_consistent(slices: Sequence[_Slice]) -> list[str]:
 def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: bool,
               allow_gaps: bool) -> tuple[Volume, DicomSource]:
     first_ds = chosen[0][1]
-    notes: list[str] = _check_consistent(slices)
     s0 = slices[0]
-    spacing_rc = s0.spacing if s0.spacing is not None else np.ones(2)
-    if s0.spacing is None:
-        notes.append("the image has no Pixel Spacing; 1 mm pixels were assumed")
-    if not np.all(spacing_rc > 0) or not np.all(np.isfinite(spacing_rc)):
-        raise InputError(f"{s0.name}: Pixel Spacing {spacing_rc.tolist()} mm; spacings must be positive")
     no_geometry = s0.orientation is None or s0.position is None
     if len(slices) > 1:
         for s in slices:
             _check_placement(s)
     elif not no_geometry:
         _check_placement(s0)
+    notes: list[str] = _check_consistent(slices)
+    spacing_rc = s0.spacing if s0.spacing is not None else np.ones(2)
+    if s0.spacing is None:
+        notes.append("the image has no Pixel Spacing; 1 mm pixels were assumed")
+    if not np.all(spacing_rc > 0) or not np.all(np.isfinite(spacing_rc)):
+        raise InputError(f"{s0.name}: Pixel Spacing {spacing_rc.tolist()} mm; spacings must be positive")
     if no_geometry:
         row_dir, col_dir, normal = np.eye(3)
         order = [0]
