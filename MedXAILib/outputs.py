@@ -136,6 +136,7 @@ class _Inputs:
     def __init__(self, inputs: Iterable[tuple[str, Path]]) -> None:
         self.folders: list[tuple[str, Path, Path]] = []  # (flag, as given, resolved)
         self.files: dict[tuple[int, int], tuple[str, Path]] = {}
+        self.file_paths: list[tuple[str, Path, Path]] = []  # (flag, as given, resolved)
         for flag, p in inputs:
             kind = INPUT_ARGS.get(flag.lstrip("-").replace("-", "_"), "folder")
             if p.is_dir() and kind == "files":
@@ -157,6 +158,7 @@ class _Inputs:
         except OSError:
             return
         self.files.setdefault((st.st_dev, st.st_ino), (flag, p))
+        self.file_paths.append((flag, p, resolved(p)))
 
     def check(self, item: _Planned) -> None:
         """Refuse an output (a wildcard name: each file it names now) that is an input or lies in an input folder."""
@@ -167,12 +169,15 @@ class _Inputs:
                     f"{_describe(item)} lies inside the input folder {given} ({flag}); writing there would "
                     "change the input. Write the output elsewhere"
                 )
-        if not self.files:
+        if not self.files and not (self.folders and has_wildcard(item.path)):
             return
         for candidate in existing(item.path) if has_wildcard(item.path) else (item.path,):
             try:
                 st = os.stat(candidate)
             except OSError:
+                continue
+            if has_wildcard(item.path) and os.path.isdir(candidate):
+                self._check_replaced_folder(item, candidate)
                 continue
             hit = self.files.get((st.st_dev, st.st_ino))
             if hit is not None:
@@ -181,6 +186,16 @@ class _Inputs:
                     else f"{_describe(item)} is"
                 raise InputError(f"{what} the input {src} ({flag}); writing it would destroy the input. Give "
                                  f"{item.flag} another path")
+
+
+    def _check_replaced_folder(self, item: _Planned, folder: Path) -> None:
+        """A wildcard name that is a folder now is replaced as a whole (``train``'s ``fold<k>``): no input may lie
+        inside it."""
+        inside = resolved(folder)
+        for flag, given, src in self.folders + self.file_paths:
+            if src == inside or inside in src.parents:
+                raise InputError(f"{_describe(item)}, and {folder} would be replaced with everything in it, the input "
+                                 f"{given} ({flag}) included. Give {item.flag} another path")
 
 
 def _data_files(path: Path) -> list[Path]:

@@ -26,7 +26,7 @@ def w(tmp_path_factory):
 
 
 def _benchmark(out, *extra):
-    return ["benchmark", "--dataset", "phantom:2", "--model", "demo-brain-tumour", "--methods", "random",
+    return ["benchmark", "--dataset", "phantom:2", "--model", "demo-chest-xray", "--methods", "random",
             "--metrics", "complexity", "--folds", "2", "--output", out, *extra]
 
 

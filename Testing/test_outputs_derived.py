@@ -151,3 +151,13 @@ def test_report_cannot_replace_the_benchmark_run_it_reads(capfd, tmp_path):
     (run_dir / "report.html").write_text("<html>the benchmark's report</html>")
     r = run(capfd, tmp_path, "report", "--benchmark", run_dir, "--case", "c1", "--output", run_dir / "report.html")
     assert_refused(r, r"--output .*report\.html is the input .*report\.html \(--benchmark\)")
+
+
+def test_train_would_replace_a_fold_folder_holding_the_dataset(capfd, tmp_path):
+    """``train`` replaces each ``fold<k>`` folder as a whole: a dataset kept inside one would be deleted."""
+    manifest = tmp_path / "run" / "fold1" / "data" / "cohort.csv"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("case_id,image,label\n")
+    r = run(capfd, tmp_path, "train", "--dataset", f"csv:{manifest}", "--task", "segmentation",
+            "--output", tmp_path / "run")
+    assert_refused(r, r"fold1/data would be replaced with everything in it, the input .*cohort\.csv .* included")
