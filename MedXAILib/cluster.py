@@ -41,6 +41,11 @@ _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$")
 UNIT_LOCK = threading.Lock()
 
 
+def max_local_workers() -> int:
+    """The most ``local:N`` worker processes: four per core (at least 8); each is a full Python with torch."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def parse_address(address: str) -> tuple[str, Any]:
     """``("local", N)`` for ``local:N`` (N ≥ 1), ``("remote", address)`` for a scheduler address.
 
@@ -49,14 +54,16 @@ def parse_address(address: str) -> tuple[str, Any]:
     """
     text = str(address).strip()
     if text.startswith("local:") or text == "local":
-        n_text = text.partition(":")[2]
-        try:
-            n = int(n_text)
-        except ValueError:
-            n = 0
+        n_text = text.partition(":")[2].strip()
+        n = (int(n_text) if len(n_text) <= 9 else 10**9) if n_text.isascii() and n_text.isdigit() else 0
         if n < 1:
             raise InputError(f"--cluster {address!r}: local:N needs a positive number of worker processes, "
                              "e.g. local:2")
+        most = max_local_workers()
+        if n > most:
+            raise InputError(f"--cluster {address!r}: at most {most} local worker processes on this machine's "
+                             f"{os.cpu_count() or 1} cores; for more, start workers on other machines "
+                             "(docs/cluster.md)")
         return "local", n
     if _ADDRESS.match(text):
         return "remote", text

@@ -17,6 +17,7 @@ from bad_inputs import assert_refused, make_world, run
 import MedXAILib.cluster
 
 ADDRESSES = {"local:0": r"local:N needs a positive number", "local:abc": r"local:N needs a positive number",
+             "local:99999999999": r"at most \d+ local worker processes",
              "tcp://127.0.0.1:9": r"no Dask scheduler answered"}
 
 
