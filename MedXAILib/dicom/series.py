@@ -646,6 +646,7 @@ def _decode(path: Path, name: str) -> tuple[np.ndarray, Any]:
         _check_decoded(arr, ds, name)
         # GDCM has already applied the rescale: mark it by returning a data set without one
         ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        ds.medxai_rescaled = True  # a plain attribute (lower case: not a DICOM keyword); the multi-frame path reads it
         return (arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr), ds
 
 
@@ -664,7 +665,14 @@ def _pixels(chosen: list[tuple[Path, Any]], ordered: list[_Slice], multiframe: b
             raise InputError(f"{path.name}: {samples} samples per pixel; a multi-frame volume holds one grey level "
                              "per voxel")
         stored = stored.reshape((frames, rows, columns))
-        out = np.stack([stored[s.frame_index].astype(np.float32) * s.slope + s.intercept for s in ordered])
+        if getattr(ds, "medxai_rescaled", False):  # decoded by GDCM, which applied the rescale already
+            if len({(s.slope, s.intercept) for s in ordered}) > 1:
+                raise InputError(f"{path.name}: its frames have their own rescale slope / intercept, but its "
+                                 "compression is only decoded through GDCM, which applies one rescale to every frame; "
+                                 "convert the file to an uncompressed or JPEG 2000 transfer syntax first")
+            out = np.stack([stored[s.frame_index].astype(np.float32) for s in ordered])
+        else:
+            out = np.stack([stored[s.frame_index].astype(np.float32) * s.slope + s.intercept for s in ordered])
     else:
         planes = []
         for s in ordered:
