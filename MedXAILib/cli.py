@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from .errors import MedXAIError
@@ -57,7 +58,7 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m MedXAILib",
+        prog="medxai" if Path(sys.argv[0]).name == "medxai" else "python -m MedXAILib",  # the console command
         description="MedXAI: segment, classify and explain medical images, and measure how far to trust it.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -81,20 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    """Check every declared output path, then run the command; its outputs are kept only if it succeeds.
+    """Check every output the command will write, then run it; its outputs are kept only if it succeeds.
 
-    A command module may declare ``OUTPUTS`` (attribute name → :class:`~MedXAILib.outputs.OutputSpec`), checked
-    against its inputs before any work, and ``RESUMABLE = True`` when its outputs must persist one by one (a killed
-    run resumes from them) instead of being written as one set at the end.
+    A command module declares ``OUTPUTS`` (attribute name → :class:`~MedXAILib.outputs.OutputSpec`: each output
+    flag and every file it leads to), checked against its inputs and against each other before any work; the
+    command may write nothing else. ``RESUMABLE = True`` marks a command whose outputs must persist one by one (a
+    killed run resumes from them) instead of being written as one set at the end.
     """
     from . import outputs
 
     module = getattr(args, "_module", None)
     specs = getattr(module, "OUTPUTS", {})
-    if getattr(module, "RESUMABLE", False):
-        outputs.check_command_outputs(args, specs)
-        return int(args._run(args) or 0)
-    with outputs.command_outputs():
+    with outputs.command_outputs(staged=not getattr(module, "RESUMABLE", False)):
         outputs.check_command_outputs(args, specs)
         code = int(args._run(args) or 0)
         if code != 0:

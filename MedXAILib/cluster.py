@@ -41,6 +41,11 @@ _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$")
 UNIT_LOCK = threading.Lock()
 
 
+def max_local_workers() -> int:
+    """The most ``local:N`` worker processes: four per core (at least 8); each is a full Python with torch."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def parse_address(address: str) -> tuple[str, Any]:
     """``("local", N)`` for ``local:N`` (N ≥ 1), ``("remote", address)`` for a scheduler address.
 
@@ -49,14 +54,16 @@ def parse_address(address: str) -> tuple[str, Any]:
     """
     text = str(address).strip()
     if text.startswith("local:") or text == "local":
-        n_text = text.partition(":")[2]
-        try:
-            n = int(n_text)
-        except ValueError:
-            n = 0
+        n_text = text.partition(":")[2].strip()
+        n = (int(n_text) if len(n_text) <= 9 else 10**9) if n_text.isascii() and n_text.isdigit() else 0
         if n < 1:
             raise InputError(f"--cluster {address!r}: local:N needs a positive number of worker processes, "
                              "e.g. local:2")
+        most = max_local_workers()
+        if n > most:
+            raise InputError(f"--cluster {address!r}: at most {most} local worker processes on this machine's "
+                             f"{os.cpu_count() or 1} cores; for more, start workers on other machines "
+                             "(docs/cluster.md)")
         return "local", n
     if _ADDRESS.match(text):
         return "remote", text
@@ -115,9 +122,10 @@ def environment_error(exc: BaseException) -> str | None:
     text = f"{type(exc).__name__}: {exc}"
     missing = isinstance(exc, ModuleNotFoundError) and str(getattr(exc, "name", "") or "").startswith("MedXAILib")
     if missing or "deserializ" in text.lower():
-        return (f"the Dask scheduler or a worker cannot load MedXAI's tasks ({text.splitlines()[0]}); install MedXAI "
-                "(the same version as here) in the environment of the scheduler and of every worker, or put it on "
-                "the shared file system and PYTHONPATH of both")
+        first = text.splitlines()[0].split(". ")[0].rstrip(".")
+        return (f"the Dask scheduler or a worker cannot load MedXAI's tasks ({first}); install MedXAI (the same "
+                "version as here: `pip install medxai-*.whl`, or `pip install -e /shared/medxai`) in the environment "
+                "of the scheduler and of every worker (docs/cluster.md)")
     return None
 
 
@@ -146,6 +154,29 @@ def _check_workers(client: Any, address: str, resources: dict[str, float] | None
             )
 
 
+def _check_tasks_load(client: Any, address: str) -> None:
+    """Run one small MedXAI function on a worker: a scheduler or worker that cannot import MedXAI is refused now,
+    before the command writes anything, with the fix (install it there)."""
+    try:
+        client.submit(worker_label, pure=False).result(timeout=WORKER_WAIT_S)
+    except Exception as exc:  # noqa: BLE001 - whatever Dask raises for a task that cannot be loaded or run
+        fix = environment_error(exc)
+        if fix:
+            raise InputError(fix) from None
+        raise InputError(f"--cluster {address}: a test task failed on the cluster ({describe_failure(exc)}); check "
+                         "that the workers run the same MedXAI, torch and dask as here") from None
+
+
+@contextlib.contextmanager
+def session(address: str | None, device: str = "cpu", worker_threads: int = 1) -> Iterator[Any]:
+    """:func:`connect` to ``address``, or yield None when there is none (work runs in this process)."""
+    if address is None:
+        yield None
+        return
+    with connect(address, device=device, worker_threads=worker_threads) as client:
+        yield client
+
+
 @contextlib.contextmanager
 def connect(address: str, device: str = "cpu", worker_threads: int = 1) -> Iterator[Any]:
     """A :class:`distributed.Client` on ``address`` (see :func:`parse_address`); everything started is closed after.
@@ -155,7 +186,8 @@ def connect(address: str, device: str = "cpu", worker_threads: int = 1) -> Itera
     have at least one worker within :data:`WORKER_WAIT_S` seconds.
 
     Raises:
-        InputError: bad address, unreachable scheduler, no worker, or no worker with the resources ``device`` needs.
+        InputError: bad address, unreachable scheduler, no worker, no worker with the resources ``device`` needs,
+            or workers that cannot load MedXAI's tasks.
     """
     kind, value = parse_address(address)
     try:
@@ -195,6 +227,7 @@ def connect(address: str, device: str = "cpu", worker_threads: int = 1) -> Itera
                         f"`dask worker {value} --nthreads 1`"
                     ) from None
         _check_workers(client, str(value), resources)
+        _check_tasks_load(client, str(value))
         yield client
     finally:
         if client is not None:
@@ -213,5 +246,5 @@ def n_workers(client: Any) -> int:
         return 0
 
 
-__all__ = ["UNIT_LOCK", "connect", "describe_failure", "environment_error", "n_workers", "parse_address",
+__all__ = ["UNIT_LOCK", "connect", "describe_failure", "environment_error", "n_workers", "parse_address", "session",
            "set_torch_threads", "unit_resources", "worker_label"]

@@ -48,10 +48,13 @@ def run_on_cluster(
     address: str,
     finished: Callable[[dict[str, Any]], None],
     progress: ProgressCallback,
+    client: Any = None,
 ) -> None:
     """Submit ``pending`` (case, method, fold) units to the cluster at ``address``; commit each result as it returns.
 
     ``finished(record)`` is called once per unit, in completion order (progress counts units across the cluster).
+    ``client``: a Dask client already connected to ``address`` (the runner connects before it writes anything);
+    without one, this connects and disconnects.
 
     Raises:
         InputError: no cluster at ``address``, no worker able to run the units, or a scheduler / workers that
@@ -61,37 +64,39 @@ def run_on_cluster(
 
     from ..cluster import connect, describe_failure, environment_error, n_workers, unit_resources
 
+    if client is None:
+        with connect(address, device=str(settings.get("device", "cpu")),
+                     worker_threads=int(settings.get("threads", 1))) as connected:
+            return run_on_cluster(settings, pending, address, finished, progress, client=connected)
     store = UnitStore(settings["output"])
     resources = unit_resources(str(settings.get("device", "cpu")))
     run_id = uuid.uuid4().hex[:8]
-    with connect(address, device=str(settings.get("device", "cpu")),
-                 worker_threads=int(settings.get("threads", 1))) as client:
-        progress(0.0, f"{len(pending)} units to {n_workers(client)} Dask workers at {address}")
-        futures = {}
-        for case_id, method, fold in pending:
-            fut = client.submit(remote_unit, settings, case_id, method, fold, pure=False, retries=0,
-                                key=f"medxai-unit-{unit_key(case_id, method)}-{run_id}", resources=resources)
-            futures[fut] = (case_id, method, fold)
-        try:
-            for fut in as_completed(list(futures)):
-                case_id, method, fold = futures.pop(fut)
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - the future's failure, recorded as this unit's
-                    fix = environment_error(exc)
-                    if fix:
-                        raise InputError(fix) from None
-                    result = {"record": {"case_id": case_id, "method": method, "fold": int(fold), "status": "error",
-                                         "error": describe_failure(exc), "worker": ""},
-                              "map_npz": None, "control": None}
-                finally:
-                    fut.release()
-                record = result["record"]
-                commit_unit(store, record, None, result["control"], map_npz=result["map_npz"])
-                finished(record)
-        finally:
-            if futures:
-                client.cancel(list(futures))
+    progress(0.0, f"{len(pending)} units to {n_workers(client)} Dask workers at {address}")
+    futures = {}
+    for case_id, method, fold in pending:
+        fut = client.submit(remote_unit, settings, case_id, method, fold, pure=False, retries=0,
+                            key=f"medxai-unit-{unit_key(case_id, method)}-{run_id}", resources=resources)
+        futures[fut] = (case_id, method, fold)
+    try:
+        for fut in as_completed(list(futures)):
+            case_id, method, fold = futures.pop(fut)
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - the future's failure, recorded as this unit's
+                fix = environment_error(exc)
+                if fix:
+                    raise InputError(fix) from None
+                result = {"record": {"case_id": case_id, "method": method, "fold": int(fold), "status": "error",
+                                     "error": describe_failure(exc), "worker": ""},
+                          "map_npz": None, "control": None}
+            finally:
+                fut.release()
+            record = result["record"]
+            commit_unit(store, record, None, result["control"], map_npz=result["map_npz"])
+            finished(record)
+    finally:
+        if futures:
+            client.cancel(list(futures))
 
 
 __all__ = ["remote_unit", "run_on_cluster"]

@@ -17,6 +17,9 @@
   random-order control dashed), accuracy versus faithfulness (per case and per fold), and one example figure per
   method on the same case. Figures are PNGs embedded as base64, so the file stands alone.
 
+A run in which no unit succeeded writes ``cases.csv`` only (its rows say why each unit failed): a summary, figures
+or a report of nothing would look like a finished benchmark.
+
 Sanity (when measured): the per-case records hold SSIM against the single-image "shifted" baseline; here the
 cohort baseline of Arun et al. — mean SSIM of random pairs of one method's trained-model maps of *different cases*
 — is computed per method, each case's ``sanity_passed`` is re-judged against it (``sanity_baseline_cohort``), and a
@@ -37,6 +40,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..output_names import WILDCARD
 from .store import UnitStore
 
 FIRST_COLUMNS = ["case_id", "patient_id", "fold", "method", "status", "error", "seconds", "seconds_predict",
@@ -48,6 +52,10 @@ KEY_METRICS = ["deletion_auc", "insertion_auc", "deletion_auc_random", "insertio
 TASK_SEG = ["task_dice", "task_iou", "task_hd95_mm", "task_dice_labels_mean"]
 TASK_CLS = ["accuracy", "precision", "recall", "f1", "auc_roc"]
 MODEL_ROW = "(model)"
+CASES_FILE = "cases.csv"
+#: Every file :func:`write_outputs` may write under a benchmark folder (``figures/`` holds one PNG per figure).
+REPORT_FILES = (CASES_FILE, "summary.csv", "folds.csv", "agreement.csv", "conventions.json", "summary.md",
+                "report.html", f"figures/{WILDCARD}.png")
 
 
 def _is_scalar(v: Any) -> bool:
@@ -203,14 +211,18 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Pa
 
 
 def write_outputs(root: str | Path) -> dict[str, Path]:
-    """Write ``cases.csv``, ``summary.csv``, ``folds.csv`` and ``report.html`` from the store."""
+    """Write ``cases.csv``, ``summary.csv``, ``folds.csv``, ``agreement.csv``, ``conventions.json``, ``summary.md``
+    and ``report.html`` (with ``figures/``) from the store; only ``cases.csv`` when no unit succeeded."""
     root = Path(root)
     agg = aggregate(root)
     records = agg["records"]
     cols = FIRST_COLUMNS + [k for k in _metric_columns(records) if k not in FIRST_COLUMNS]
     cols += ["target_note"]
+    cases = _write_csv(root / CASES_FILE, records, cols)
+    if not any(r.get("status") == "ok" for r in records):
+        return {"cases": cases}
     out = {
-        "cases": _write_csv(root / "cases.csv", records, cols),
+        "cases": cases,
         "summary": _write_csv(root / "summary.csv", agg["summary"],
                               ["method", "metric", "mean", "sd", "n_folds", "n_cases", "text"]),
         "folds": _write_csv(root / "folds.csv", agg["folds"],

@@ -293,10 +293,13 @@ def run_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> 
 
 
 # ---- planning and running --------------------------------------------------------------------------------------
-def check_settings(output: Path, settings: BenchmarkSettings) -> None:
-    """Write ``benchmark.json``, or check a rerun uses the same settings (methods may be added)."""
-    from ..io import write_json
+def settings_to_write(output: Path, settings: BenchmarkSettings) -> dict[str, Any]:
+    """What ``benchmark.json`` will hold: the settings, or, for a rerun in the same folder, the stored ones with the
+    new methods added (nothing is written here).
 
+    Raises:
+        InputError: the folder holds a run with other fixed settings (:data:`FIXED_SETTINGS`).
+    """
     path = output / SETTINGS_FILE
     new = settings.as_dict()
     if path.exists():
@@ -306,6 +309,7 @@ def check_settings(output: Path, settings: BenchmarkSettings) -> None:
             old = json.loads(path.read_text())
         except ValueError:
             old = {}
+        old = old if isinstance(old, dict) else {}
         diff = [k for k in FIXED_SETTINGS if old.get(k) != new.get(k)]
         if diff:
             raise InputError(
@@ -313,14 +317,23 @@ def check_settings(output: Path, settings: BenchmarkSettings) -> None:
                 f"({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); rerun with the same settings to resume, "
                 "or choose another --output"
             )
-        new["methods"] = list(dict.fromkeys([*old.get("methods", []), *settings.methods]))
-    write_json(new, path)
+        stored = old.get("methods") if isinstance(old.get("methods"), list) else []
+        new["methods"] = list(dict.fromkeys([*map(str, stored), *settings.methods]))
+    return new
+
+
+def check_settings(output: Path, settings: BenchmarkSettings) -> None:
+    """Write ``benchmark.json``, or check a rerun uses the same settings (methods may be added)."""
+    from ..io import write_json
+
+    write_json(settings_to_write(output, settings), output / SETTINGS_FILE)
 
 
 def plan(settings: BenchmarkSettings) -> tuple[Any, list[Any], list[tuple[str, str, int]]]:
-    """``(dataset, folds, units)``: folds written to/read from ``splits.json``, units = cases × methods."""
+    """``(dataset, folds, units)``: units = cases × methods. Nothing is written: the folds are checked against an
+    existing ``splits.json`` (:func:`run_benchmark` writes it when there is none)."""
     from ..datasets import open_dataset
-    from ..splits import patient_kfold, read_splits, write_splits
+    from ..splits import patient_kfold, read_splits
 
     dataset = open_dataset(settings.dataset)
     out = Path(settings.output)
@@ -330,8 +343,6 @@ def plan(settings: BenchmarkSettings) -> tuple[Any, list[Any], list[tuple[str, s
         stored = read_splits(split_file)
         if [f.test for f in stored] != [f.test for f in folds]:
             raise InputError(f"{split_file} does not match the folds of this dataset and seed; use another --output")
-    else:
-        write_splits(folds, split_file)
     trained = train_run(settings.model)
     if trained is not None:
         theirs = read_splits(trained / "splits.json") if (trained / "splits.json").is_file() else []
@@ -361,27 +372,49 @@ def run_benchmark(
     Returns ``{"units": N, "computed": n, "skipped": N − n, "errors": e, "seconds": s, "outputs": {...},
     "workers": [labels of the workers that computed units]}``.
     """
+    from ..cluster import parse_address, session
     from ..explain import available_methods
-    from .report import write_outputs
 
     start = time.perf_counter()
+    if cluster is not None:
+        parse_address(cluster)  # a malformed address fails before anything is loaded or written
     known = set(available_methods()) | {"random"}
     unknown = [m for m in settings.methods if m not in known]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(sorted(known))}")
     out = Path(settings.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, settings)
-    store = UnitStore(out)
-    store.prepare()
-    if cluster is not None:
-        from ..cluster import parse_address
-
-        parse_address(cluster)  # a malformed address fails before anything is loaded
-    # fail early (unknown model, unreadable dataset) before any unit runs; a cluster's GPUs are on its workers
+    stored_settings = settings_to_write(out, settings)
+    # fail early (unknown model, unreadable dataset, other folds) before anything is written; a cluster's GPUs are
+    # on its workers
     _context({**settings.as_dict(), "device": "cpu" if cluster else settings.device})
-    _dataset, _folds, units = plan(settings)
+    _dataset, folds, units = plan(settings)
+    store = UnitStore(out)
     pending = [u for u in units if not store.has(u[0], u[1])]
+    # an unreachable scheduler, or workers without MedXAI, are refused here, before the first file is written
+    with session(cluster if pending else None, device=settings.device, worker_threads=settings.threads) as client:
+        _write_plan(out, stored_settings, folds, store)
+        return _run_units(settings, units, pending, workers, progress, on_unit, cluster, client, start)
+
+
+def _write_plan(out: Path, stored_settings: dict[str, Any], folds: list[Any], store: UnitStore) -> None:
+    """The run's folder: ``benchmark.json``, ``splits.json`` (when new) and the store's folders."""
+    from ..io import write_json
+    from ..outputs import make_folder
+    from ..splits import write_splits
+
+    make_folder(out)
+    write_json(stored_settings, out / SETTINGS_FILE)
+    if not (out / "splits.json").exists():
+        write_splits(folds, out / "splits.json")
+    store.prepare()
+
+
+def _run_units(settings: BenchmarkSettings, units: list[tuple[str, str, int]], pending: list[tuple[str, str, int]],
+               workers: int, progress: ProgressCallback, on_unit: Callable[[dict[str, Any]], None] | None,
+               cluster: str | None, client: Any, start: float) -> dict[str, Any]:
+    from .report import write_outputs
+
+    out = Path(settings.output)
     total = len(pending)
     progress(0.0, f"{len(units) - total} of {len(units)} units already done; {total} to run")
     cfg = settings.as_dict()
@@ -404,7 +437,7 @@ def run_benchmark(
         from .distributed import run_on_cluster
 
         if pending:
-            run_on_cluster(cfg, pending, cluster, finished, progress)
+            run_on_cluster(cfg, pending, cluster, finished, progress, client=client)
     elif workers <= 1 or total <= 1:
         _init_worker(settings.threads)
         for case_id, method, fold in pending:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import cli
 from ..errors import InputError
+from ..output_names import WILDCARD
 from ..outputs import OutputSpec
 
 HELP = "cohort evaluation of explanation quality: every method over a dataset's cases, per patient-level fold"
@@ -25,8 +26,19 @@ DESCRIPTION = (
 )
 
 
-#: The output folder is checked before any work; units persist one by one so that a killed run resumes.
-OUTPUTS = {"output": OutputSpec(folder=True)}
+def _folder_files(folder: Path, _args: argparse.Namespace) -> list[Path]:
+    """The files of ``--output DIR`` (see :mod:`MedXAILib.benchmark.store` and :mod:`MedXAILib.benchmark.report`)."""
+    from ..benchmark.report import REPORT_FILES
+    from ..benchmark.runner import SETTINGS_FILE
+    from ..benchmark.store import CONTROLS_DIR, MAPS_DIR, UNITS_DIR
+
+    each = [f"{UNITS_DIR}/{WILDCARD}.json", f"{MAPS_DIR}/{WILDCARD}.npz", f"{CONTROLS_DIR}/{WILDCARD}.json"]
+    return [folder / n for n in (SETTINGS_FILE, "splits.json", *each, *REPORT_FILES)]
+
+
+#: Every file benchmark writes, checked before any work (see MedXAILib.outputs); units persist one by one so that
+#: a killed run resumes.
+OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}
 RESUMABLE = True
 
 
@@ -116,15 +128,16 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = Progress(args.progress)
     result = run_benchmark(settings, workers=args.workers, progress=progress, cluster=args.cluster)
-    report = result["outputs"]["report"]
+    cases = result["outputs"]["cases"]
     if result["errors"] and result["errors"] >= result["computed"]:
+        written = "" if "report" in result["outputs"] else " (no report: no unit of the run succeeded)"
         raise InputError(
             f"every one of the {result['computed']} unit(s) run failed; the errors are in the 'error' column of "
-            f"{Path(report).parent / 'cases.csv'}"
+            f"{cases}{written}"
         )
     if result["errors"]:
         print(f"warning: {result['errors']} of {result['computed']} unit(s) failed; see the 'error' column of "
-              f"{Path(report).parent / 'cases.csv'}", file=sys.stderr)
+              f"{cases}", file=sys.stderr)
     if args.progress == "json":
         print(json.dumps({"result": result}))
     else:

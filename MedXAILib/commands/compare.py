@@ -12,7 +12,20 @@ from .common import add_model_arguments, open_model, progress_from
 from .explain import _voxel
 
 HELP = "run several methods on one case and target: pairwise agreement, consensus map and a figure"
-OUTPUTS = {"output": OutputSpec(folder=True)}  # checked by the CLI; every file in it is written as one set
+
+
+def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
+    """The files of ``--output DIR``: one map and sidecar per method, the consensus maps, the report and figure."""
+    from ..compare import parse_methods
+
+    names = [n for m in parse_methods(args.methods) for n in (f"{m}.nrrd", f"{m}.nrrd.json")]
+    names += ["consensus.nrrd", "consensus_agreement.nrrd", "agreement.json"]
+    names += [] if args.no_figure else ["agreement.png"]
+    return [folder / n for n in names]
+
+
+#: Checked by the CLI before any work (see MedXAILib.outputs); every file in the folder is written as one set.
+OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}
 DESCRIPTION = (
     "Explain the same target with every method of --methods, then write DIR/<method>.nrrd, DIR/agreement.json "
     "(pairwise Spearman rho, SSIM and top-k IoU matrices, each method's agreement with the consensus), "

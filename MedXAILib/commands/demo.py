@@ -17,11 +17,23 @@ import numpy as np
 from ..cli import add_progress_argument
 from ..errors import InputError
 from ..io import write_json, write_volume
+from ..output_names import WILDCARD, name_with
 from ..outputs import OutputSpec, commit_staged
 from ..progress import Progress
 
 HELP = "run the whole pipeline (model, Grad-CAM, metrics, figure) on a built-in phantom case"
-OUTPUTS = {"output": OutputSpec(folder=True)}  # checked by the CLI; every file in it is written as one set
+
+
+def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
+    """The files of ``--output DIR`` (input_<channel>.nii.gz: one per phantom channel)."""
+    names = [name_with("input_", WILDCARD, ".nii.gz"), "heatmap.nrrd", "overview.png", "metrics.json"]
+    names += ["reference.nii.gz", "prediction.nii.gz"] if args.task == "segmentation" else []
+    names += ["methods.png"] if args.compare else []
+    return [folder / n for n in names]
+
+
+#: Checked by the CLI (see MedXAILib.outputs); every file in the folder is written as one set.
+OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}
 DEMO_SEED = 20_261_126  # held out: the demo models were trained on seeds < 10 000
 
 

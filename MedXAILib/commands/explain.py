@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import read_inputs, read_label_map, write_json, write_volume
 from ..models.cards import domain_check
+from ..output_names import WILDCARD, name_with
 from ..outputs import OutputSpec
 from ..volume import Volume
 from .common import (
@@ -26,13 +27,25 @@ from .common import (
 
 COUNTERFACTUAL_METHODS = ("counterfactual", "sedc")
 HELP = "explain a prediction with a heat map (Grad-CAM and other methods; see `methods`)"
-#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); OUTPUT.json is the sidecar.
+SERIES_STEP = "step{:02d}.nii.gz"  # the files of --series, one per step (channel names added as in channel_path)
+
+
+def _channel_files(path: Path, _args: argparse.Namespace) -> list[Path]:
+    return [_with_channel(path, WILDCARD)]  # cf_<channel>.nii.gz: one per channel of a multi-channel input
+
+
+def _series_files(folder: Path, _args: argparse.Namespace) -> list[Path]:
+    return [folder / name_with("step", WILDCARD, ".nii.gz")]  # step<NN>.nii.gz and step<NN>_<channel>.nii.gz
+
+
+#: Every file explain writes, checked by the CLI before any work (see MedXAILib.outputs): OUTPUT.json is the sidecar,
+#: --counterfactual FILE also names FILE_<channel> files, --series DIR holds step<NN>[_<channel>].nii.gz.
 OUTPUTS = {
     "output": OutputSpec(DICOM_OUTPUT_SUFFIXES, sidecars=(".json",)),
     "normalized": OutputSpec(DICOM_OUTPUT_SUFFIXES),
     "shap_plot": OutputSpec((".png",)),
-    "counterfactual": OutputSpec(VOLUME_SUFFIXES),
-    "series": OutputSpec(folder=True),
+    "counterfactual": OutputSpec(VOLUME_SUFFIXES, derived=_channel_files),
+    "series": OutputSpec(folder=True, derived=_series_files),
 }
 DESCRIPTION = (
     "Explain the model's output on an input. The default target is the predicted foreground (segmentation) or the "
@@ -184,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         sidecar["counterfactual_files"] = write_per_channel(cf, args.counterfactual)
         sidecar["counterfactual_channels"] = list(cf.channel_names)
     if args.series:
-        sidecar["series_files"] = [write_per_channel(frame, str(Path(args.series) / f"step{n:02d}.nii.gz"))
+        sidecar["series_files"] = [write_per_channel(frame, str(Path(args.series) / SERIES_STEP.format(n)))
                                    for n, frame in enumerate(expl.volumes.get("series", []))]
     if notes:
         sidecar["notes"] = notes
@@ -198,13 +211,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def channel_path(path: str, channel: str) -> Path:
+def channel_path(path: str | Path, channel: str) -> Path:
     """``cf.nii.gz`` + ``t1`` → ``cf_t1.nii.gz`` (the channel name added to the stem, the suffix kept)."""
+    return _with_channel(path, "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in channel))
+
+
+def _with_channel(path: str | Path, text: str) -> Path:
     p = Path(path)
     name = p.name
     suffix = next((s for s in VOLUME_SUFFIXES if name.lower().endswith(s)), p.suffix)
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in channel)
-    return p.with_name(f"{name[: len(name) - len(suffix)]}_{safe}{suffix}")
+    return p.with_name(f"{name[: len(name) - len(suffix)]}_{text}{suffix}")
 
 
 def write_per_channel(volume: Volume, path: str) -> list[str]:

@@ -12,8 +12,21 @@ from ..outputs import OutputSpec
 from .common import add_model_arguments, check_output_path, open_model, print_notes, progress_from
 
 HELP = "write a one-page case report (HTML + PDF): images with prediction and explanation, numbers, model card"
-#: Output flags, checked by the CLI before any work (see MedXAILib.outputs); CASE.html.json is the sidecar.
-OUTPUTS = {"output": OutputSpec((".html", ".htm"), sidecars=(".json",)), "pdf": OutputSpec((".pdf",))}
+
+
+def default_pdf(html: Path) -> Path:
+    """The PDF written beside ``CASE.html`` when ``--pdf`` is not given: ``CASE.pdf``."""
+    return html.with_suffix(".pdf")
+
+
+def _default_pdf(html: Path, args: argparse.Namespace) -> list[Path]:
+    return [] if args.pdf else [default_pdf(html)]
+
+
+#: Every file report writes, checked by the CLI before any work (see MedXAILib.outputs): CASE.html.json is the
+#: sidecar, CASE.pdf the PDF when --pdf does not name another.
+OUTPUTS = {"output": OutputSpec((".html", ".htm"), sidecars=(".json",), derived=_default_pdf),
+           "pdf": OutputSpec((".pdf",))}
 DESCRIPTION = (
     "Either run the model on one case (--model, --input) or take a case of a finished benchmark run (--benchmark "
     "RUN --case ID). Run the model on one case, explain it, check the explanation (cascading-randomisation sanity "
@@ -76,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report import build_case_report, write_html, write_pdf
 
     out = check_output_path(args.output, (".html", ".htm"))
-    pdf = check_output_path(args.pdf, (".pdf",)) if args.pdf else out.with_suffix(".pdf")
+    pdf = check_output_path(args.pdf, (".pdf",)) if args.pdf else default_pdf(out)
     quality = [] if args.quality.strip().lower() == "none" else parse_metrics(args.quality)
     params: dict[str, str] = {}
     for item in args.param:

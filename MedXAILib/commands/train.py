@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Sequence
 
 from ..cli import add_progress_argument
 from ..errors import InputError
+from ..output_names import WILDCARD, name_with
 from ..outputs import OutputSpec
 
 HELP = "train your own U-Net or classifier with patient-level k-fold cross-validation"
@@ -24,8 +26,20 @@ DESCRIPTION = (
 )
 
 
-#: The output folder is checked before any work; folds persist one by one so that a killed run resumes.
-OUTPUTS = {"output": OutputSpec(folder=True)}
+def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
+    """The files of ``--output DIR``: an autoencoder's two files, or the folds (each ``fold<k>`` folder is replaced
+    as a whole), the splits and the summaries."""
+    if args.task == "autoencoder":
+        from ..training.autoencoder import DESCRIPTION_FILE, WEIGHTS_FILE
+
+        return [folder / DESCRIPTION_FILE, folder / WEIGHTS_FILE]
+    fold = folder / name_with("fold", WILDCARD)
+    return [folder / "splits.json", folder / "folds.json", folder / "summary.csv", fold / WILDCARD]
+
+
+#: Every file train writes, checked before any work (see MedXAILib.outputs); folds persist one by one so that a
+#: killed run resumes.
+OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}
 RESUMABLE = True
 
 
@@ -108,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     cluster = getattr(args, "cluster", None)
-    if not cluster:
+    if cluster:
+        from ..cluster import parse_address
+
+        parse_address(cluster)  # a malformed address is refused before the dataset is read
+    else:
         resolve_device(config.device)  # refuse an unavailable device before any work (a cluster's GPUs are remote)
     progress = Progress(getattr(args, "progress", "bar"))
     result = cross_validate(config, progress, cluster=cluster)
@@ -136,6 +154,9 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise InputError("--task autoencoder needs --model (the model whose input representation it learns)")
+    if args.cluster:
+        raise InputError("--cluster trains the folds of segmentation and classification; an autoencoder trains in "
+                         "this process (leave --cluster out)")
     resolve_device(args.device)
     progress = Progress(getattr(args, "progress", "bar"))
     desc = train_autoencoder(

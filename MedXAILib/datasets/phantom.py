@@ -9,9 +9,12 @@ from ..volume import Volume
 from .base import BRAIN_CHANNELS, LAYOUTS, PHANTOM_SEED_BASE, Case, Dataset, register
 from .brats import BRATS2023_LABELS, BRATS2023_REGIONS
 
+#: The most phantom cases one dataset declares. Each case is generated on load (about a second and 10 MB of
+#: arrays for a brain phantom); a cohort larger than this is a typo, and its listing alone would exhaust memory.
+MAX_PHANTOM_CASES = 100_000
 LAYOUT = (
-    'phantom:N (or phantom-brain:N, phantom-chest:N) generates N synthetic cases, N a positive integer; '
-    'phantom:N means brain phantoms'
+    f'phantom:N (or phantom-brain:N, phantom-chest:N) generates N synthetic cases, N a positive integer up to '
+    f'{MAX_PHANTOM_CASES}; phantom:N means brain phantoms'
 )
 
 
@@ -36,12 +39,14 @@ def _chest_phantom(case: Case) -> tuple[Volume, dict[str, int]]:
 
 
 def _read_phantom(kind: str, arg: str) -> Dataset:
-    try:
-        n = int(arg)
-    except ValueError:
-        n = 0
+    text = str(arg).strip()
+    digits = text.isascii() and text.isdigit()
+    n = (int(text) if len(text) <= 18 else MAX_PHANTOM_CASES + 1) if digits else 0  # no 5000-digit int()
     if n < 1:
         raise InputError(f"{kind}:{arg}: the number of phantom cases must be a positive integer. {LAYOUTS[kind]}")
+    if n > MAX_PHANTOM_CASES:
+        raise InputError(f"{kind}:{arg}: at most {MAX_PHANTOM_CASES} phantom cases (each is generated on load); "
+                         "give a smaller N")
     chest = kind == "phantom-chest"
     width = max(3, len(str(n - 1)))
     cases = []

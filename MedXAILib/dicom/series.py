@@ -10,13 +10,22 @@ Accepted inputs:
   identity direction and its pixel spacing, as SimpleITK does.
 
 Checks (each refusal names the slice and the fix): every file in the folder is readable DICOM; all slices share rows,
-columns, pixel spacing, orientation and frame of reference; no two slices are the same instance or sit at the same
-position; the slices lie on one line along the slice normal (no in-plane shift); the spacing along the normal is
-uniform. A gap of whole missing slices is refused unless ``allow_gaps`` is set: then the missing slices are filled by
-linear interpolation between their neighbours and a note says which.
+columns, pixel spacing, orientation, frame of reference and photometric interpretation; every slice of a series has
+an Image Position and Orientation (Patient), finite, with two orthogonal unit direction vectors; no two slices are
+the same instance or sit at the same position; the slices lie on one line along the slice normal (no in-plane shift);
+the spacing along the normal is uniform. A gap of whole missing slices is refused unless ``allow_gaps`` is set: then
+the missing slices are filled by linear interpolation between their neighbours and a note says which.
 
-Pixel values are the modality values: Rescale Slope / Intercept (or a Modality LUT) applied, so CT is in HU.
-MONOCHROME1 images are inverted so that larger values are brighter, as in MONOCHROME2.
+Pixel data is checked like any other image before it is used: uncompressed pixel data must hold exactly rows ×
+columns × frames × samples × bits allocated (one padding byte allowed), and compressed (encapsulated) frames must
+decode to the declared rows × columns × frames × samples; a truncated or padded file is refused, never read with
+zeros or with the bytes of the next element.
+
+Pixel values are the modality values: Rescale Slope / Intercept (or a Modality LUT) applied, so CT is in HU. Each
+slice is converted with its own attributes (bits, pixel representation, rescale), as the standard allows them to
+differ between the images of a series; a note says when they did. MONOCHROME1 images are inverted so that larger
+values are brighter, as in MONOCHROME2; a series that mixes the two is refused (no scanner writes one, and
+inverting it as a whole would turn some slices upside down in intensity).
 
 Array layout: ``(1, K, J, I)`` float32 with ``J`` = rows, ``I`` = columns, ``K`` = slices sorted along the normal
 (row direction × column direction); ``ijk_to_ras`` maps voxel indices to RAS millimetres.
@@ -34,6 +43,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import LPS_TO_RAS, Volume
+from .pixels import count, modality_values, number, pixel_format
 
 SERIES_SEPARATOR = "::"
 #: Files in a DICOM folder that are not expected to be DICOM and are skipped.
@@ -41,6 +51,7 @@ COMPANION_SUFFIXES = (".txt", ".md", ".json", ".csv", ".xml", ".html", ".pdf", "
                       ".gz", ".nrrd", ".zip", ".py", ".log")
 _ORIENTATION_TOL = 1e-4
 _SPACING_REL_TOL = 1e-3
+_UNIT_TOL = 1e-2  # direction cosines: unit length and orthogonal to 1 % (damage, not rounding, is what fails)
 
 
 @dataclass
@@ -110,6 +121,8 @@ class _Slice:
     frame_of_reference: str | None
     slope: float = 1.0
     intercept: float = 0.0
+    photometric: str = "MONOCHROME2"
+    bits: tuple[int, int, int] = (16, 16, 0)  # bits allocated, bits stored, pixel representation
 
 
 def split_series_spec(text: str | os.PathLike) -> tuple[Path, str | None]:
@@ -215,6 +228,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
     images = [(f, ds) for f, ds in headers if "Rows" in ds and "Columns" in ds and not _derived(ds)]
     if not images:
         raise InputError(f"{p}: no DICOM image found (the files hold no pixel data, or only segmentations / maps)")
+    _refuse_cut_images(headers, images)
     skipped = len(headers) - len(images)
     groups: dict[str, list[tuple[Path, Any]]] = {}
     for f, ds in images:
@@ -246,6 +260,20 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None,
         source.notes.append(f"{skipped} file(s) in {p.name} that are not images (segmentations, parametric maps, "
                             "structured reports…) were left out")
     return volume, source
+
+
+def _refuse_cut_images(headers: list[tuple[Path, Any]], images: list[tuple[Path, Any]]) -> None:
+    """A file of the same SOP class as the images but without Rows / Columns is an image whose header was cut (a
+    truncated copy), not a report or a map to leave out: refuse it rather than read the series without that slice."""
+    classes = {_uid(ds, "SOPClassUID", "MediaStorageSOPClassUID") for _, ds in images}
+    for f, ds in headers:
+        cls = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
+        if not ("Rows" in ds and "Columns" in ds) and cls in classes:
+            import pydicom
+
+            kind = pydicom.uid.UID(cls).name if cls else "image"
+            raise InputError(f"{f.name}: a {kind} instance without Rows / Columns; the file is truncated or damaged. "
+                             "Replace it with an intact copy, or remove it")
 
 
 def missing_series_uids(path: str | os.PathLike) -> list[str]:
@@ -293,13 +321,16 @@ def _pixel_spacing(ds: Any) -> np.ndarray | None:
 
 
 def _single_frame_slice(path: Path, ds: Any, index: int) -> _Slice:
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    name = f"{path.name} (instance {ds.get('InstanceNumber', '?')})"
+    photometric, bits = pixel_format(ds, name)
     return _Slice(
-        name=f"{path.name} (instance {ds.get('InstanceNumber', '?')})", file_index=index, frame_index=0,
-        rows=int(ds.Rows), columns=int(ds.Columns), orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        name=name, file_index=index, frame_index=0,
+        rows=count(ds, "Rows", name), columns=count(ds, "Columns", name),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         position=_floats(ds.get("ImagePositionPatient"), 3), spacing=_pixel_spacing(ds),
-        frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None, slope=slope, intercept=intercept,
+        frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None,
+        slope=number(ds, "RescaleSlope", 1.0, name) or 1.0, intercept=number(ds, "RescaleIntercept", 0.0, name),
+        photometric=photometric, bits=bits,
     )
 
 
@@ -311,7 +342,9 @@ def _group_item(per_frame: Any, shared: Any, sequence: str) -> Any:
 
 
 def _multiframe_slices(path: Path, ds: Any) -> list[_Slice]:
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    n = count(ds, "NumberOfFrames", path.name, 1)
+    photometric, bits = pixel_format(ds, path.name)
+    rows, columns = count(ds, "Rows", path.name), count(ds, "Columns", path.name)
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     per = list(ds.PerFrameFunctionalGroupsSequence) if "PerFrameFunctionalGroupsSequence" in ds else [None] * n
     if len(per) != n:
@@ -322,16 +355,16 @@ def _multiframe_slices(path: Path, ds: Any) -> list[_Slice]:
         ori = _group_item(per[f], shared, "PlaneOrientationSequence")
         meas = _group_item(per[f], shared, "PixelMeasuresSequence")
         pvt = _group_item(per[f], shared, "PixelValueTransformationSequence")
+        name = f"{path.name} frame {f + 1}"
+        rescale = pvt if pvt is not None else ds
         out.append(_Slice(
-            name=f"{path.name} frame {f + 1}", file_index=0, frame_index=f, rows=int(ds.Rows),
-            columns=int(ds.Columns),
+            name=name, file_index=0, frame_index=f, rows=rows, columns=columns,
             orientation=_floats(ori.get("ImageOrientationPatient") if ori is not None else None, 6),
             position=_floats(pos.get("ImagePositionPatient") if pos is not None else None, 3),
             spacing=_floats(meas.get("PixelSpacing") if meas is not None else None, 2),
             frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None,
-            slope=float(pvt.get("RescaleSlope", 1.0) if pvt is not None else ds.get("RescaleSlope", 1.0) or 1.0),
-            intercept=float(pvt.get("RescaleIntercept", 0.0) if pvt is not None
-                            else ds.get("RescaleIntercept", 0.0) or 0.0),
+            slope=number(rescale, "RescaleSlope", 1.0, name) or 1.0,
+            intercept=number(rescale, "RescaleIntercept", 0.0, name), photometric=photometric, bits=bits,
         ))
     return out
 
@@ -345,29 +378,43 @@ def _majority(slices: Sequence[_Slice], key: Any, what: str, fix: str) -> None:
         raise InputError(f"{shown}: {what} {key(odd[0])} where the rest of the series has {common}; {fix}")
 
 
-def _check_consistent(slices: Sequence[_Slice]) -> None:
+def _rounded(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.round(values, 4))
+
+
+def _check_consistent(slices: Sequence[_Slice]) -> list[str]:
+    """Refuse slices that cannot form one image; return notes on what differs but is handled per slice."""
     _majority(slices, lambda s: (s.rows, s.columns), "rows x columns", "every slice must have the same size")
-    _majority(slices, lambda s: None if s.spacing is None else tuple(np.round(s.spacing, 4)), "pixel spacing",
+    _majority(slices, lambda s: None if s.spacing is None else _rounded(s.spacing), "pixel spacing",
               "every slice must have the same pixel spacing (mixed series? choose one with FOLDER::UID)")
-    _majority(slices, lambda s: None if s.orientation is None else tuple(np.round(s.orientation, 4)),
+    _majority(slices, lambda s: None if s.orientation is None else _rounded(s.orientation),
               "image orientation", "every slice must have the same orientation (a localizer or a reformat mixed in?)")
     _majority(slices, lambda s: s.frame_of_reference, "frame of reference", "the slices come from different scans")
+    _majority(slices, lambda s: s.photometric, "photometric interpretation",
+              "a series must be all MONOCHROME2 or all MONOCHROME1 (inverting only some slices would make their "
+              "values disagree); replace the odd slice with an intact copy")
+    if len(slices) > 1 and len({(s.slope, s.intercept, s.bits) for s in slices}) > 1:
+        return ["the slices differ in rescale slope / intercept or bits stored; each slice was converted to "
+                "modality values with its own"]
+    return []
 
 
 def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: bool,
               allow_gaps: bool) -> tuple[Volume, DicomSource]:
     first_ds = chosen[0][1]
-    notes: list[str] = []
-    _check_consistent(slices)
     s0 = slices[0]
+    no_geometry = s0.orientation is None or s0.position is None
+    if len(slices) > 1:
+        for s in slices:
+            _check_placement(s)
+    elif not no_geometry:
+        _check_placement(s0)
+    notes: list[str] = _check_consistent(slices)
     spacing_rc = s0.spacing if s0.spacing is not None else np.ones(2)
     if s0.spacing is None:
         notes.append("the image has no Pixel Spacing; 1 mm pixels were assumed")
-    no_geometry = s0.orientation is None or s0.position is None
-    if no_geometry and len(slices) > 1:
-        missing = next(s for s in slices if s.orientation is None or s.position is None)
-        raise InputError(f"{missing.name}: no Image Position / Orientation (Patient), so the slices cannot be "
-                         "placed in 3D; this series cannot be read as a volume")
+    if not np.all(spacing_rc > 0) or not np.all(np.isfinite(spacing_rc)):
+        raise InputError(f"{s0.name}: Pixel Spacing {spacing_rc.tolist()} mm; spacings must be positive")
     if no_geometry:
         row_dir, col_dir, normal = np.eye(3)
         order = [0]
@@ -396,7 +443,7 @@ def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: 
             f"{(missing_n + 1) * slice_spacing:.3g} mm where the series spacing is {slice_spacing:.3g} mm); "
             "find the missing files, or pass --allow-dicom-gaps to fill them by linear interpolation"
         )
-    array = _pixels(chosen, [slices[i] for i in order], multiframe, notes)
+    array = modality_values(chosen, [slices[i] for i in order], multiframe, notes)
     slice_frames = [(slices[i].file_index, slices[i].frame_index) for i in order]
     if gaps:
         array, slice_frames, positions = _fill_gaps(array, slice_frames, positions, gaps)
@@ -424,6 +471,23 @@ def _assemble(chosen: list[tuple[Path, Any]], slices: list[_Slice], multiframe: 
     if not all(source.sop_instance_uids):
         source.missing.append("SOPInstanceUID")
     return Volume(array[None], LPS_TO_RAS @ ijk_to_lps), source
+
+
+def _check_placement(s: _Slice) -> None:
+    """A slice of a series needs a finite position and two orthogonal unit direction vectors."""
+    if s.orientation is None or s.position is None:
+        missing = " and ".join(k for k, v in (("Image Position", s.position), ("Image Orientation", s.orientation))
+                               if v is None)
+        raise InputError(f"{s.name}: no {missing} (Patient), so the slice cannot be placed in 3D; this series cannot "
+                         "be read as a volume (replace the file with an intact copy, or remove it)")
+    if not (np.all(np.isfinite(s.position)) and np.all(np.isfinite(s.orientation))):
+        raise InputError(f"{s.name}: Image Position / Orientation (Patient) holds values that are not finite numbers; "
+                         "the header is damaged")
+    row, col = s.orientation[:3], s.orientation[3:]
+    if (abs(np.linalg.norm(row) - 1) > _UNIT_TOL or abs(np.linalg.norm(col) - 1) > _UNIT_TOL
+            or abs(float(row @ col)) > _UNIT_TOL):
+        raise InputError(f"{s.name}: Image Orientation (Patient) {np.round(s.orientation, 4).tolist()} is not two "
+                         "orthogonal unit vectors; the header is damaged")
 
 
 def _check_stack(slices: list[_Slice], dist: np.ndarray, normal: np.ndarray, ds: Any) -> tuple[float, list]:
@@ -475,55 +539,3 @@ def _fill_gaps(array: np.ndarray, slice_frames: list[tuple[int, int]], positions
             frames.append((-1, -1))
             pos.append(np.full(3, np.nan))
     return np.stack(planes), frames, np.asarray(pos)
-
-
-def _decode(path: Path, name: str) -> tuple[np.ndarray, Any]:
-    """Stored pixel values (frames × rows × columns, or rows × columns) and the full data set."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{name}: unreadable DICOM file ({type(exc).__name__}: {str(exc)[:120]})") from None
-    try:
-        return np.asarray(ds.pixel_array), ds
-    except Exception as exc:  # noqa: BLE001 - no pydicom decoder: let GDCM (through SimpleITK) try
-        try:
-            import SimpleITK as sitk
-
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            arr = sitk.GetArrayFromImage(reader.Execute())
-        except RuntimeError:
-            raise InputError(f"{name}: its pixel data cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); "
-                             "the file is truncated, corrupt or in an unsupported compression") from None
-        # GDCM has already applied the rescale: mark it by returning a data set without one
-        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-        return (arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr), ds
-
-
-def _pixels(chosen: list[tuple[Path, Any]], ordered: list[_Slice], multiframe: bool, notes: list[str]) -> np.ndarray:
-    """``(K, rows, columns)`` float32 modality values in the order of ``ordered``."""
-    try:
-        from pydicom.pixels import apply_modality_lut
-    except ImportError:  # pydicom 2 (e.g. the copy Slicer ships)
-        from pydicom.pixel_data_handlers.util import apply_modality_lut
-
-    if multiframe:
-        path = chosen[0][0]
-        stored, ds = _decode(path, path.name)
-        stored = stored.reshape((-1, ds.Rows, ds.Columns))
-        out = np.stack([stored[s.frame_index].astype(np.float32) * s.slope + s.intercept for s in ordered])
-    else:
-        planes = []
-        for s in ordered:
-            path = chosen[s.file_index][0]
-            stored, ds = _decode(path, s.name)
-            if stored.ndim != 2:
-                raise InputError(f"{s.name}: {stored.shape} pixels; a slice of a series holds one grey-level plane")
-            planes.append(np.asarray(apply_modality_lut(stored, ds), dtype=np.float32))
-        out = np.stack(planes)
-    if str(chosen[0][1].get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        out = (float(out.max()) + float(out.min())) - out
-        notes.append("MONOCHROME1 image inverted so that larger values are brighter")
-    return out.astype(np.float32, copy=False)

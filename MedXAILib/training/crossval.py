@@ -140,11 +140,17 @@ def format_table(result: CrossValResult) -> str:
     return "\n".join(lines)
 
 
+def _fold_progress(progress: ProgressCallback, k: int, n: int) -> ProgressCallback:
+    return scaled(progress, 0.02 + 0.97 * k / n, 0.02 + 0.97 * (k + 1) / n)
+
+
 def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress,
                    cluster: str | None = None) -> CrossValResult:
     """Train ``config.folds`` models with patient-level folds and write ``DIR`` (see the module docstring).
 
-    Writes ``DIR/splits.json``, ``DIR/fold{k}/{model.json,weights.pt}``, ``DIR/folds.json`` and ``DIR/summary.csv``.
+    Writes ``DIR/fold{k}/{model.json,weights.pt}`` as each fold is trained, then ``DIR/splits.json``,
+    ``DIR/folds.json`` and ``DIR/summary.csv``. Everything is checked (the dataset, the options, the cluster address
+    and that its scheduler answers) before the first file is written.
     Folds already trained with the same configuration are kept (resume). With ``cluster`` (``local:N`` or a Dask
     scheduler address) the folds to train run in parallel, one per worker (:mod:`.distributed`); the folds, seeds
     and thread count are the same, so are the weights and metrics.
@@ -152,9 +158,13 @@ def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress
     Raises:
         InputError: the dataset or an option does not fit (no truth for the task, fewer patients than folds, ...).
     """
+    from ..cluster import parse_address, session
     from ..io import write_json
+    from ..outputs import make_folder
     from ..splits import patient_kfold, write_splits
 
+    if cluster is not None:
+        parse_address(cluster)  # before anything is read or written
     cache = CaseCache()
     progress(0.0, "reading the dataset")
     plan = plan_training(config, cache)
@@ -162,36 +172,34 @@ def cross_validate(config: TrainConfig, progress: ProgressCallback = no_progress
     out = Path(config.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"--output {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    write_splits(folds, out / "splits.json")
-    if cluster is not None:
-        from ..cluster import parse_address
-
-        parse_address(cluster)
     records: list[dict[str, Any]] = []
-    pending: list[tuple[Any, str]] = []
+    to_train: list[tuple[Any, str]] = []
     notes = list(plan.notes)
     for fold in folds:
-        sub = scaled(progress, 0.02 + 0.97 * fold.index / len(folds), 0.02 + 0.97 * (fold.index + 1) / len(folds))
         fp = fingerprint(config, plan, fold.train, fold.test)
         done = finished_fold(out / f"fold{fold.index}", fp)
-        if done is not None:
-            sub(1.0, f"fold {fold.index}: already trained, kept")
+        if done is None:
+            to_train.append((fold, fp))
+        else:
+            _fold_progress(progress, fold.index, len(folds))(1.0, f"fold {fold.index}: already trained, kept")
             records.append({**done, "skipped": True})
-            continue
-        for stale in out.glob(f".fold{fold.index}.*.part"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-        if cluster is not None:
-            pending.append((fold, fp))
-            continue
-        training = train_fold(config, plan, fold, cache, sub)
-        records.append({**training, "skipped": False})
-    if pending:
-        from .distributed import train_on_cluster
+    # an unreachable scheduler is refused here, before the first file is written
+    with session(cluster if to_train else None, device=config.device, worker_threads=config.threads) as client:
+        make_folder(out)
+        for fold, _fp in to_train:
+            for stale in out.glob(f".fold{fold.index}.*.part"):  # left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
+            if client is None:
+                training = train_fold(config, plan, fold, cache, _fold_progress(progress, fold.index, len(folds)))
+                records.append({**training, "skipped": False})
+        if client is not None:
+            from .distributed import train_on_cluster
 
-        train_on_cluster(config, pending, str(cluster),
-                         lambda _k, training: records.append({**training, "skipped": False}), progress)
-        records.sort(key=lambda r: int(r["fold"]))
+            train_on_cluster(config, to_train, str(cluster),
+                             lambda _k, training: records.append({**training, "skipped": False}), progress,
+                             client=client)
+    records.sort(key=lambda r: int(r["fold"]))
+    write_splits(folds, out / "splits.json")  # with the summaries: a run whose folds all failed leaves none
     extra = sorted(
         (p.name for p in out.glob("fold*") if p.is_dir() and p.name[4:].isdigit() and int(p.name[4:]) >= len(folds)),
         key=lambda n: int(n[4:]),

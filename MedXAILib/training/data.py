@@ -174,6 +174,7 @@ def plan_training(config: TrainConfig, cache: CaseCache | None = None) -> Plan:
         else:
             pre["input_size"] = [256, 256] if spatial_dims == 2 else [64, 64, 64]
         n_out = len(findings)
+    _check_batch_memory(config, patch or pre.get("input_size"), len(channel_names))
     architecture = resolve_architecture(config.architecture, config.task, spatial_dims, len(channel_names), n_out)
     if patch is not None:
         from ..models import Model
@@ -194,6 +195,19 @@ def plan_training(config: TrainConfig, cache: CaseCache | None = None) -> Plan:
         ds, config.task, spatial_dims, channel_names, class_names, label_values, regions, pre, patch, architecture,
         notes,
     )
+
+
+def _check_batch_memory(config: TrainConfig, grid: Sequence[int] | None, n_channels: int) -> None:
+    """Refuse a batch whose input tensors alone (float32 images and int64 labels, ``batch × grid`` voxels) cannot
+    be allocated: ``--batch-size 1e9`` or a patch of 10⁵ voxels a side is a typo, not a training run."""
+    from .. import memory
+
+    if not grid:
+        return
+    voxels = math.prod(int(g) for g in grid)
+    memory.require(config.batch_size * voxels * (4 * n_channels + 8),
+                   f"--batch-size {config.batch_size} of {' x '.join(map(str, grid))}-voxel samples",
+                   "choose a smaller --batch-size, --patch or --input-size")
 
 
 def fold_description(

@@ -70,10 +70,12 @@ def train_on_cluster(
     address: str,
     on_fold: Callable[[int, dict[str, Any]], None],
     progress: ProgressCallback,
+    client: Any = None,
 ) -> None:
     """Train the ``pending`` (fold, fingerprint) pairs on the cluster at ``address``; write each fold as it returns.
 
-    ``on_fold(k, training)`` is called once per written fold, in completion order.
+    ``on_fold(k, training)`` is called once per written fold, in completion order. ``client``: a Dask client already
+    connected to ``address`` (the caller connects before it writes anything); without one, this connects.
 
     Raises:
         InputError: no cluster / no suitable worker; a worker that saw different data (fingerprint mismatch); a
@@ -86,46 +88,48 @@ def train_on_cluster(
     from ..cluster import connect, describe_failure, environment_error, n_workers, unit_resources
     from .fold import write_fold
 
+    if client is None:
+        with connect(address, device=config.device, worker_threads=config.threads) as connected:
+            return train_on_cluster(config, pending, address, on_fold, progress, client=connected)
     out = Path(config.output)
     run_id = uuid.uuid4().hex[:8]
     cfg = asdict(config)
     failures: list[str] = []
-    with connect(address, device=config.device, worker_threads=config.threads) as client:
-        progress(0.02, f"{len(pending)} fold(s) to {n_workers(client)} Dask workers at {address}")
-        futures = {
-            client.submit(remote_fold, cfg, fold.index, pure=False, retries=0, key=f"medxai-fold{fold.index}-{run_id}",
-                          resources=unit_resources(config.device)): (fold, fp)
-            for fold, fp in pending
-        }
-        done = 0
-        try:
-            for fut in as_completed(list(futures)):
-                fold, fp = futures.pop(fut)
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a lost worker or a bug: reported with the fold
-                    fix = environment_error(exc)
-                    if fix:
-                        raise InputError(fix) from None
-                    result = {"error": f"fold {fold.index}: {describe_failure(exc)}"}
-                finally:
-                    fut.release()
-                done += 1
-                if "error" in result:
-                    failures.append(result["error"])
-                    continue
-                if result["fingerprint"] != fp:
-                    failures.append(f"fold {fold.index}: the worker saw other cases or options than this machine "
-                                    "(fingerprint mismatch); workers must see the same dataset path and files")
-                    continue
-                write_fold(out, fold.index, result["description"], result["state"])
-                on_fold(fold.index, result["training"])
-                where = result["training"].get("worker", "?")
-                progress(0.02 + 0.97 * done / len(pending),
-                         f"fold {fold.index} trained on {where} ({done}/{len(pending)})")
-        finally:
-            if futures:
-                client.cancel(list(futures))
+    progress(0.02, f"{len(pending)} fold(s) to {n_workers(client)} Dask workers at {address}")
+    futures = {
+        client.submit(remote_fold, cfg, fold.index, pure=False, retries=0, key=f"medxai-fold{fold.index}-{run_id}",
+                      resources=unit_resources(config.device)): (fold, fp)
+        for fold, fp in pending
+    }
+    done = 0
+    try:
+        for fut in as_completed(list(futures)):
+            fold, fp = futures.pop(fut)
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker or a bug: reported with the fold
+                fix = environment_error(exc)
+                if fix:
+                    raise InputError(fix) from None
+                result = {"error": f"fold {fold.index}: {describe_failure(exc)}"}
+            finally:
+                fut.release()
+            done += 1
+            if "error" in result:
+                failures.append(result["error"])
+                continue
+            if result["fingerprint"] != fp:
+                failures.append(f"fold {fold.index}: the worker saw other cases or options than this machine "
+                                "(fingerprint mismatch); workers must see the same dataset path and files")
+                continue
+            write_fold(out, fold.index, result["description"], result["state"])
+            on_fold(fold.index, result["training"])
+            where = result["training"].get("worker", "?")
+            progress(0.02 + 0.97 * done / len(pending),
+                     f"fold {fold.index} trained on {where} ({done}/{len(pending)})")
+    finally:
+        if futures:
+            client.cancel(list(futures))
     if failures:
         raise InputError("; ".join(failures) + " (the other folds were written; rerun to retry the failed ones)")
 
