@@ -370,6 +370,7 @@ class _Transaction:
     plan: OutputPlan | None = None  # once set, a file outside it is refused (UndeclaredOutputError)
     staged: list[tuple[Path, Path]] = field(default_factory=list)  # (temporary folder, destination)
     created: list[Path] = field(default_factory=list)
+    building: dict[Path, Path] = field(default_factory=dict)  # staged_folder: hidden folder -> its destination
 
     def commit(self) -> None:
         try:
@@ -388,7 +389,18 @@ class _Transaction:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only empty folders go
 
+    def building_folder_of(self, path: Path) -> tuple[Path, Path] | None:
+        """``(hidden folder, destination)`` of the :func:`staged_folder` that ``path`` is written into, else None."""
+        p = resolved(path)
+        for hidden, dest in self.building.items():
+            if p.is_relative_to(hidden):
+                return hidden, dest
+        return None
+
     def require(self, dest: Path) -> None:
+        inside = self.building_folder_of(dest)
+        if inside is not None:  # checked as the file it becomes when the folder is moved into place
+            dest = inside[1] / resolved(dest).relative_to(inside[0])
         if self.plan is not None and not self.plan.allows(dest):
             raise UndeclaredOutputError(
                 f"{dest} is not among the outputs the command declared ({', '.join(self.plan.describe()) or 'none'});"
@@ -478,13 +490,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if not (tmpdir / dest.name).exists():
         shutil.rmtree(tmpdir, ignore_errors=True)
         return
-    if tx is not None and tx.staged_writes:  # every file a set-atomic command writes waits for the others
+    in_building_folder = tx is not None and tx.building_folder_of(dest) is not None  # that folder is the unit
+    if tx is not None and tx.staged_writes and not in_building_folder:  # every file waits for the others
         tx.staged.append((tmpdir, dest))
         return
     try:
         _move_in(tmpdir, dest)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Build a whole output folder in a hidden sibling and move it into place with one rename when the block
+    succeeds (``folder`` must be absent or empty); on failure the hidden folder is removed. For a command whose
+    folder is one unit (a study: its files are hashed into its protocol before it appears). Inside
+    :func:`command_outputs`, a file written under the yielded path through :func:`atomic_path` is checked against
+    the plan as the file it becomes under ``folder``, and goes into the hidden folder at once.
+    """
+    dest = Path(folder)
+    make_folder(dest.parent)
+    hidden = Path(tempfile.mkdtemp(prefix=f".{dest.name[:60]}.", suffix=".part", dir=dest.parent))
+    tx = _ACTIVE.get()
+    if tx is not None:
+        tx.building[resolved(hidden)] = resolved(dest)
+    try:
+        yield hidden
+        if dest.is_dir():
+            dest.rmdir()  # empty (the output checks refuse a folder with files); a file appearing meanwhile fails
+        os.replace(hidden, dest)
+    except BaseException:
+        shutil.rmtree(hidden, ignore_errors=True)
+        raise
+    finally:
+        if tx is not None:
+            tx.building.pop(resolved(hidden), None)
 
 
 def outputs_of(args: argparse.Namespace, specs: Mapping[str, OutputSpec]) -> dict[str, tuple[object, OutputSpec]]:

@@ -20,7 +20,14 @@ from bad_inputs import assert_refused, make_world, run, snapshot
 
 from MedXAILib import cli
 from MedXAILib.output_names import WILDCARD, matches, may_overlap
-from MedXAILib.outputs import OutputSpec, UndeclaredOutputError, atomic_path, check_command_outputs, command_outputs
+from MedXAILib.outputs import (
+    OutputSpec,
+    UndeclaredOutputError,
+    atomic_path,
+    check_command_outputs,
+    command_outputs,
+    staged_folder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +75,29 @@ def test_a_file_the_command_did_not_declare_is_refused_and_nothing_is_kept(tmp_p
         with atomic_path(tmp_path / "out" / "b.json") as tmp:
             tmp.write_text("{}")
     assert snapshot(tmp_path) == {} and not (tmp_path / "out").exists()
+
+
+def test_a_folder_built_as_one_unit_is_checked_as_its_final_files(tmp_path):
+    """staged_folder (a study folder): files written into the hidden folder are checked against the plan as the
+    files they become; the folder appears with one rename on success and not at all on failure."""
+    args = argparse.Namespace(output=str(tmp_path / "study"))
+    spec = {"output": OutputSpec(folder=True, derived=lambda p, a: [p / "study.json", p / "cases" / WILDCARD])}
+    with command_outputs():
+        check_command_outputs(args, spec)
+        with staged_folder(tmp_path / "study") as hidden:
+            with atomic_path(hidden / "cases" / "k1.nii.gz") as tmp:
+                tmp.write_text("x")
+            assert (hidden / "cases" / "k1.nii.gz").read_text() == "x"  # in the hidden folder at once
+            (hidden / "study.json").write_text("{}")
+            assert not (tmp_path / "study").exists()
+    assert sorted(snapshot(tmp_path)) == ["study/cases/k1.nii.gz", "study/study.json"]
+    other = argparse.Namespace(output=str(tmp_path / "other"))
+    with pytest.raises(UndeclaredOutputError, match="notes.txt"), command_outputs():
+        check_command_outputs(other, spec)
+        with staged_folder(tmp_path / "other") as hidden, atomic_path(hidden / "notes.txt") as tmp:
+            tmp.write_text("x")
+    assert not (tmp_path / "other").exists() and sorted(snapshot(tmp_path)) == ["study/cases/k1.nii.gz",
+                                                                                  "study/study.json"]
 
 
 def test_wildcard_names_match_and_overlap_like_the_files_they_stand_for(tmp_path):

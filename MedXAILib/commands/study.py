@@ -14,11 +14,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import InputError
+from ..output_names import WILDCARD
 from ..outputs import OutputSpec
 from .common import add_model_arguments, open_model, progress_from
+
+
+def _study_files(folder: Path, _args: argparse.Namespace) -> list[Path]:
+    """The files of a new study folder (:mod:`MedXAILib.study.create`): the protocol, each case's material and hidden
+    truth (named by the random reading id, unknown before the run), and the empty folder for the reads."""
+    return [folder / "study.json", folder / "cases" / WILDCARD / WILDCARD, folder / "truth" / WILDCARD]
+
+
+def _analysis_files(folder: Path, _args: argparse.Namespace) -> list[Path]:
+    """The files of ``study analyse --output DIR`` (:func:`MedXAILib.study.report.write_outputs`)."""
+    from ..study.report import OUTPUT_FILES
+
+    return [folder / name for name in OUTPUT_FILES]
+
 
 HELP = "reader studies: create a blinded study, simulate readers, analyse the reads (MRMC), size a study"
 DESCRIPTION = (
@@ -53,8 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a parameter of an arm's explanation method; repeatable")
     p.add_argument("--allow-changes", action="store_true", help="readers may change a submitted read")
     p.add_argument("--output", required=True, metavar="STUDY", help="the study folder to create (new or empty)")
-    p.set_defaults(_run=run_create, _module=SimpleNamespace(OUTPUTS={"output": OutputSpec(folder=True)},
-                                                            RESUMABLE=True))
+    p.set_defaults(_run=run_create, _module=SimpleNamespace(
+        OUTPUTS={"output": OutputSpec(folder=True, derived=_study_files)}, RESUMABLE=True))
 
     p = sub.add_parser("simulate", help="simulated readers read the study (or, with --replicates, a power analysis)")
     p.add_argument("--study", required=True, help="the study folder")
@@ -81,7 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--covariance", default="jackknife", help="jackknife (default) or delong")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for mrmc.json, report.html and figures")
-    p.set_defaults(_run=run_analyse, _module=SimpleNamespace(OUTPUTS={"output": OutputSpec(folder=True)}))
+    p.set_defaults(_run=run_analyse,
+                   _module=SimpleNamespace(OUTPUTS={"output": OutputSpec(folder=True, derived=_analysis_files)}))
 
     p = sub.add_parser("size", help="readers and cases for a full study from a pilot's mrmc.json")
     p.add_argument("--pilot", required=True, help="mrmc.json of a pilot (from study analyse)")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import staged_folder
 from ..progress import ProgressCallback, no_progress
 from ..volume import Volume
 from .protocol import FORMAT, check_name, hash_files, parse_arm, reading_lists
@@ -281,9 +280,7 @@ def create_study(cases: Sequence[CaseSpec], model: Any, model_source: str, setti
     truth = {k: c.truth for k, c in zip(keys, cases)}
     lists, groups = reading_lists(settings.readers, settings.arms, keys, truth, settings.design, sessions,
                                   settings.seed, settings.groups)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         protocol_cases: dict[str, Any] = {}
         for n, (key, spec) in enumerate(zip(keys, cases)):
             progress(n / len(cases), f"case {n + 1} of {len(cases)}")
@@ -305,10 +302,4 @@ def create_study(cases: Sequence[CaseSpec], model: Any, model_source: str, setti
         protocol["files"] = hash_files(tmp)
         _write_json(protocol, tmp / "study.json")
         progress(1.0, "study created")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

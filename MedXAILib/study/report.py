@@ -177,6 +177,10 @@ def render_html(mrmc: dict[str, Any], figures: list[str]) -> str:
     return "\n".join(parts)
 
 
+#: Every file :func:`write_outputs` writes into its folder.
+OUTPUT_FILES = ("mrmc.json", "report.html", "roc.png", "reader_auc.png")
+
+
 def write_outputs(folder: str | Path, mrmc: dict[str, Any], curves: dict[str, Any]) -> list[Path]:
     """Write mrmc.json, roc.png, reader_auc.png and report.html into ``folder``."""
     out = Path(folder)
