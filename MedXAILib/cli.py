@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "benchmark": "benchmark",
     "speed": "speed",
     "report": "report",
+    "shortcut": "shortcut",
+    "tradeoff": "tradeoff",
 }
 
 #: Old command names that still work, with a one-line deprecation note: name -> current name.

@@ -75,6 +75,10 @@ def plan_training(config: TrainConfig, cache: CaseCache | None = None) -> Plan:
     config.check()
     ds = open_dataset(config.dataset)
     notes: list[str] = []
+    if config.finding is not None or config.artifact or config.explanation_loss:
+        from ..shortcut.confound import for_training  # one finding, optionally with a planted artifact
+
+        ds = for_training(ds, config.finding, config.artifact, config.task)
     if ds.task is not None and ds.task != config.task:
         other = "label maps" if ds.task == "segmentation" else "per-image labels"
         raise InputError(
