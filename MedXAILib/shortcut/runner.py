@@ -42,7 +42,8 @@ class ShortcutSettings:
     Attributes:
         dataset: ``KIND:PATH``. task: ``classification`` or ``segmentation``. finding: the label the artifact is
             confounded with (segmentation: a label or region name, default the whole foreground).
-        artifact: the :class:`ArtifactSpec` as a dict. methods: explanation methods. output: the output folder.
+        artifact: the :class:`ArtifactSpec` as a dict (required by ``shortcut``; ``tradeoff`` may go without).
+        methods: explanation methods. output: the output folder.
         folds, seed: patient-level folds and the seed of folds, weights, sampling and artifacts.
         architecture … device: the ``train`` options both models share (see :class:`~MedXAILib.training.TrainConfig`).
         explain_cases: how many held-out cases are explained (0: all), chosen by a seeded draw balanced over labels.
@@ -52,7 +53,7 @@ class ShortcutSettings:
     dataset: str
     task: str
     finding: str | None
-    artifact: dict[str, Any]
+    artifact: dict[str, Any] | None
     methods: list[str]
     output: str
     folds: int = 5
@@ -223,6 +224,8 @@ def run_shortcut(settings: ShortcutSettings, progress: ProgressCallback = no_pro
     from .scoring import summarise_methods
 
     t_start = time.perf_counter()
+    if not settings.artifact:
+        raise InputError("shortcut needs a planted artifact (--artifact tag|patch|intensity)")
     ds, finding, spec = check_shortcut(settings, settings.methods)
     assert spec is not None
     out = Path(settings.output)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,14 +30,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import ProgressCallback, no_progress, scaled
-from .runner import check_shortcut, explain_case, explained_cases, model_folder, train_config
+from .runner import ShortcutSettings, check_shortcut, explain_case, explained_cases, model_folder, train_config
 
 QUALITY = ("relevance_mass", "deletion_auc", "insertion_auc", "artifact_mass")
 FORMAT = "medxai-tradeoff"
 
 
 @dataclass
-class TradeoffSettings:
+class TradeoffSettings(ShortcutSettings):
     """A trade-off run: the shortcut options (``artifact`` may be None) plus the weights and the allowed region.
 
     Attributes:
@@ -46,32 +46,9 @@ class TradeoffSettings:
         Others: as :class:`~MedXAILib.shortcut.runner.ShortcutSettings`.
     """
 
-    dataset: str
-    task: str
-    finding: str | None
-    artifact: dict[str, Any] | None
-    methods: list[str]
-    output: str
     weights: list[float] = field(default_factory=lambda: [0.0, 1.0, 10.0, 100.0])
     explanation_mask: str = "artifact"
-    folds: int = 5
-    seed: int = 0
-    architecture: str | None = None
-    epochs: int = 20
-    steps_per_epoch: int = 25
-    batch_size: int = 2
-    lr: float = 2e-3
-    input_size: list[int] | None = None
-    spacing: list[float] | None = None
-    patch: list[int] | None = None
-    threads: int = 2
-    device: str = "cpu"
-    explain_cases: int = 0
     faithfulness_steps: int = 10
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_tradeoff(s: TradeoffSettings) -> tuple[Any, Any, Any]:
