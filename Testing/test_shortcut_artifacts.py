@@ -115,3 +115,59 @@ def test_rrr_penalty_equals_the_closed_form_of_a_linear_model():
     torch.testing.assert_close(got, expected)
     got.backward()  # differentiable with respect to the weights (double backward)
     assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"explanation_mask": "artifact"}, "need --explanation-loss rrr"),
+    ({"explanation_loss": "rrr", "explanation_weight": 1.0}, "needs --explanation-mask"),
+    ({"explanation_loss": "rrr", "explanation_weight": 1.0, "explanation_mask": "artifact"},
+     "needs a planted artifact"),
+    ({"explanation_loss": "rrr", "explanation_weight": -1.0, "explanation_mask": "annotation"}, "≥ 0"),
+    ({"explanation_loss": "rrr", "explanation_weight": 1.0, "explanation_mask": "annotation", "finding": None},
+     "needs --finding"),
+])
+def test_explanation_loss_options_are_checked(options, message):
+    from MedXAILib.training import TrainConfig
+
+    cfg = TrainConfig(dataset="phantom-chest:4", task="classification", output="out",
+                      **{"finding": "effusion", **options})
+    with pytest.raises(InputError, match=message):
+        cfg.check()
+
+
+def test_train_command_line_round_trips_the_new_options():
+    """The command a fold records reruns the same training: parsed back, it gives the same configuration."""
+    import argparse
+    import shlex
+
+    from MedXAILib.commands import train
+    from MedXAILib.training import TrainConfig
+
+    cfg = TrainConfig(dataset="phantom-chest:8", task="classification", output="out", folds=2, seed=3,
+                      finding="effusion", artifact=ArtifactSpec("tag", 0.9, 3, 20.0).as_dict(),
+                      explanation_loss="rrr", explanation_weight=10.0, explanation_mask="artifact")
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(shlex.split(cfg.command())[4:])
+    again = train.config_from_args(args)
+    assert again == cfg
+    plain = TrainConfig(dataset="phantom-chest:8", task="classification", output="out")
+    assert "--finding" not in plain.command() and "--explanation" not in plain.command()
+
+
+def test_train_refuses_annotation_mask_without_annotations_before_writing(tmp_path, capsys):
+    from MedXAILib.cli import main
+    from MedXAILib.io import write_volume
+
+    rows = ["case_id,patient_id,image,effusion"]
+    for n in range(4):
+        write_volume(_image((1, 16, 16), seed=n), tmp_path / f"x{n}.nrrd")
+        rows.append(f"x{n},p{n},x{n}.nrrd,{n % 2}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "train"
+    assert main(["train", "--dataset", f"csv:{tmp_path / 'cases.csv'}", "--task", "classification", "--folds", "2",
+                 "--finding", "effusion", "--explanation-loss", "rrr", "--explanation-weight", "1",
+                 "--explanation-mask", "annotation", "--output", str(out), "--progress", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "annotation of effusion" in err
+    assert not out.exists()
