@@ -142,3 +142,37 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, command, ex
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_segmentation_with_an_intensity_blob_runs_end_to_end(tmp_path):
+    """3D segmentation: Dice clean / swapped, blob masks away from the lesion and as in training, both models
+    explained (tiny volumes and one optimiser step: the path, not the numbers)."""
+    rows = ["case_id,patient_id,image:t1,image:flair,label"]
+    geom = make_ijk_to_ras((2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    for n in range(4):
+        rng = np.random.default_rng(n)
+        k, j, i = np.meshgrid(np.arange(12), np.arange(16), np.arange(16), indexing="ij")
+        r = np.sqrt((k - 6) ** 2 + (j - 5 - n) ** 2 + (i - 8) ** 2)
+        label = np.where(r < 2, 4, np.where(r < 4, 1, 0)).astype(np.int16)
+        image = (1.0 + 2.0 * (label > 0) + rng.normal(0, 0.1, (2, 12, 16, 16))).astype(np.float32)
+        for c, name in enumerate(("t1", "flair")):
+            write_volume(Volume(image[c:c + 1], geom), tmp_path / f"s{n}_{name}.nii.gz")
+        write_volume(Volume(label[None], geom), tmp_path / f"s{n}_seg.nii.gz")
+        rows.append(f"s{n},p{n},s{n}_t1.nii.gz,s{n}_flair.nii.gz,s{n}_seg.nii.gz")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "seg"
+    tiny = json.dumps({"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 1}})
+    assert main(["shortcut", "--dataset", f"csv:{tmp_path / 'cases.csv'}", "--task", "segmentation",
+                 "--artifact", "intensity", "--artifact-size", "8", "--methods", "saliency", "--folds", "2",
+                 "--architecture", tiny, "--patch", "8,16,16", "--epochs", "1", "--steps-per-epoch", "1",
+                 "--threads", "1", "--output", str(out), "--progress", "none"]) == 0
+    data = json.loads((out / "shortcut.json").read_text())
+    assert data["finding"]["name"] == "foreground"  # the manifest declares no labels: every non-zero one
+    for role in ("clean", "confounded"):
+        assert {"dice", "dice_swapped", "dice_drop", "dice_confounded_data"} <= set(data["reliance"][role])
+    assert len(list((out / "masks").glob("*_swapped.nii.gz"))) == 4
+    swapped = read_image(out / "masks" / "s0_swapped.nii.gz").array[0] > 0
+    lesion = read_image(tmp_path / "s0_seg.nii.gz").array[0] > 0
+    assert swapped.any() and not (swapped & lesion).any()  # the swapped blob lies away from the lesion
+    with open(out / "shortcut.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 4 * 2

@@ -47,7 +47,8 @@ class Finding:
     Attributes:
         name: the finding (classification) or the region / label name (segmentation), as the dataset spells it.
         task: ``classification`` or ``segmentation``.
-        label_values: segmentation label values of the region (empty for classification).
+        label_values: segmentation label values of the region; empty: every non-zero label (``foreground`` of a
+            dataset that declares no label values), and for classification.
     """
 
     name: str
@@ -141,9 +142,15 @@ class DrawnCase:
     boxes: dict[str, Any]
 
 
+def finding_mask(labels: np.ndarray, finding: Finding) -> np.ndarray:
+    """The voxels of an integer label array that belong to the finding (every non-zero one for ``foreground``)."""
+    labels = np.asarray(labels)
+    return np.isin(labels, finding.label_values) if finding.label_values else labels != 0
+
+
 def finding_region(truth: Any, finding: Finding) -> np.ndarray:
     """Segmentation: the ``(K, J, I)`` voxels of the finding's labels in a label-map Volume."""
-    return np.isin(np.asarray(truth.array[0]), finding.label_values)
+    return finding_mask(truth.array[0], finding)
 
 
 def finding_label(truth: Any, finding: Finding, case_id: str) -> int:
@@ -275,4 +282,5 @@ def check_annotations(ds: Any, finding: Finding, case_ids: Sequence[str] | None 
 
 
 __all__ = ["CACHE_BYTES", "MODES", "DrawnCase", "Finding", "check_annotations", "clear_cache", "confound", "draw_case",
-           "drawn", "finding_label", "finding_region", "for_training", "load_original", "resolve_finding"]
+           "drawn", "finding_label", "finding_mask", "finding_region", "for_training", "load_original",
+           "resolve_finding"]

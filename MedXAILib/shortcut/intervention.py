@@ -23,7 +23,7 @@ import numpy as np
 from ..metrics.classification import auc_roc
 from ..metrics.segmentation import dice
 from .artifacts import ArtifactSpec
-from .confound import Finding, draw_case, finding_region
+from .confound import Finding, draw_case, finding_mask, finding_region
 
 RELIANCE_KEYS = {"classification": ("auc", "auc_swapped", "auc_confounded_data"),
                  "segmentation": ("dice", "dice_swapped", "dice_confounded_data")}
@@ -35,6 +35,8 @@ def finding_classes(model: Any, finding: Finding) -> list[int]:
     if finding.task == "classification":
         return [d.class_index(finding.name)]
     values = list(d.label_values) if d.label_values else list(range(d.n_classes))
+    if not finding.label_values:  # the whole foreground
+        return [i for i, v in enumerate(values) if v != 0]
     return [values.index(v) for v in finding.label_values if v in values]
 
 
@@ -42,7 +44,7 @@ def _seg_score(model: Any, prediction: Any, finding: Finding, region: np.ndarray
     """(mean probability of the finding inside ``region``, predicted finding mask (K, J, I))."""
     idx = finding_classes(model, finding)
     prob = prediction.probabilities.array[idx].sum(axis=0)
-    predicted = np.isin(np.asarray(prediction.labels.array[0]), finding.label_values)
+    predicted = finding_mask(prediction.labels.array[0], finding)
     return (float(prob[region].mean()) if region.any() else float("nan")), predicted
 
 

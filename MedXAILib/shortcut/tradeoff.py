@@ -180,7 +180,7 @@ def run_tradeoff(settings: TradeoffSettings, progress: ProgressCallback = no_pro
 def _clean_record(model: Any, case: Any, finding: Any, fold: int) -> dict[str, Any]:
     """Accuracy record of a case without a planted artifact (annotation-mask trade-off)."""
     from ..metrics.segmentation import dice
-    from .confound import draw_case, finding_region
+    from .confound import draw_case, finding_mask, finding_region
     from .intervention import finding_classes
 
     d = draw_case(case, None, finding, "clean")
@@ -191,7 +191,7 @@ def _clean_record(model: Any, case: Any, finding: Any, fold: int) -> dict[str, A
         rec.update(label=int(d.label or 0), score_clean=p, score_swapped=p, score_confounded_data=p, effect=None)
     else:
         lesion = finding_region(d.truth, finding)
-        dc = dice(np.isin(np.asarray(pred.labels.array[0]), finding.label_values), lesion)
+        dc = dice(finding_mask(pred.labels.array[0], finding), lesion)
         rec.update(dice_clean=dc, dice_swapped=dc, dice_confounded_data=dc, effect=None)
     return rec
 
