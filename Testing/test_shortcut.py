@@ -41,9 +41,12 @@ def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shortcut") / "run"
     assert main(["shortcut", *COMMON, "--methods", "gradcam,ig,random", "--param", "ig:steps=16",
                  "--explain-cases", "24", "--output", str(out)]) == 0
+    weights = out / "train-confounded" / "fold0" / "weights.pt"
+    before = weights.stat().st_mtime_ns
     assert main(["tradeoff", *COMMON, "--weights", "0,100", "--explanation-mask", "artifact",
                  "--methods", "gradcam", "--explain-cases", "8", "--faithfulness-steps", "4",
                  "--output", str(out)]) == 0
+    assert weights.stat().st_mtime_ns == before  # λ = 0 is plain training: the confounded folds were reused
     return out
 
 
