@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from helpers import tiny_unet_model
+from helpers import save_model, tiny_unet_model
 
 from MedXAILib.cli import main
 from MedXAILib.errors import InputError
@@ -128,14 +127,7 @@ def test_evaluate_refuses_bad_msfi_in_one_line(tmp_path, capsys, extra, message)
 def test_benchmark_reports_msfi_per_method(tmp_path):
     """Per method in cases.csv, summary.csv and the report; a shared map's MSFI is its relevance mass (an
     independent localisation metric computed by another code path)."""
-    torch.manual_seed(0)
-    model = tiny_unet_model(channels=2, classes=2)
-    folder = tmp_path / "model"
-    folder.mkdir()
-    torch.save(model.network.state_dict(), folder / "weights.pt")
-    desc = model.description.to_dict()
-    desc["weights"] = "weights.pt"
-    (folder / "model.json").write_text(json.dumps(desc))
+    folder = save_model(tiny_unet_model(channels=2, classes=2), tmp_path / "model")
     geom = make_ijk_to_ras((1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
     rows = ["case_id,patient_id,image:c0,image:c1,label"]
     for n in range(4):
