@@ -8,6 +8,9 @@ Two modes share the command:
   explanation → flat keys named after the metrics (``pointing_game``, ``relevance_mass``, ``relevance_rank``,
   ``topk_dice_5pct``, ``sparseness_gini``, ``box_iobb``, …) plus ``inputs``.
 
+``--msfi t1ce:0.5,flair:0.3,t2:0.2,t1:0`` adds the modality-specific feature importance of a per-channel heat map
+(:mod:`MedXAILib.metrics.msfi`; ``msfi``, ``msfi_portions``); the other metrics then score the sum over channels.
+
 Metrics that need the model (faithfulness, stability, sanity: ``--model`` and ``--input``) are delegated to
 ``MedXAILib.quality.model_based_metrics(args, heatmap, reference) -> dict`` when that module exists; the flags are
 accepted now and refused with a clear message until then.
