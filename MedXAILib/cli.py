@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "speed": "speed",
     "report": "report",
     "study": "study",
+    "shortcut": "shortcut",
+    "tradeoff": "tradeoff",
 }
 
 #: Old command names that still work, with a one-line deprecation note: name -> current name.

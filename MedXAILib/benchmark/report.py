@@ -46,7 +46,7 @@ from .store import UnitStore
 FIRST_COLUMNS = ["case_id", "patient_id", "fold", "method", "status", "error", "seconds", "seconds_predict",
                  "seconds_explain", "seconds_metrics", "worker"]
 KEY_METRICS = ["deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random", "pointing_game",
-               "relevance_mass", "relevance_rank", "topk_dice_5pct", "sparseness_gini", "stability_ssim",
+               "relevance_mass", "msfi", "relevance_rank", "topk_dice_5pct", "sparseness_gini", "stability_ssim",
                "stability_spearman", "max_sensitivity", "sanity_ssim", "sanity_spearman", "sanity_passed",
                "seconds_explain", "seconds"]
 TASK_SEG = ["task_dice", "task_iou", "task_hd95_mm", "task_dice_labels_mean"]

@@ -31,7 +31,7 @@ DEFAULT_METRICS = ("localisation", "faithfulness", "complexity")
 SETTINGS_FILE = "benchmark.json"
 #: Settings a rerun in the same folder must share (methods may be added).
 FIXED_SETTINGS = ("dataset", "model", "metrics", "folds", "seed", "steps", "baseline", "blur_sigma_mm",
-                  "stability_snr_db", "stability_rotations_deg", "stability_scales", "sanity_stages")
+                  "stability_snr_db", "stability_rotations_deg", "stability_scales", "sanity_stages", "msfi")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class BenchmarkSettings:
         output: the output folder. steps / baseline / blur_sigma_mm / batch_size: faithfulness options.
         stability_*: perturbations. sanity_stages: cascade stages. threads: torch threads per worker.
         params: per-method parameters, method → {key: value}.
+        msfi: modality → clinician importance for the ``msfi`` metric family (:mod:`MedXAILib.metrics.msfi`).
     """
 
     dataset: str
@@ -65,6 +66,7 @@ class BenchmarkSettings:
     threads: int = 1
     device: str = "cpu"
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    msfi: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,8 +240,23 @@ def compute_unit(
         record["target"] = target.describe()
         params = dict(settings.get("params", {}).get(method, {}))
         t0 = time.perf_counter()
-        heat = explain_map(model, image, method, target, params)
+        channel_maps = None
+        if "msfi" in settings["metrics"] and method != "random":  # MSFI needs the per-channel maps
+            from ..explain import explain
+
+            expl = explain(model, image, method, target=target, params=params)
+            heat = expl.heatmap.array[0].astype(np.float64)
+            channel_maps = expl.channel_maps.array if expl.channel_maps is not None else None
+        else:
+            heat = explain_map(model, image, method, target, params)
         record["seconds_explain"] = round(time.perf_counter() - t0, 4)
+        if "msfi" in settings["metrics"] and region is not None and settings.get("msfi"):
+            from ..metrics.msfi import msfi
+
+            found = msfi(channel_maps if channel_maps is not None else heat[None],
+                         list(model.description.channel_names), settings["msfi"], region)
+            record.update(msfi=found["msfi"], msfi_maps=found["msfi_maps"],
+                          **{f"msfi_portion_{m}": p for m, p in found["msfi_portions"].items()})
         t0 = time.perf_counter()
         control = store.read_control(case_id) if "faithfulness" in settings["metrics"] else None
         quality = evaluate_explanation(

@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
                         help="a method parameter, e.g. occlusion:window_mm=16; repeatable")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    parser.add_argument("--msfi", metavar="MODALITY:WEIGHT,...",
+                        help="the msfi metric: clinician modality importances summing to 1, e.g. "
+                             "t1ce:0.5,flair:0.3,t2:0.2,t1:0 (adds msfi to --metrics)")
     cli.add_progress_argument(parser)
 
 
@@ -117,9 +120,20 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} must be at least {low}; got {value}")
     if not args.blur_sigma_mm > 0:
         raise InputError(f"--blur-sigma-mm must be a positive number of mm; got {args.blur_sigma_mm}")
+    metrics = parse_metrics(args.metrics)
+    importance = None
+    if args.msfi:
+        from ..metrics.msfi import parse_importance
+
+        importance = parse_importance(args.msfi)
+        metrics = parse_metrics([*metrics, "msfi"])
+    elif "msfi" in metrics and "all" in args.metrics.replace(" ", "").split(","):
+        metrics.remove("msfi")  # "all" means every family that needs no extra input
+    elif "msfi" in metrics:
+        raise InputError("the msfi metric needs --msfi MODALITY:WEIGHT,... (e.g. t1ce:0.5,flair:0.3,t2:0.2,t1:0)")
     settings = BenchmarkSettings(
         dataset=args.dataset, model=args.model, methods=methods, output=str(args.output),
-        metrics=parse_metrics(args.metrics), folds=args.folds, seed=args.seed, steps=args.steps,
+        metrics=metrics, msfi=importance, folds=args.folds, seed=args.seed, steps=args.steps,
         baseline=args.baseline, blur_sigma_mm=args.blur_sigma_mm, batch_size=args.batch_size,
         stability_snr_db=_floats(args.snr_db, "--snr-db"),
         stability_rotations_deg=_floats(args.rotations_deg, "--rotations-deg"),

@@ -8,6 +8,9 @@ Two modes share the command:
   explanation → flat keys named after the metrics (``pointing_game``, ``relevance_mass``, ``relevance_rank``,
   ``topk_dice_5pct``, ``sparseness_gini``, ``box_iobb``, …) plus ``inputs``.
 
+``--msfi t1ce:0.5,flair:0.3,t2:0.2,t1:0`` adds the modality-specific feature importance of a per-channel heat map
+(:mod:`MedXAILib.metrics.msfi`; ``msfi``, ``msfi_portions``); the other metrics then score the sum over channels.
+
 Metrics that need the model (faithfulness, stability, sanity: ``--model`` and ``--input``) are delegated to
 ``MedXAILib.quality.model_based_metrics(args, heatmap, reference) -> dict`` when that module exists; the flags are
 accepted now and refused with a clear message until then.
@@ -59,6 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="segmentation mode: also score labels merged into one region, e.g. whole_tumour=1,2,4 (repeatable)",
     )
     parser.add_argument("--heatmap-channel", type=int, default=None, help="channel of a multi-channel heat map")
+    parser.add_argument(
+        "--msfi", metavar="MODALITY:WEIGHT,...",
+        help="heat-map mode: modality-specific feature importance (Jin et al., AAAI 2022) of a per-channel heat map "
+             "against --reference, e.g. t1ce:0.5,flair:0.3,t2:0.2,t1:0 (clinician importances summing to 1); a "
+             "one-channel map counts for every modality; the other metrics use the sum over channels",
+    )
+    parser.add_argument("--heatmap-channels", metavar="NAMES",
+                        help="--msfi: the heat map's channel names in order, e.g. t1,t1ce,t2,flair (default: the "
+                             "MedXAI brain order t1,t1ce,t2,flair restricted to the --msfi modalities it holds)")
     parser.add_argument(
         "--tolerance-mm", type=float, default=0.0, help="pointing-game tolerance in mm (adds pointing_game_tol*)"
     )
@@ -145,6 +157,14 @@ def _check_args(args: argparse.Namespace) -> None:
             raise InputError("--heatmap needs --reference (a label map) or --box x,y,w,h")
         if args.region:
             raise InputError("--region applies to segmentation mode (--prediction)")
+        if args.msfi and args.reference is None:
+            raise InputError("--msfi needs --reference (the feature mask)")
+        if args.msfi and args.heatmap_channel is not None:
+            raise InputError("--msfi scores every channel of the heat map; drop --heatmap-channel")
+    if args.prediction is not None and (args.msfi or args.heatmap_channels):
+        raise InputError("--msfi and --heatmap-channels apply to heat-map mode (--heatmap)")
+    if args.heatmap_channels and not args.msfi:
+        raise InputError("--heatmap-channels names the channels for --msfi")
     if args.tolerance_mm < 0:
         raise InputError(f"--tolerance-mm must be >= 0; got {args.tolerance_mm}")
 
@@ -241,6 +261,10 @@ def _read_heatmap(args: argparse.Namespace) -> Volume:
     from .. import io
 
     vol = io.read_image(args.heatmap, grayscale_2d=False)
+    if getattr(args, "msfi", None):
+        vol = vol.with_array(vol.array.astype(np.float64))
+        vol.check_finite(f"{args.heatmap}: the heat map")
+        return vol
     if args.heatmap_channel is not None:
         if not 0 <= args.heatmap_channel < vol.n_channels:
             raise InputError(f"--heatmap-channel {args.heatmap_channel}: the heat map has {vol.n_channels} channel(s)")
@@ -263,14 +287,27 @@ def _run_heatmap(
     labels = _int_list(args.labels, "--labels") if args.labels else None
     topk = _float_list(args.topk, "--topk")
     box = _float_list(args.box, "--box", count=4) if args.box else None
+    importance = None
+    if args.msfi:
+        from ..metrics.msfi import parse_importance
+
+        importance = parse_importance(args.msfi)
     progress(0.0, "reading heat map")
     heat = _read_heatmap(args)
+    channel_maps = None
+    if importance is not None:
+        channel_maps, heat = heat, heat.with_array(heat.array.sum(axis=0, keepdims=True))
     reference = None
     result: dict[str, object] = {}
     if args.reference is not None:
         reference = io.read_label_map(args.reference, reference=heat, what="reference")
         progress(0.3, "localisation")
         region = reference_region(reference, labels)
+        if importance is not None and channel_maps is not None:
+            from ..metrics.msfi import msfi
+
+            result.update(msfi(channel_maps.array, _msfi_channels(args, channel_maps.n_channels, importance),
+                               importance, region))
         result.update(localisation_summary(heat.array[0], region, heat.spacing_kji, topk, args.tolerance_mm,
                                            args.relevance_mass))
     if box is not None:
@@ -294,6 +331,24 @@ def _run_heatmap(
     }
     result["conventions"] = heatmap_conventions(args, box is not None, hook is not None)
     return result
+
+
+def _msfi_channels(args: argparse.Namespace, n: int, importance: dict[str, float]) -> list[str]:
+    """The heat map's channel names for MSFI: ``--heatmap-channels``, or the brain order of the weighted modalities."""
+    from ..datasets import BRAIN_CHANNELS
+
+    if args.heatmap_channels:
+        names = [c.strip().lower() for c in args.heatmap_channels.split(",") if c.strip()]
+        if len(names) != n:
+            raise InputError(f"--heatmap-channels names {len(names)} channel(s); {args.heatmap} has {n}")
+        return names
+    if n == 1:
+        return list(importance)
+    brain = [c for c in BRAIN_CHANNELS if c in importance]
+    if set(importance) <= set(BRAIN_CHANNELS) and len(brain) == n:
+        return brain
+    raise InputError(f"{args.heatmap} has {n} channels; name them with --heatmap-channels (e.g. "
+                     f"{','.join(list(importance)[:n])})")
 
 
 def heatmap_conventions(args: argparse.Namespace, box: bool, model_based: bool) -> dict[str, str]:

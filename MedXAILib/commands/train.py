@@ -93,20 +93,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", default=None, metavar="ADDRESS",
                         help="train the folds in parallel on Dask, one fold per worker: local:N or a scheduler "
                              "address such as tcp://10.0.0.5:8786 (docs/cluster.md)")
+    from .shortcut import add_artifact_arguments
+
+    add_artifact_arguments(parser, required=False)
+    g = parser.add_argument_group("explanation constraint (right for the right reasons, Ross et al. 2017)")
+    g.add_argument("--explanation-loss", choices=("rrr",), default=None,
+                   help="rrr: add λ · the squared input gradient of the log-probabilities outside the allowed region")
+    g.add_argument("--explanation-weight", type=float, default=0.0, metavar="LAMBDA",
+                   help="λ of the explanation loss (default 0: none)")
+    g.add_argument("--explanation-mask", choices=("annotation", "artifact"), default=None,
+                   help="allowed region: annotation (the finding's boxes or label map) or artifact (everywhere but "
+                        "the planted artifact)")
     add_progress_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, imported lazily
     from ..training import TrainConfig
     from ..training.config import N_THREADS
+    from .shortcut import artifact_from_args
 
     if args.folds < 2:
         raise InputError(f"--folds must be 2 or more; got {args.folds}")
+    artifact = artifact_from_args(args) if hasattr(args, "artifact") else None
     return TrainConfig(
         dataset=args.dataset, task=args.task, output=args.output, folds=args.folds, seed=args.seed,
         architecture=args.architecture, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, patch=args.patch,
         spacing=args.spacing, input_size=args.input_size, lr=args.lr, batch_size=args.batch_size, device=args.device,
         threads=N_THREADS if getattr(args, "threads", None) is None else args.threads,
+        finding=getattr(args, "finding", None), artifact=artifact,
+        explanation_loss=getattr(args, "explanation_loss", None),
+        explanation_weight=float(getattr(args, "explanation_weight", 0.0) or 0.0),
+        explanation_mask=getattr(args, "explanation_mask", None),
     )
 
 

@@ -18,7 +18,10 @@ from .faithfulness import deletion_insertion
 from .sanity import cascading_randomisation
 from .stability import method_explainer, scale_invariance, stability
 
-ALL_METRICS = ("localisation", "complexity", "faithfulness", "stability", "sanity")
+ALL_METRICS = ("localisation", "complexity", "faithfulness", "stability", "sanity", "msfi")
+#: Families scored outside :func:`evaluate_explanation`: ``msfi`` needs per-channel maps and modality weights
+#: (:func:`MedXAILib.metrics.msfi.msfi`; the benchmark computes it from the explanation).
+EXTERNAL_METRICS = ("msfi",)
 #: Affordable on a laptop CPU: no re-explanation needed.
 DEFAULT_METRICS = ("localisation", "complexity", "faithfulness")
 MODEL_METRICS = ("faithfulness", "stability", "sanity")
@@ -121,6 +124,8 @@ def evaluate_explanation(
     if target is None and any(f in MODEL_METRICS for f in families):
         target = resolve_target(model, volume)
     for fam in families:
+        if fam in EXTERNAL_METRICS:
+            continue
         t0 = time.perf_counter()
         if fam == "localisation":
             region = _region(reference, volume.shape)

@@ -89,6 +89,13 @@ class TrainConfig:
         device: ``cpu``, ``cuda`` or ``auto``.
         threads: torch CPU threads while training a fold (default :data:`N_THREADS`; the same count gives the same
             weights, wherever the fold runs).
+        finding: train on this one finding (classification) or region (segmentation) only; None: every class.
+        artifact: a planted artifact confounded with ``finding`` (:class:`~MedXAILib.shortcut.ArtifactSpec` as a
+            dict), or None.
+        explanation_loss: ``rrr`` adds the right-for-the-right-reasons penalty (:mod:`.explanation_loss`); None: none.
+        explanation_weight: its weight λ (≥ 0; 0 trains exactly as without it).
+        explanation_mask: ``annotation`` (allowed: the finding's boxes or label map) or ``artifact`` (allowed:
+            everywhere but the planted artifact).
     """
 
     dataset: str
@@ -106,6 +113,11 @@ class TrainConfig:
     batch_size: int = 2
     device: str = "cpu"
     threads: int = N_THREADS
+    finding: str | None = None
+    artifact: dict[str, Any] | None = None
+    explanation_loss: str | None = None
+    explanation_weight: float = 0.0
+    explanation_mask: str | None = None
 
     def check(self) -> None:
         """Refuse values that cannot work, with the reason (raises :class:`InputError`)."""
@@ -123,6 +135,14 @@ class TrainConfig:
             raise InputError(f"--spacing values must be positive millimetres; got {self.spacing}")
         if self.input_size is not None and any(int(s) < 1 for s in self.input_size):
             raise InputError(f"--input-size values must be positive pixel counts; got {self.input_size}")
+        from .explanation_loss import check_explanation_options
+
+        check_explanation_options(self)
+
+    @property
+    def explained(self) -> bool:
+        """Whether the explanation penalty takes part in training (a loss with a weight above 0)."""
+        return bool(self.explanation_loss) and float(self.explanation_weight) > 0
 
     def command(self) -> str:
         """The shell command that reruns this training (from the repository root)."""
@@ -138,6 +158,19 @@ class TrainConfig:
         parts += ["--lr", _fmt_number(self.lr), "--batch-size", str(self.batch_size)]
         if self.threads != N_THREADS:  # the thread count changes the weights in the last bits
             parts += ["--threads", str(self.threads)]
+        if self.finding is not None:
+            parts += ["--finding", self.finding]
+        if self.artifact:
+            a = self.artifact
+            parts += ["--artifact", str(a["kind"]), "--strength", _fmt_number(a.get("strength", 0.9)),
+                      "--artifact-seed", str(a.get("seed", 0))]
+            if a.get("size_mm") is not None:
+                parts += ["--artifact-size", _fmt_number(a["size_mm"])]
+            if a.get("kind") == "intensity":
+                parts += ["--artifact-contrast", _fmt_number(a.get("contrast", 2.0))]
+        if self.explanation_loss:
+            parts += ["--explanation-loss", self.explanation_loss, "--explanation-weight",
+                      _fmt_number(self.explanation_weight), "--explanation-mask", str(self.explanation_mask)]
         return shlex.join(parts)
 
 

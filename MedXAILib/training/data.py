@@ -75,6 +75,12 @@ def plan_training(config: TrainConfig, cache: CaseCache | None = None) -> Plan:
     config.check()
     ds = open_dataset(config.dataset)
     notes: list[str] = []
+    if config.finding is not None or config.artifact or config.explanation_loss:
+        from ..shortcut.confound import check_annotations, for_training, resolve_finding
+
+        ds = for_training(ds, config.finding, config.artifact, config.task)  # one finding, maybe an artifact
+        if config.explained and config.explanation_mask == "annotation":  # refused before anything is written
+            check_annotations(ds, resolve_finding(ds, config.finding, config.task))
     if ds.task is not None and ds.task != config.task:
         other = "label maps" if ds.task == "segmentation" else "per-image labels"
         raise InputError(

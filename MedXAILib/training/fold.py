@@ -40,6 +40,13 @@ def fingerprint(config: TrainConfig, plan: Plan, train_ids: Sequence[str], val_i
         "train": sorted(train_ids),
         "val": sorted(val_ids),
     }
+    # keys that change the weights only when set, so that folds trained before they existed keep their fingerprint
+    if config.finding is not None:
+        data["finding"] = config.finding
+    if config.artifact:
+        data["artifact"] = dict(sorted(config.artifact.items()))
+    if config.explained:
+        data["explanation"] = [config.explanation_loss, float(config.explanation_weight), config.explanation_mask]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -175,6 +182,12 @@ def fit_fold(
     for n, case in enumerate(train_cases):
         data.append(cache.prepared(case, model, plan))
         progress(0.1 * (n + 1) / n_load, f"fold {k}: preparing {case.case_id}")
+    penalised = None
+    if config.explained:  # right for the right reasons: where the input gradient is penalised, per case
+        from .explanation_loss import penalty_masks
+
+        penalised = penalty_masks(train_cases, model, plan, config)
+        progress(0.1, f"fold {k}: {len(penalised)} explanation masks ready")
     network = model.network
     network.train()
     opt = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=1e-5)
@@ -191,14 +204,20 @@ def fit_fold(
     t0 = time.perf_counter()
     running = float("nan")
     epoch_losses: list[float] = []
+    epoch_penalties: list[float] = []
     step = 0
+    mb = None
     for epoch in range(config.epochs):
-        losses = []
+        losses, penalties = [], []
         for _ in range(config.steps_per_epoch):
             idx = rng.integers(len(data), size=config.batch_size)
             if plan.task == "segmentation":
-                pairs = [sample_patch(rng, data[i][0], data[i][1], plan.patch) for i in idx]  # type: ignore[arg-type]
+                # the penalised region travels as one more channel, so it is cut and flipped with the image
+                pairs = [sample_patch(rng, data[i][0] if penalised is None else np.concatenate(
+                    [data[i][0], penalised[i][None]]), data[i][1], plan.patch) for i in idx]  # type: ignore[arg-type]
                 xb = torch.from_numpy(np.stack([p[0] for p in pairs]))
+                if penalised is not None:
+                    xb, mb = xb[:, :-1], xb[:, -1:]
                 yb = torch.from_numpy(np.stack([p[1][None].astype(np.int64) for p in pairs]))
                 # intensity jitter: per-sample, per-channel scale and shift
                 scale = torch.from_numpy(rng.uniform(0.9, 1.1, size=(len(idx), xb.shape[1])).astype(np.float32))
@@ -208,6 +227,8 @@ def fit_fold(
             else:
                 xb = torch.from_numpy(np.stack([data[i][0] for i in idx]))
                 yb = torch.from_numpy(np.stack([data[i][1] for i in idx]))
+                if penalised is not None:
+                    mb = torch.from_numpy(np.stack([penalised[i][None] for i in idx]))
                 # exposure jitter (no flips: they would change the anatomy, e.g. the heart's side)
                 shape = (len(idx),) + (1,) * (xb.ndim - 1)
                 if unit_range:  # a random gamma on [0, 1]-scaled images
@@ -218,7 +239,17 @@ def fit_fold(
             for g in opt.param_groups:
                 g["lr"] = lr_at(config.lr, step, total)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(network(xb.to(device)), yb.to(device))
+            xb = xb.to(device)
+            if penalised is None:
+                loss = loss_fn(network(xb), yb.to(device))
+            else:
+                from .explanation_loss import rrr_penalty
+
+                xb.requires_grad_(True)
+                out = network(xb)
+                penalty = rrr_penalty(out, xb, mb.to(device), "softmax" if plan.task == "segmentation" else "sigmoid")
+                loss = loss_fn(out, yb.to(device)) + float(config.explanation_weight) * penalty
+                penalties.append(float(penalty.detach()))
             if not torch.isfinite(loss):
                 raise ModelError(
                     f"fold {k}: the loss became {float(loss)} at step {step + 1}; lower --lr (now {config.lr})"
@@ -231,6 +262,8 @@ def fit_fold(
             step += 1
             progress(0.1 + 0.75 * step / total, f"fold {k}: epoch {epoch + 1}/{config.epochs}, loss {running:.3f}")
         epoch_losses.append(round(float(np.mean(losses)), 5))
+        if penalties:
+            epoch_penalties.append(float(f"{np.mean(penalties):.5g}"))
     train_seconds = time.perf_counter() - t0
     network.eval()
     t1 = time.perf_counter()
@@ -263,6 +296,15 @@ def fit_fold(
         "versions": _versions(),
         "fingerprint": fp,
     }
+    if config.finding is not None:
+        training["finding"] = config.finding
+    if config.artifact:
+        training["artifact"] = dict(config.artifact)
+    if config.explained:
+        from .explanation_loss import description as explanation_description
+
+        training["explanation_loss"] = {**explanation_description(config), "epoch_penalties": epoch_penalties}
+        training["loss"] = f"{loss_name} + lambda * right-for-the-right-reasons penalty"
     desc.training = training
     state = {n: t.detach().cpu() for n, t in network.state_dict().items()}
     return training, desc, state
