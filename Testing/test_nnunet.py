@@ -224,7 +224,7 @@ def _fake_part(root: Path, src: Path, dataset: str, names: list[str]) -> Path:
 
 def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from MedXAILib.models.registry import list_models
+    from MedXAILib.models.catalogue import list_models
 
     root = tmp_path / "ts" / "nnunet" / "results"
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
@@ -251,7 +251,7 @@ def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
 
 
 def test_models_listing_has_nnunet_results_folders(nnunet_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from MedXAILib.models.registry import list_models
+    from MedXAILib.models.catalogue import list_models
 
     monkeypatch.setenv("nnUNet_results", str(nnunet_folder.parent.parent))
     entries = {e["load"]: e for e in list_models() if e["source"] == "nnunet"}
