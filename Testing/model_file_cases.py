@@ -486,23 +486,25 @@ def _nnunet(mutate: Callable[[dict[str, Any], dict[str, Any]], None]) -> Callabl
 
 def nnunet_name_mutations(payload: str = PAYLOAD) -> list[tuple[str, Callable[[dict, dict], None]]]:
     """Every plans / dataset.json field nnU-Net imports or looks up by name, set to the payload (or an unknown
-    name); used by the fuzz test and, on the real nnU-Net test folder, by the CLI tests."""
-    def arch(p: dict) -> dict:
-        cfg = next(iter(p["configurations"].values()))
-        return cfg["architecture"]
+    name) in every configuration; used by the fuzz test and, on the real nnU-Net test folder, by the CLI tests."""
+    def configs(p: dict) -> list[dict]:
+        return [c for c in p["configurations"].values() if "architecture" in c] or list(p["configurations"].values())
 
     def set_kw(key: str, value: Any) -> Callable[[dict, dict], None]:
-        return lambda p, d: arch(p)["arch_kwargs"].__setitem__(key, value)
+        return lambda p, d: [c["architecture"]["arch_kwargs"].__setitem__(key, value) for c in configs(p)]
 
     def set_cfg(key: str, value: Any) -> Callable[[dict, dict], None]:
-        return lambda p, d: next(iter(p["configurations"].values())).__setitem__(key, value)
+        return lambda p, d: [c.__setitem__(key, value) for c in configs(p)]
 
     def requires(p: dict, d: dict) -> None:
-        arch(p)["_kw_requires_import"] = [*arch(p).get("_kw_requires_import", []), "conv_bias"]
-        arch(p)["arch_kwargs"]["conv_bias"] = f"{payload}.fn"
+        for c in configs(p):
+            c["architecture"]["_kw_requires_import"] = [*c["architecture"].get("_kw_requires_import", []),
+                                                        "conv_bias"]
+            c["architecture"]["arch_kwargs"]["conv_bias"] = f"{payload}.fn"
 
     return [
-        ("network_class_name", lambda p, d: arch(p).__setitem__("network_class_name", f"{payload}.Net")),
+        ("network_class_name", lambda p, d: [c["architecture"].__setitem__("network_class_name", f"{payload}.Net")
+                                             for c in configs(p)]),
         ("conv_op", set_kw("conv_op", f"{payload}.Layer")),
         ("norm_op", set_kw("norm_op", f"{payload}.Layer")),
         ("dropout_op", set_kw("dropout_op", f"{payload}.Layer")),

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_file_cases import LOWER_READERS, PAYLOAD, ModelCase, bundle_cases, make_world, nnunet_cases
+from model_file_cases import LOWER_READERS, PAYLOAD, ModelCase, bundle_cases, nnunet_cases
 
 from MedXAILib.cli import main
 
@@ -141,11 +141,11 @@ def generate(n: int, seed: int = 22) -> list[ModelCase]:
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_fuzz_model_files(tmp_path_factory: pytest.TempPathFactory, capfd: pytest.CaptureFixture,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+                          monkeypatch: pytest.MonkeyPatch, model_file_world: dict[str, Path]) -> None:
     pytest.importorskip("nnunetv2", reason="nnU-Net v2 is not installed (the nnU-Net half of the cases needs it)")
     t0 = time.perf_counter()
     root = tmp_path_factory.mktemp("model-fuzz")
-    world = make_world(root / "world")
+    world = model_file_world
     for sub in ("torch_home", "tmp"):
         (root / sub).mkdir()
     monkeypatch.syspath_prepend(str(world["payload"]))
@@ -162,10 +162,10 @@ def test_fuzz_model_files(tmp_path_factory: pytest.TempPathFactory, capfd: pytes
         model = case.build(case_dir, world)
         argv = ["segment", "--model", str(model), "--input", str(world["ct"]), "--output",
                 str(out_dir / "o.nii.gz"), "--progress", "none"]
-        before = snapshot(root)
+        before = {**snapshot(root), **{f"world/{k}": v for k, v in snapshot(world["root"]).items()}}
         code, tb, hung = run_case(argv)
         _, err = capfd.readouterr()
-        after = snapshot(root)
+        after = {**snapshot(root), **{f"world/{k}": v for k, v in snapshot(world["root"]).items()}}
         problems = judge(case, code, tb, hung, err, before, after, str(out_dir.relative_to(root)), world["marker"])
         klass = per_class.setdefault(case.klass, Counter())
         klass["cases"] += 1

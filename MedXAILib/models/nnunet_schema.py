@@ -57,7 +57,7 @@ NORMALIZATIONS = ("CTNormalization", "NoNormalization", "ZScoreNormalization", "
 RESAMPLING = ("resample_data_or_seg_to_shape", "resample_torch_fornnunet", "resample_torch_simple",
               "no_resampling_hack")
 LABEL_MANAGERS = ("LabelManager",)
-READER_WRITERS = ("SimpleITKIO", "SimpleITKIOWithReorient", "NibabelIO", "NibabelIOWithReorient",
+READER_WRITERS = ("SimpleITKIO", "NibabelIO", "NibabelIOWithReorient",
                   "NaturalImage2DIO", "Tiff3DIO")
 MAX_CHANNELS = 64
 MAX_LABELS = 1024
@@ -82,10 +82,10 @@ _ARCH_KWARGS = Map(fields={
     "nonlin_first": Bool(), "bottleneck_channels": opt(AnyOf((Int(1, 4096), Seq(Int(1, 4096), 1, MAX_STAGES)))),
     "stem_channels": opt(Int(1, 4096)),
 }, required=("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage_decoder"))
-_ARCHITECTURE = Map(fields={
-    "network_class_name": SafeName(NETWORKS, _LOCATE), "arch_kwargs": _ARCH_KWARGS,
+_ARCHITECTURE = Map(fields={  # checked in this order: the names nnU-Net imports before the values
     "_kw_requires_import": Seq(SafeName(REQUIRES_IMPORT, "nnU-Net's _kw_requires_import (pydoc.locate on that "
                                         "argument's value)"), 0, 4),
+    "network_class_name": SafeName(NETWORKS, _LOCATE), "arch_kwargs": _ARCH_KWARGS,
 }, required=("network_class_name", "arch_kwargs"))
 _RESAMPLING_KWARGS = Map(fields={
     "is_seg": Bool(), "order": Int(0, 5), "order_z": Int(0, 5), "force_separate_z": opt(Bool()),

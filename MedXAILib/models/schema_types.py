@@ -237,7 +237,8 @@ class Map(Spec):
         for k in self.required:
             if k not in value:
                 raise SchemaError(where, f"has no {k!r} entry")
-        for k, v in value.items():
+        known = [k for k in self.fields if k in value]  # in the schema's order: what decides safety comes first
+        for k, v in [(k, value[k]) for k in known] + [(k, v) for k, v in value.items() if k not in self.fields]:
             spec = self.fields.get(k)
             if spec is None:
                 if self.extra is None:
