@@ -552,8 +552,17 @@ def nnunet_cases(rng: np.random.Generator, start: int, n: int) -> list[ModelCase
             "inherits_from": "3d_fullres"}), cfg(p).__setitem__("inherits_from", "3d_lowres"))),
         ("missing parent", lambda p, d: cfg(p).__setitem__("inherits_from", "3d_nothing")),
     ]
+    def old_format(p: dict, d: dict) -> None:  # the pre-2.4 plans format, which nnU-Net converts itself
+        c = cfg(p)
+        kw = c.pop("architecture")["arch_kwargs"]
+        c.update({"UNet_class_name": "PlainConvUNet", "UNet_base_num_features": 4, "unet_max_num_features": 8,
+                  "n_conv_per_stage_encoder": kw["n_conv_per_stage"],
+                  "n_conv_per_stage_decoder": kw["n_conv_per_stage_decoder"], "num_pool_per_axis": [1, 1, 1],
+                  "pool_op_kernel_sizes": kw["strides"], "conv_kernel_sizes": kw["kernel_sizes"]})
+
     harmless: list[tuple[str, Callable[[dict, dict], None]]] = [
         ("intact", lambda p, d: None),
+        ("the pre-2.4 plans format", old_format),
         ("extra fields", lambda p, d: (p.__setitem__("comment", "made by hand"), d.__setitem__("licence", "CC-BY"))),
         ("a lowres configuration inheriting fullres", lambda p, d: p["configurations"].__setitem__(
             "3d_lowres", {"inherits_from": "3d_fullres", "spacing": [4.0, 3.0, 3.0], "data_identifier": "low"})),
