@@ -257,8 +257,9 @@ def read_checked_json(folder: Path, trust: bool = False) -> tuple[dict[str, Any]
         raise ModelError(f"{path}: not found; an nnU-Net model folder needs plans.json and dataset.json")
     plans = read_mapping(path, "nnU-Net plans file")
     dataset_json = read_mapping(folder / "dataset.json", "nnU-Net dataset.json")
-    if not trust:
-        check_dataset_json(dataset_json, str(folder / "dataset.json"))
+    # dataset.json is typed even when trusted (MedXAI reads it too); only its one class name is then left to nnU-Net
+    names_left = {k: v for k, v in dataset_json.items() if not (trust and k == "overwrite_image_reader_writer")}
+    check_dataset_json(names_left, str(folder / "dataset.json"))
     check_plans(plans, dataset_json, trust, str(path))
     return plans, dataset_json
 
