@@ -6,7 +6,9 @@ is judged by rules that do not use MedXAI's own checks:
 
 - ``code-ran``: the payload's marker file exists (the payload module, ``itkreader.py`` … were imported, or an
   expression ran), or a file appeared in ``$TORCH_HOME`` / the temporary folder (a download, ``tempfile.mkstemp``);
-- ``hang``: the command did not return within :data:`CASE_SECONDS`;
+- ``hang``: the command did not return within :data:`CASE_SECONDS`; ``memory``: the process's peak resident memory
+  grew by more than :data:`MEMORY_BYTES` during the case (an unbounded read or expansion, even one that ended in an
+  error);
 - ``traceback``: an exception escaped, or stderr holds a traceback;
 - ``unclean-refusal``: exit 2 without exactly one ``error:`` line (``warning:`` lines aside);
 - ``leftover``: a refused command left a file, or a successful one left files beyond its declared outputs;
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -40,8 +43,9 @@ from MedXAILib.cli import main
 
 N_CASES = int(os.environ.get("MEDXAI_MODEL_FUZZ_CASES", "160"))
 CASE_SECONDS = 30
+MEMORY_BYTES = 1 << 30
 OUTPUTS = ("o.nii.gz", "o.nii.gz.json")
-PROBLEMS = ("code-ran", "hang", "traceback", "unclean-refusal", "leftover", "modified-input", "accepted",
+PROBLEMS = ("code-ran", "hang", "memory", "traceback", "unclean-refusal", "leftover", "modified-input", "accepted",
             "unexpected-refusal")
 
 
@@ -67,10 +71,12 @@ class _TimeoutError(Exception):
     pass
 
 
-def run_case(argv: list[str]) -> tuple[int | None, str | None, bool]:
-    """``(exit code, traceback text, timed out)`` of one in-process CLI call, bounded by :data:`CASE_SECONDS` (a
-    timeout counts even when the code under test catches the interrupting exception and reports an error)."""
+def run_case(argv: list[str]) -> tuple[int | None, str | None, bool, int]:
+    """``(exit code, traceback text, timed out, growth of peak memory in bytes)`` of one in-process CLI call, bounded
+    by :data:`CASE_SECONDS` (a timeout counts even when the code under test catches the interrupting exception and
+    reports an error)."""
     fired: list[bool] = []
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def alarm(_sig: int, _frame: object) -> None:
         fired.append(True)
@@ -90,7 +96,8 @@ def run_case(argv: list[str]) -> tuple[int | None, str | None, bool]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    return code, tb, bool(fired)
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) * 1024  # ru_maxrss is in KiB on Linux
+    return code, tb, bool(fired), grown
 
 
 def _forget_payload() -> None:
@@ -98,8 +105,8 @@ def _forget_payload() -> None:
         sys.modules.pop(name, None)
 
 
-def judge(case: ModelCase, code: int | None, tb: str | None, hung: bool, err: str, before: dict[str, str],
-          after: dict[str, str], out_rel: str, marker: Path) -> list[str]:
+def judge(case: ModelCase, code: int | None, tb: str | None, hung: bool, grown: int, err: str,
+          before: dict[str, str], after: dict[str, str], out_rel: str, marker: Path) -> list[str]:
     """The problems of one case (see the module docstring); empty when it obeys every rule."""
     problems: list[str] = []
     new = sorted(set(after) - set(before))
@@ -109,6 +116,8 @@ def judge(case: ModelCase, code: int | None, tb: str | None, hung: bool, err: st
         problems.append("code-ran")
     if hung:
         problems.append("hang")
+    if grown > MEMORY_BYTES:
+        problems.append("memory")
     if tb is not None or "Traceback" in err:
         problems.append("traceback")
     if any(after.get(k) != v for k, v in before.items()):
@@ -163,10 +172,11 @@ def test_fuzz_model_files(tmp_path_factory: pytest.TempPathFactory, capfd: pytes
         argv = ["segment", "--model", str(model), "--input", str(world["ct"]), "--output",
                 str(out_dir / "o.nii.gz"), "--progress", "none"]
         before = {**snapshot(root), **{f"world/{k}": v for k, v in snapshot(world["root"]).items()}}
-        code, tb, hung = run_case(argv)
+        code, tb, hung, grown = run_case(argv)
         _, err = capfd.readouterr()
         after = {**snapshot(root), **{f"world/{k}": v for k, v in snapshot(world["root"]).items()}}
-        problems = judge(case, code, tb, hung, err, before, after, str(out_dir.relative_to(root)), world["marker"])
+        problems = judge(case, code, tb, hung, grown, err, before, after, str(out_dir.relative_to(root)),
+                         world["marker"])
         klass = per_class.setdefault(case.klass, Counter())
         klass["cases"] += 1
         counts["cases"] += 1
