@@ -31,6 +31,8 @@ CLASSES = {"background": 0, "spleen": 1, "kidney_right": 2, "kidney_left": 3, "g
 # (z, y, x) corners of the training crops, each CROP voxels large, inside example_ct_sm's 30 x 101 x 122 grid
 CROP = (16, 32, 32)
 CORNERS = [(0, 20, 10), (12, 40, 60), (6, 55, 30)]
+#: (z, y, x) mm of the tests' folder: the shared CT (3 mm) is resampled on the way in and out
+TEST_TARGET_SPACING = [3.5, 4.0, 4.0]
 
 
 def make_raw_dataset(raw: Path, data_dir: Path) -> None:

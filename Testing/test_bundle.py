@@ -83,7 +83,7 @@ def test_brats_bundle_parity_on_the_brats_2023_case(tmp_path):
     dp, agree = parity(pred.probabilities.array, monai_reference(folder, files), sigmoid=True)
     print(f"brats parity: max|dp|={dp:.3g} threshold agreement={agree:.6f}")
     assert dp <= 1e-3 and agree >= 0.999
-    assert any("Lambdad" in n and "--trust-bundle-code" in n for n in pred.notes)
+    assert any("Lambdad" in n and "--trust-model-code" in n for n in pred.notes)
 
 
 # ---- consent -------------------------------------------------------------------------------------------------------

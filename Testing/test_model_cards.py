@@ -107,10 +107,10 @@ def test_monai_name_downloads_once_into_the_cache_offline(tmp_path, monkeypatch,
 
 def test_model_sources_hook(monkeypatch: pytest.MonkeyPatch) -> None:
     from MedXAILib.models import registry
-    from MedXAILib.models.registry import entry, list_models, register_model_source
+    from MedXAILib.models.catalogue import list_models
+    from MedXAILib.models.registry import entry, register_model_source
 
-    registry._load_builtin_sources()
-    monkeypatch.setattr(registry, "_SOURCES", list(registry._SOURCES))  # the extra source dies with this test
+    monkeypatch.setattr(registry, "EXTRA_SOURCES", [])  # the extra source dies with this test
 
     @register_model_source
     def extra():

@@ -29,20 +29,7 @@ from MedXAILib.models import load_model  # noqa: E402
 from MedXAILib.volume import Volume  # noqa: E402
 
 pytestmark = pytest.mark.slow
-TARGET_SPACING = [3.5, 4.0, 4.0]  # (z, y, x) mm: the shared CT (3 mm) is resampled on the way in and out
-
-
-@pytest.fixture(scope="session")
-def nnunet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = Path(os.environ.get("MEDXAI_TEST_DATA", Path(__file__).resolve().parents[1] / ".." / "shared"
-                               / "medxai-test-data"))
-    if not (data / "totalsegmentator" / "example_ct_sm.nii.gz").exists():
-        pytest.skip("real test data not found: set MEDXAI_TEST_DATA to the medxai-test-data folder")
-    prebuilt = os.environ.get("MEDXAI_NNUNET_FIXTURE")  # a folder built earlier by nnunet_fixture.py (development)
-    if prebuilt:
-        return Path(prebuilt)
-    out = tmp_path_factory.mktemp("nnunet")
-    return nnunet_fixture.build_in_subprocess(out, data, folds="0,1", target_spacing=TARGET_SPACING)
+TARGET_SPACING = nnunet_fixture.TEST_TARGET_SPACING  # the session's folder (conftest.py ``nnunet_folder``)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +211,7 @@ def _fake_part(root: Path, src: Path, dataset: str, names: list[str]) -> Path:
 
 def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from MedXAILib.models.registry import list_models
+    from MedXAILib.models.catalogue import list_models
 
     root = tmp_path / "ts" / "nnunet" / "results"
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
@@ -251,7 +238,7 @@ def test_totalsegmentator_parts_and_errors(nnunet_folder: Path, tmp_path: Path,
 
 
 def test_models_listing_has_nnunet_results_folders(nnunet_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from MedXAILib.models.registry import list_models
+    from MedXAILib.models.catalogue import list_models
 
     monkeypatch.setenv("nnUNet_results", str(nnunet_folder.parent.parent))
     entries = {e["load"]: e for e in list_models() if e["source"] == "nnunet"}

@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from ..progress import ProgressCallback
-from .runner import commit_unit, compute_unit
 from .store import UnitStore, unit_key
+from .units import commit_unit, compute_unit
 
 
 def remote_unit(settings: dict[str, Any], case_id: str, method: str, fold: int) -> dict[str, Any]:

@@ -12,6 +12,21 @@ from ..models import Model, builtin_model_names, load_model
 from ..progress import Progress
 
 
+def number_list(kind: type, what: str):  # noqa: ANN202 - argparse type factory
+    """An argparse ``type`` for comma- (or ``x``-) separated numbers of ``kind`` (``"2,2,1"``, ``"96x96"``)."""
+    def parse(text: str) -> list:
+        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+        try:
+            values = [kind(p.strip()) for p in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}")
+        return values
+
+    return parse
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) -> None:
     parser.add_argument(
         "--model", required=True,
@@ -36,9 +51,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, inputs: bool = True) ->
         help="allow checkpoints that need arbitrary unpickling (this can run code stored in the file)",
     )
     parser.add_argument(
-        "--trust-bundle-code", action="store_true",
-        help="let a MONAI bundle run its own code: $ expressions and _target_s outside MedXAI's allow-list of "
-        "MONAI networks, transforms and inferers (only for bundles whose author you trust)",
+        "--trust-model-code", "--trust-bundle-code", dest="trust_model_code", action="store_true",
+        help="let a model file run code: a MONAI bundle's $ expressions, classes and arguments outside MedXAI's "
+        "typed schema, and an nnU-Net plan's own class names (only for models whose author you trust; see "
+        "docs/security.md). --trust-bundle-code is the same flag",
     )
     nn = parser.add_argument_group("nnU-Net and TotalSegmentator models")
     nn.add_argument("--folds", help="folds to ensemble, e.g. 0,1,2 or all (default: every fold present)")
@@ -81,7 +97,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def open_model(args: argparse.Namespace) -> Model:
     return load_model(args.model, device=args.device, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                      trust_bundle_code=getattr(args, "trust_bundle_code", False), options=model_options(args))
+                      trust_model_code=getattr(args, "trust_model_code", False), options=model_options(args))
 
 
 def progress_from(args: argparse.Namespace) -> Progress:

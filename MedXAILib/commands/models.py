@@ -10,9 +10,9 @@ DESCRIPTION = (
     "List the models that `--model` accepts without a path: the built-in demo models, MONAI Model Zoo bundles already "
     "in the cache, and known Model Zoo bundles (downloaded on first use with `--model monai:NAME`). Each shows its "
     "task, input channels, classes and model card (version, training data, intended use). With --json, prints "
-    '{"models": [{"name", "source", "task", "spatial_dims", "channels", "classes", "card", "label_values", "load"}]} '
-    "(name is what --model takes). "
-    "Nothing is downloaded and no network is reached."
+    '{"models": [{"name", "source", "task", "spatial_dims", "channels", "classes", "card", "label_values", "load"}], '
+    '"skipped": [{"name", "source", "reason"}]} (name is what --model takes; skipped: models that could not be read, '
+    "each named with the reason, without hiding the others). Nothing is downloaded and no network is reached."
 )
 
 
@@ -21,12 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.registry import list_models
+    import sys
 
-    models = list_models()
+    from ..models.catalogue import catalogue
+
+    models, skipped = catalogue()
     if args.json:
-        print(json.dumps({"models": models}, indent=2, default=str))
+        print(json.dumps({"models": models, "skipped": skipped}, indent=2, default=str))
         return 0
+    for s in skipped:
+        print(f"warning: skipped {s['name']} [{s['source']}]: {s['reason']}", file=sys.stderr)
     for m in models:
         card = m.get("card") or {}
         print(f"{m['load']}  [{m['source']}]  {m['task'] or '?'}, {m['spatial_dims'] or '?'}D")

@@ -22,17 +22,17 @@ from ..outputs import OutputSpec
 RESULT_FILES = ("shortcut.json", "shortcut.csv", "interventions.csv", "report.html")
 
 
-def trained_model_files(folder: Path, args: argparse.Namespace) -> list[Path]:
+def trained_model_files(folder: Path) -> list[Path]:
     """The files of every ``DIR/train-…`` folder (``train``'s own layout, one per role and weight)."""
-    from .train import _folder_files as train_files
+    from ..training.crossval import output_files
 
-    return train_files(folder / name_with("train-", WILDCARD), args)
+    return output_files(folder / name_with("train-", WILDCARD))
 
 
 def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
     """The files of ``--output DIR``: the trained models, the results, a mask per case and the figures."""
     each = [folder / "masks" / WILDCARD, folder / "figures" / WILDCARD]
-    return [*trained_model_files(folder, args), *(folder / n for n in RESULT_FILES), *each]
+    return [*trained_model_files(folder), *(folder / n for n in RESULT_FILES), *each]
 
 
 HELP = "does an explanation show what the model relies on? a planted-artifact benchmark with two trained models"
@@ -98,7 +98,7 @@ def artifact_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``train`` options every model of a shortcut or trade-off run shares."""
     from ..training import PRESETS
-    from .train import _numbers
+    from .common import number_list
 
     g = parser.add_argument_group("training (as `train`; every model gets the same)")
     g.add_argument("--folds", type=int, default=5, help="patient-level folds (default 5)")
@@ -109,11 +109,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--steps-per-epoch", type=int, default=25, help="optimiser steps per epoch (default 25)")
     g.add_argument("--batch-size", type=int, default=2, help="samples per step (default 2)")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 0.002)")
-    g.add_argument("--input-size", type=_numbers(int, "--input-size"), default=None, metavar="J,I",
+    g.add_argument("--input-size", type=number_list(int, "--input-size"), default=None, metavar="J,I",
                    help="classifier input size in pixels (default 256,256)")
-    g.add_argument("--spacing", type=_numbers(float, "--spacing"), default=None, metavar="K,J,I",
+    g.add_argument("--spacing", type=number_list(float, "--spacing"), default=None, metavar="K,J,I",
                    help="model grid spacing in mm (segmentation; default 2,2,2 in 3D)")
-    g.add_argument("--patch", type=_numbers(int, "--patch"), default=None, metavar="K,J,I",
+    g.add_argument("--patch", type=number_list(int, "--patch"), default=None, metavar="K,J,I",
                    help="segmentation training patch in voxels (default 32,64,64; 2D 128,128)")
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")

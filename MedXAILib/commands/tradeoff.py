@@ -30,7 +30,7 @@ RESULT_FILES = ("tradeoff.csv", "tradeoff_maps.csv", "tradeoff.json", "tradeoff.
 
 def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
     """The files of ``--output DIR``: one trained-model folder per weight and the results."""
-    return [*trained_model_files(folder, args), *(folder / n for n in RESULT_FILES)]
+    return [*trained_model_files(folder), *(folder / n for n in RESULT_FILES)]
 
 
 OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}

@@ -14,8 +14,8 @@ from typing import Sequence
 
 from ..cli import add_progress_argument
 from ..errors import InputError
-from ..output_names import WILDCARD, name_with
 from ..outputs import OutputSpec
+from .common import number_list
 
 HELP = "train your own U-Net or classifier with patient-level k-fold cross-validation"
 DESCRIPTION = (
@@ -33,28 +33,15 @@ def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
         from ..training.autoencoder import DESCRIPTION_FILE, WEIGHTS_FILE
 
         return [folder / DESCRIPTION_FILE, folder / WEIGHTS_FILE]
-    fold = folder / name_with("fold", WILDCARD)
-    return [folder / "splits.json", folder / "folds.json", folder / "summary.csv", fold / WILDCARD]
+    from ..training.crossval import output_files
+
+    return output_files(folder)
 
 
 #: Every file train writes, checked before any work (see MedXAILib.outputs); folds persist one by one so that a
 #: killed run resumes.
 OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}
 RESUMABLE = True
-
-
-def _numbers(kind: type, what: str):  # noqa: ANN202 - argparse type factory
-    def parse(text: str) -> list:
-        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-        try:
-            values = [kind(p.strip()) for p in parts]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}")
-        return values
-
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,11 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     parser.add_argument("--steps-per-epoch", type=int, default=25, help="optimiser steps per epoch (default 25)")
-    parser.add_argument("--patch", type=_numbers(int, "--patch"), default=None, metavar="K,J,I",
+    parser.add_argument("--patch", type=number_list(int, "--patch"), default=None, metavar="K,J,I",
                         help="segmentation training patch in voxels of the model grid (default 32,64,64; 2D 128,128)")
-    parser.add_argument("--spacing", type=_numbers(float, "--spacing"), default=None, metavar="K,J,I",
+    parser.add_argument("--spacing", type=number_list(float, "--spacing"), default=None, metavar="K,J,I",
                         help="model grid spacing in mm (default 2,2,2 for 3D segmentation)")
-    parser.add_argument("--input-size", type=_numbers(int, "--input-size"), default=None, metavar="J,I",
+    parser.add_argument("--input-size", type=number_list(int, "--input-size"), default=None, metavar="J,I",
                         help="classifier input size in pixels (default 256,256)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW; default 0.002)")
     parser.add_argument("--batch-size", type=int, default=2, help="samples per step (default 2)")

@@ -15,6 +15,7 @@ approximation whose deviation from the function the engine measures and reports.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -174,6 +175,35 @@ class Method:
 
 
 _REGISTRY: dict[str, type[Method]] = {}
+#: Modules that define methods, imported on first use of the registry (so ``import MedXAILib`` stays light; a module
+#: that is not present is simply not offered). Kept here, below the package, so the registry imports no module above.
+METHOD_MODULES = (
+    "cam",
+    "scorecam",
+    "gradients",
+    "perturbation",
+    "shapley",
+    "partition",
+    "lrp",
+    "baselines",
+    "counterfactual",
+    "sedc",
+)
+_loaded = False
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    package = __name__.rpartition(".")[0]
+    for name in METHOD_MODULES:
+        try:
+            importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise
+    _loaded = True
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -185,8 +215,6 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def available_methods() -> dict[str, type[Method]]:
-    from . import _load_all
-
     _load_all()
     return dict(_REGISTRY)
 

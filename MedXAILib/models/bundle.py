@@ -10,9 +10,10 @@ objects, parsed from the config by ``monai.bundle.ConfigParser`` under the conse
   The model grid is MONAI's: tensor axes follow the transformed image's (I, J, K)-ordered affine, not ours.
 - :meth:`BundleModel.infer` — the bundle's ``inferer`` (e.g. ``SlidingWindowInferer`` with its roi, overlap, blend
   mode and padding) applied to the bundle's ``network_def`` with the bundle's weights; autograd flows through it.
-- :meth:`BundleModel.prediction_from_logits` — the bundle's ``postprocessing``: ``Activationsd`` and ``Invertd``
-  (MONAI's inverse of the preprocessing) give the probabilities on the input grid; the steps after them
-  (``AsDiscreted``, label mappings) give the label map. Steps that need code are skipped with a note unless trusted.
+- :meth:`BundleModel.prediction_from_logits` — the bundle's ``postprocessing`` as MONAI runs it
+  (:mod:`.bundle_post`): its steps, in order, on the model grid give the label map (then ``Invertd`` when it has
+  none); its activation (else softmax / sigmoid as its output type says) and ``Invertd`` give the probabilities on
+  the input grid. Steps that need code are skipped with a note unless trusted.
 - :meth:`BundleModel.to_input_grid` — MONAI's ``Invertd`` applied to explanation maps (linear interpolation).
 
 What cannot be honoured is a :class:`~MedXAILib.errors.ModelError` naming the entry (a loader-less preprocessing that
@@ -33,16 +34,18 @@ from ..errors import ModelError
 from ..preprocessing import GridChange
 from ..volume import Volume
 from . import bundle_config as bc
+from .bundle_metadata import bundle_card, bundle_io, read_metadata
+from .bundle_post import PostPlan, plan_postprocessing, run_postprocessing
+from .bundle_schema import ALWAYS_SKIPPED
 from .checkpoints import load_weights_into
 from .description import ModelDescription
 from .function import WindowPlan, make_window_plan
 from .model import Model, PreparedInput
 from .prediction import Prediction
+from .schema_types import SchemaError
 from .torchscript import load_torchscript
 
 _LOADERS = ("LoadImaged", "LoadImage")
-_PROB_STEPS = ("Activationsd", "Activations", "Invertd", "EnsureTyped", "ToTensord", "ToDeviced", "CastToTyped")
-_SKIPPED_ALWAYS = ("SaveImaged", "SaveImage")
 
 
 class BundleModel(Model):
@@ -51,18 +54,17 @@ class BundleModel(Model):
     Attributes:
         preprocessing: the bundle's preprocessing ``Compose`` (MONAI object).
         inferer: the bundle's inferer (MONAI object).
-        post_prob, post_label: the postprocessing steps that make probabilities, then labels.
+        post: how the bundle's postprocessing makes the labels and the probabilities (:mod:`.bundle_post`).
         notes: what was skipped or substituted, in words (shown in sidecars).
     """
 
     def __init__(self, network: torch.nn.Module, description: ModelDescription, device: str, *,
-                 preprocessing: Any, inferer: Any, post_prob: list[Any], post_label: list[Any], image_key: str,
-                 image_only: bool, notes: list[str]) -> None:
+                 preprocessing: Any, inferer: Any, post: PostPlan, image_key: str, image_only: bool,
+                 notes: list[str]) -> None:
         super().__init__(network, description, device)
         self.preprocessing = preprocessing
         self.inferer = inferer
-        self.post_prob = post_prob
-        self.post_label = post_label
+        self.post = post
         self.image_key = image_key
         self.image_only = image_only
         self.notes = notes
@@ -129,7 +131,7 @@ class BundleModel(Model):
     def function_info(self, grid: tuple[int, ...] | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"adapter": "BundleModel", "inferer": type(self.inferer).__name__,
                                 "preprocessing": [type(t).__name__ for t in self._after_loader],
-                                "postprocessing": [type(t).__name__ for t in self.post_prob + self.post_label],
+                                "postprocessing": [type(t).__name__ for t in self.post.steps],
                                 "notes": list(self.notes)}
         if grid is not None:
             try:
@@ -194,30 +196,15 @@ class BundleModel(Model):
 
     def prediction_from_logits(self, logits: torch.Tensor, prepared: PreparedInput,
                                threshold: float = 0.5) -> Prediction:
-        from monai.data import MetaTensor
-        from monai.transforms import Compose, Invertd
-
+        """The bundle's own postprocessing on the model grid, mapped back as MONAI maps it (:mod:`.bundle_post`)."""
         d = self.description
         if d.task == "classification":  # class scores need no inverse; the activation is the bundle's
             return super().prediction_from_logits(logits, prepared, threshold)
-        data = prepared.state["data"]
-        img = data[self.image_key]
-        pred = MetaTensor(logits.detach().float()[0].cpu(), meta=copy.deepcopy(img.meta))
-        work = {**data, "pred": pred}
-        if self.post_prob:
-            work = Compose(self.post_prob)(work)
-        if not any(type(t).__name__ == "Invertd" for t in self.post_prob):
-            work = Invertd(keys="pred", transform=self.preprocessing, orig_keys=self.image_key,
-                           nearest_interp=False, to_tensor=True)(work)
-        probs = self._to_volume_order(torch.as_tensor(work["pred"]).float().cpu().numpy(), prepared)
-        labels = None
-        labels_from_rule = True
-        if self.post_label:
-            lab = Compose(self.post_label)({**work, "pred": work["pred"]})["pred"]
-            lab_np = torch.as_tensor(lab).cpu().numpy()
-            if lab_np.shape[0] == 1:
-                labels = np.rint(lab_np.transpose(0, 3, 2, 1)).astype(np.int16)
-                labels_from_rule = False
+        probs_mt, labels_mt = run_postprocessing(self.post, logits.detach()[0], prepared.state["data"],
+                                                 self.image_key, self.preprocessing)
+        probs = self._to_volume_order(probs_mt, prepared)
+        labels = None if labels_mt is None else self._to_volume_order(labels_mt, prepared).astype(np.int16)
+        labels_from_rule = labels is None
         if labels is None:
             labels = self._labels_from_probs(probs, threshold)
         vol = prepared.volume
@@ -255,8 +242,9 @@ class BundleModel(Model):
         return super().divisor()
 
 
-def _split_postprocessing(config: dict[str, Any], folder: Path, trust: bool) -> tuple[dict[str, Any], list[str]]:
-    """The config with unsafe / saving postprocessing steps removed, and notes saying which."""
+def _split_postprocessing(config: dict[str, Any], trust: bool) -> tuple[dict[str, Any], list[str]]:
+    """The config with saving steps removed and, unless trusted, every postprocessing step that breaks the schema
+    removed too, with notes saying which and why (such steps are never built)."""
     notes: list[str] = []
     post = config.get("postprocessing")
     if not isinstance(post, dict) or not isinstance(post.get("transforms"), list):
@@ -264,14 +252,13 @@ def _split_postprocessing(config: dict[str, Any], folder: Path, trust: bool) -> 
     kept = []
     for i, t in enumerate(post["transforms"]):
         name = str(t.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(t, dict) else ""
-        if name in _SKIPPED_ALWAYS:
+        if name in ALWAYS_SKIPPED:
             continue
         if not trust:
-            probe = {**config, "_probe_": t}
-            found, _ = bc.check_entry(probe, "_probe_")
-            if found:
-                notes.append(f"postprocessing step {i} ({name or 'entry'}) skipped: "
-                             f"{found.replace('_probe_', 'it')}; pass {bc.TRUST_FLAG} to run it")
+            found = bc.check_step(config, f"postprocessing::transforms::{i}")
+            if found is not None:
+                notes.append(f"postprocessing step {i} ({name or 'entry'}) skipped: {found.where} {found.problem}; "
+                             f"pass {bc.TRUST_FLAG} to run it")
                 continue
         kept.append(t)
     cfg = dict(config)
@@ -279,13 +266,35 @@ def _split_postprocessing(config: dict[str, Any], folder: Path, trust: bool) -> 
     return cfg, notes
 
 
+def _parse(folder: Path, config: dict[str, Any], wanted: list[str], trust_code: bool) -> dict[str, Any]:
+    """The MONAI objects of the ``wanted`` entries: checked and parsed from the checked entries only (or, trusted,
+    from the whole config)."""
+    if trust_code:
+        parser = bc.trusted_parser(config, folder)
+    else:
+        try:
+            ids = bc.check_entries(config, wanted)
+        except SchemaError as exc:
+            raise bc.refuse(folder, exc) from None
+        parser = bc.safe_parser(config, ids, folder)
+    parsed: dict[str, Any] = {}
+    for key in wanted:
+        try:
+            parsed[key] = parser.get_parsed_content(key)
+        except Exception as exc:  # noqa: BLE001 - MONAI raises many types for bad configs
+            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+            raise ModelError(f"{folder}: cannot build the bundle's {key} ({type(exc).__name__}: {first[:200]})") \
+                from None
+    return parsed
+
+
 def load_bundle_model(folder: Path, device: str = "cpu", trust_code: bool = False,
                       allow_unsafe_pickle: bool = False) -> BundleModel:
     """Load a MONAI bundle folder as a :class:`BundleModel` (see the module docstring and :mod:`.bundle_config`).
 
     Raises:
-        BundleCodeError: an entry needs code and ``trust_code`` is False.
-        ModelError: a missing or unreadable config or weights, or a bundle MedXAI cannot run exactly.
+        BundleCodeError: without ``trust_code``, an entry breaks the typed schema (code, names, URLs, types).
+        ModelError: a missing, unreadable or oversized config or weights, or a bundle MedXAI cannot run exactly.
     """
     folder = Path(folder)
     config = bc.read_config(folder, "inference")
@@ -294,36 +303,13 @@ def load_bundle_model(folder: Path, device: str = "cpu", trust_code: bool = Fals
     for key in ("network_def", "preprocessing", "inferer"):
         if key not in config:
             raise ModelError(f"{folder}: the bundle's inference config has no {key!r} entry")
-    metadata = bc.read_config(folder, "metadata") or {}
-    config, notes = _split_postprocessing(config, folder, trust_code)
+    metadata = read_metadata(folder)
+    io = bundle_io(metadata, folder)
+    config, notes = _split_postprocessing(config, trust_code)
     wanted = ["network_def", "preprocessing", "inferer"] + (["postprocessing"] if "postprocessing" in config else [])
-    if trust_code:
-        parser = bc.trusted_parser(config, folder)
-    else:
-        ids: set[str] = set()
-        for key in wanted:
-            found, needed = bc.check_entry(config, key)
-            if found:
-                raise bc.refuse(folder, found)
-            ids |= needed
-        parser = bc.safe_parser(config, ids, folder)
-    parsed: dict[str, Any] = {}
-    for key in wanted:
-        try:
-            parsed[key] = parser.get_parsed_content(key)
-        except Exception as exc:  # noqa: BLE001 - MONAI raises many types for bad configs
-            raise ModelError(f"{folder}: cannot build the bundle's {key} ({type(exc).__name__}: {exc})") from None
-    io = bc.bundle_io(metadata, config)
-    post_steps = list(getattr(parsed.get("postprocessing"), "transforms", []))
-    post_prob: list[Any] = []
-    for t in post_steps:  # the leading activation / inverse / typing steps make the probabilities
-        if type(t).__name__ not in _PROB_STEPS:
-            break
-        post_prob.append(t)
-    post_label = post_steps[len(post_prob):]
-    sigmoid = any(_activation_is_sigmoid(t) for t in post_prob)
-    if not any(type(t).__name__ in ("Activationsd", "Activations") for t in post_prob):
-        notes.append("the bundle's postprocessing names no activation; softmax is used for probabilities")
+    parsed = _parse(folder, config, wanted, trust_code)
+    post = plan_postprocessing(list(getattr(parsed.get("postprocessing"), "transforms", [])), len(io["classes"]))
+    notes += post.notes
     net_def = config["network_def"]
     arch = None
     if isinstance(net_def, dict):
@@ -331,12 +317,14 @@ def load_bundle_model(folder: Path, device: str = "cpu", trust_code: bool = Fals
                 "kwargs": {k: v for k, v in net_def.items() if not k.startswith("_")}}
     roi = [int(r) for r in getattr(parsed["inferer"], "roi_size", None) or []]
     desc = ModelDescription(
-        name=str(metadata.get("name", folder.name)), task=io["task"], spatial_dims=io["spatial_dims"],
-        channel_names=io["channels"], class_names=io["classes"], output="sigmoid" if sigmoid else "softmax",
-        architecture=arch, card=bc.bundle_card(metadata, folder), source=str(folder),
+        name=str(metadata.get("name") or folder.name), task=io["task"], spatial_dims=io["spatial_dims"],
+        channel_names=io["channels"], class_names=io["classes"], output=post.output,
+        architecture=arch, card=bundle_card(metadata, folder), source=str(folder),
         patch_size=roi if roi and all(r > 0 for r in roi) else None,  # the inferer's window (MONAI's axis order)
     )
     network = parsed["network_def"]
+    if not isinstance(network, torch.nn.Module):
+        raise ModelError(f"{folder}: the bundle's network_def built a {type(network).__name__}, not a torch network")
     weights, ts = folder / "models" / "model.pt", folder / "models" / "model.ts"
     if weights.exists():
         load_weights_into(network, weights, allow_unsafe_pickle)
@@ -349,14 +337,4 @@ def load_bundle_model(folder: Path, device: str = "cpu", trust_code: bool = Fals
     image_key = str(getattr(loader, "keys", ["image"])[0]) if loader is not None else "image"
     image_only = bool(getattr(getattr(loader, "_loader", None), "image_only", True)) if loader is not None else True
     return BundleModel(network, desc, device, preprocessing=parsed["preprocessing"], inferer=parsed["inferer"],
-                       post_prob=post_prob, post_label=post_label, image_key=image_key, image_only=image_only,
-                       notes=notes)
-
-
-def _activation_is_sigmoid(t: Any) -> bool:
-    flags = getattr(t, "sigmoid", None)
-    if isinstance(flags, dict):
-        return any(bool(v) for v in flags.values())
-    if isinstance(flags, (list, tuple)):
-        return any(bool(v) for v in flags)
-    return bool(flags)
+                       post=post, image_key=image_key, image_only=image_only, notes=notes)

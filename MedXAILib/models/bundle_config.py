@@ -1,240 +1,275 @@
-"""Reading a MONAI bundle's configs safely: the allow-list, the consent rule, and what ``metadata.json`` says.
+"""Reading a MONAI bundle's config safely: the typed schema check, the consent rule, and the parser MONAI gets.
 
 **A bundle config is code.** Its ``_target_`` entries name callables, ``$…`` strings are Python expressions, ``@id``
-references pull in other entries (which may be expressions) and ``%file#id`` macros read other files. Without
-``--trust-bundle-code`` MedXAI therefore:
+references pull in other entries, ``%file::id`` macros read other files, and many arguments of MONAI's own classes
+are names MONAI imports (a reader, a merger class, a layer). Without ``--trust-model-code`` (``--trust-bundle-code``
+is the same flag) MedXAI therefore checks the entries it needs (``network_def``, ``preprocessing``, ``inferer``,
+``postprocessing``) against the typed schema of :mod:`.bundle_schema`, before anything is imported, called or
+downloaded:
 
-- instantiates only ``_target_``s on the allow-list (:func:`allowed_targets`): the networks of
-  ``monai.networks.nets``, the transforms of ``monai.transforms`` (less those that run a user function, call another
-  library by name, or write files: ``Lambda*``, ``RandLambda*``, ``CuCIM*``, ``TorchVision*``, ``TorchIO*``,
-  ``SaveImage*``) and the inferers of ``monai.inferers``; each is rewritten to its full ``monai.…`` path before MONAI
-  parses it;
-- evaluates no ``$`` expression, follows no ``@`` reference to one (references are followed through the whole config
-  and checked too), expands no ``%`` macro and allows no ``_mode_: debug``;
-- builds the :class:`monai.bundle.ConfigParser` from the checked entries only, so nothing else in the config (its
-  ``imports``, ``device``, datalists, ``initialize`` …) is ever parsed.
+- every string is first read as MONAI reads it: ``#`` is MONAI's old id separator (``@a::b#c`` is ``@a::b::c``),
+  relative ids (``@::x``, ``@::::x``) are made absolute from the entry's own id, exactly as
+  ``ConfigParser.resolve_relative_ids`` does;
+- a ``$`` expression, a ``%`` macro, a URL, ``_requires_`` or a ``_mode_`` other than ``default`` is refused
+  wherever it is;
+- a string that MONAI treats as a reference (the whole string is ``@id``) is followed to the entry it names, and that
+  entry is checked against the type the referring argument needs (references are followed through the whole config;
+  a cycle or a reference to nothing is refused);
+- a component (``{"_target_": …}``) must be a class of :data:`~.bundle_schema.CLASSES` in the role the argument
+  allows, with only the arguments and types listed there; names MONAI would import must be in its safe lists.
 
-An entry the function needs (network, preprocessing, inferer) that breaks a rule refuses the bundle with one line
-naming the entry, the risk and the flag (:class:`BundleCodeError`). A postprocessing step that breaks one (BraTS's
-``Lambdad`` label mapping) is skipped with a note; ``SaveImage*`` steps are always skipped (MedXAI writes outputs).
-With ``trust_code=True`` the full config goes to MONAI as it is.
+The :class:`monai.bundle.ConfigParser` is then built from the checked values only (:func:`safe_parser`): the needed
+entries, plus exactly the sub-entries their references reach (siblings replaced by ``null``), every ``_target_``
+rewritten to its full ``monai.…`` path. Nothing else in the config (its ``imports``, ``device``, datalists,
+``initialize`` …) is ever seen by MONAI. A postprocessing step that breaks a rule (BraTS's ``Lambdad`` label mapping) is
+skipped with a note; ``SaveImage*`` steps are always skipped (MedXAI writes outputs). With ``trust_code=True`` the full
+config goes to MONAI as it is.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
-import json
+import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from .bundle_metadata import find_config
+from .bundle_schema import ENTRIES, Component, resolve_target
+from .config_files import read_mapping
+from .schema_types import AnyOf, SchemaError, Spec
 
-TRUST_FLAG = "--trust-bundle-code"
-_DENY_PREFIXES = ("Lambda", "RandLambda", "CuCIM", "RandCuCIM", "TorchVision", "RandTorchVision", "TorchIO",
-                  "RandTorchIO", "SaveImage")
-_REF_SEPS = ("::", "#")
+TRUST_FLAG = "--trust-model-code"
+TRUST_ALIAS = "--trust-bundle-code"
+_SEP = "::"
+_REF = re.compile(r"@\w*(?:::\w*)*")  # MONAI's ReferenceResolver.id_matcher, matched against the whole string
+_RELATIVE = re.compile(r"(?:@|%)(?:::)+")  # MONAI's ConfigParser.relative_id_prefix
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://|^(?:www\.|ftp\.)", re.IGNORECASE)
+#: Nesting of the check (levels of values and references together); deeper configs are refused.
+MAX_WALK_DEPTH = 150
+_RISKS = {
+    "code": "building it would run code the bundle names",
+    "download": "building it would reach the network",
+    None: "MedXAI builds only what its typed schema of MONAI classes allows",
+}
 
 
 class BundleCodeError(ModelError):
-    """A bundle entry would run code that was not consented to."""
-
-
-@functools.lru_cache(maxsize=1)
-def allowed_targets() -> dict[str, str]:
-    """Allow-listed ``_target_`` short names → full dotted paths (networks, transforms, inferers)."""
-    import monai.inferers
-    import monai.networks.nets
-    import monai.transforms
-    import torch
-
-    out: dict[str, str] = {}
-    for name, obj in vars(monai.networks.nets).items():
-        if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and not name.startswith("_"):
-            out[name] = f"monai.networks.nets.{name}"
-    for name, obj in vars(monai.inferers).items():
-        if inspect.isclass(obj) and issubclass(obj, monai.inferers.Inferer) and not name.startswith("_"):
-            out[name] = f"monai.inferers.{name}"
-    for name, obj in vars(monai.transforms).items():
-        if (inspect.isclass(obj) and issubclass(obj, monai.transforms.Transform) and not name.startswith("_")
-                and not name.startswith(_DENY_PREFIXES)):
-            out[name] = f"monai.transforms.{name}"
-    return out
+    """A bundle entry would run code (or download) that was not consented to, or breaks the typed schema."""
 
 
 def read_config(folder: Path, stem: str) -> dict[str, Any] | None:
-    """``configs/<stem>.json`` / ``.yaml`` / ``.yml`` as a dict (None when absent)."""
-    for ext in (".json", ".yaml", ".yml"):
-        p = folder / "configs" / f"{stem}{ext}"
-        if p.exists():
-            try:
-                if ext == ".json":
-                    data = json.loads(p.read_text())
-                else:
-                    import yaml
-
-                    data = yaml.safe_load(p.read_text())
-            except Exception as exc:  # noqa: BLE001 - JSON and YAML raise different types
-                raise ModelError(f"{p}: not a readable bundle config ({exc})") from None
-            if not isinstance(data, dict):
-                raise ModelError(f"{p}: a bundle config is a mapping of ids to entries")
-            return data
-    return None
+    """``configs/<stem>.json`` / ``.yaml`` / ``.yml`` as a dict, read bounded (None when absent)."""
+    path = find_config(folder, stem)
+    if path is None:
+        return None
+    return read_mapping(path, "bundle config")
 
 
-def _lookup(config: dict[str, Any], ref: str) -> tuple[str, Any]:
-    """``(top-level id, entry)`` for an ``@`` reference (``a::b::0`` or ``a#b#0``)."""
-    parts = [ref]
-    for sep in _REF_SEPS:
-        if sep in ref:
-            parts = ref.split(sep)
-            break
+def resolve_relative_ids(entry_id: str, value: str) -> str:
+    """``value`` as MONAI's ``ConfigParser.resolve_relative_ids`` turns it, given the id of the entry holding it:
+    ``#`` becomes ``::`` everywhere in the string, and ``@::``/``%::`` prefixes become absolute ids.
+
+    Raises:
+        SchemaError: a relative id points above the top of the config (MONAI raises too).
+    """
+    value = value.replace("#", _SEP)
+    current = entry_id.split(_SEP)
+    for prefix in sorted(set(_RELATIVE.findall(value)), reverse=True):
+        sym = "@" if "@" in prefix else "%"
+        levels = prefix[1:].count(_SEP)
+        if levels > len(current):
+            raise SchemaError(entry_id, f"has the relative id {value[:60]!r}, which points above the config")
+        new = "" if levels == len(current) else _SEP.join(current[:-levels]) + _SEP
+        value = value.replace(prefix, sym + new)
+    return value
+
+
+def lookup(config: dict[str, Any], entry_id: str) -> Any:
+    """The value MONAI registers under ``entry_id`` (dict keys exactly; list items by their decimal index)."""
     node: Any = config
-    for p in parts:
-        if isinstance(node, dict) and p in node:
-            node = node[p]
-        elif isinstance(node, list) and p.lstrip("-").isdigit() and -len(node) <= int(p) < len(node):
-            node = node[int(p)]
+    for part in entry_id.split(_SEP):
+        if not part:
+            raise KeyError(entry_id)  # MONAI's id "" is the whole config
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isascii() and part.isdigit() and str(int(part)) == part \
+                and int(part) < len(node):
+            node = node[int(part)]
         else:
-            raise ModelError(f"bundle config: reference @{ref} points at nothing")
-    return parts[0], node
+            raise KeyError(entry_id)
+    return node
 
 
 class _Checker:
-    """Walks entries, follows references, collects the top-level ids needed and the first rule broken."""
+    """Walks entries against their types, following references, and records every id the parser needs."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.needed: set[str] = set()
-        self._seen: set[int] = set()
+        self._done: set[tuple[str, int]] = set()
+        self._active: list[str] = []
+        self._depth = 0
 
-    def problem(self, node: Any, where: str) -> str | None:
-        if isinstance(node, str):
-            if node.startswith("$"):
-                return f"{where} is a Python expression ({node[:60]!r})"
-            if node.startswith("%"):
-                return f"{where} is a macro that reads another file ({node[:60]!r})"
-            if node.startswith("@"):
-                ref = node[1:]
-                top, target = _lookup(self.config, ref)
-                self.needed.add(top)
-                if id(target) in self._seen:
-                    return None
-                self._seen.add(id(target))
-                found = self.problem(target, f"{where} → @{ref}")
-                return found
-            return None
-        if isinstance(node, list):
-            for i, v in enumerate(node):
-                found = self.problem(v, f"{where}[{i}]")
-                if found:
-                    return found
-            return None
-        if isinstance(node, dict):
-            if "_target_" in node:
-                target = node["_target_"]
-                if not isinstance(target, str) or self._resolve_target(target) is None:
-                    return (f"{where} instantiates {target!r}, which is not an allow-listed MONAI "
-                            "network/transform/inferer")
-                if node.get("_mode_", "default") not in ("default", "callable", "partial"):
-                    return f"{where} asks for _mode_ {node.get('_mode_')!r}"
-            for k, v in node.items():
-                found = self.problem(v, f"{where}.{k}")
-                if found:
-                    return found
-        return None
+    def walk(self, value: Any, spec: Spec, where: str) -> None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_WALK_DEPTH:
+                raise SchemaError(where, f"nests deeper than {MAX_WALK_DEPTH} levels (values and references)")
+            if isinstance(value, str):
+                self._string(value, spec, where)
+                return
+            if isinstance(value, dict):
+                if "_requires_" in value:
+                    raise SchemaError(f"{where}::_requires_", "runs other entries first", "code")
+                if "_target_" in value and not _accepts_components(spec):
+                    raise SchemaError(where, f"instantiates {str(value['_target_'])[:80]!r} where MedXAI's schema "
+                                      f"expects {spec.describe()}", "code")
+            spec.check(value, where, self.walk)
+        finally:
+            self._depth -= 1
 
-    @staticmethod
-    def _resolve_target(target: str) -> str | None:
-        allowed = allowed_targets()
-        short = target.rsplit(".", 1)[-1]
-        if short not in allowed:
-            return None
-        if "." in target:
-            import pydoc
+    def _string(self, raw: str, spec: Spec, where: str) -> None:
+        value = resolve_relative_ids(where, raw)
+        if value.startswith("%"):
+            raise SchemaError(where, f"is a macro that reads another file or entry ({raw[:60]!r})", "code")
+        if value.startswith("$"):
+            raise SchemaError(where, f"is a Python expression ({raw[:60]!r})", "code")
+        if _URL.search(value):
+            raise SchemaError(where, f"holds a URL ({raw[:80]!r})", "download")
+        if _REF.fullmatch(value):
+            self._follow(value[1:], spec, where)
+            return
+        spec.check(value, where, self.walk)
 
-            if not target.startswith("monai.") or pydoc.locate(target) is not pydoc.locate(allowed[short]):
-                return None
-        return allowed[short]
+    def _follow(self, target: str, spec: Spec, where: str) -> None:
+        try:
+            value = lookup(self.config, target)
+        except KeyError:
+            raise SchemaError(where, f"refers to @{target}, which is not in the config") from None
+        if target in self._active:
+            raise SchemaError(where, f"refers to @{target}, which refers back to itself "
+                              f"({' → '.join(self._active[self._active.index(target):] + [target])})")
+        self.needed.add(target)
+        key = (target, id(spec))
+        if key in self._done:
+            return
+        self._active.append(target)
+        try:
+            self.walk(value, spec, target)
+        except SchemaError as exc:
+            if exc.where == target:  # say which entry led here
+                raise SchemaError(f"{where} → @{target}", exc.problem, exc.risk) from None
+            raise
+        finally:
+            self._active.pop()
+        self._done.add(key)
+
+
+def _accepts_components(spec: Spec) -> bool:
+    if isinstance(spec, Component):
+        return True
+    return isinstance(spec, AnyOf) and any(_accepts_components(o) for o in spec.options)
+
+
+def check_entries(config: dict[str, Any], ids: list[str]) -> set[str]:
+    """Check the top-level entries ``ids`` against :data:`~.bundle_schema.ENTRIES`; return every id the parser needs
+    (the entries and the sub-entries their references reach).
+
+    Raises:
+        SchemaError: the first rule broken (its ``where`` is the MONAI id of the entry).
+    """
+    checker = _Checker(config)
+    for entry_id in ids:
+        checker.needed.add(entry_id)
+        checker.walk(config[entry_id], ENTRIES[entry_id], entry_id)
+    return checker.needed
+
+
+def check_step(config: dict[str, Any], step_id: str) -> SchemaError | None:
+    """The rule a single postprocessing step breaks (None when it passes)."""
+    try:
+        _Checker(config).walk(lookup(config, step_id), Component(("transform",)), step_id)
+    except SchemaError as exc:
+        return exc
+    return None
+
+
+def check_architecture(name: Any, kwargs: Any) -> SchemaError | None:
+    """The rule a MedXAI description's ``{"name", "kwargs"}`` network breaks (None when it passes): the same network
+    schema as a bundle's ``network_def``."""
+    if not isinstance(kwargs, dict):
+        return SchemaError("architecture::kwargs", "must be a mapping of argument names to values")
+    config = {"architecture": {"_target_": name, **kwargs}}
+    try:
+        _Checker(config).walk(config["architecture"], ENTRIES["network_def"], "architecture")
+    except SchemaError as exc:
+        return exc
+    return None
+
+
+def refuse(folder: Path | str, exc: SchemaError, what: str = "bundle") -> BundleCodeError:
+    """The one-line refusal: the entry, what it does, the risk, and the flag."""
+    return BundleCodeError(
+        f"{folder}: {what} entry {exc.where} {exc.problem}; {_RISKS.get(exc.risk, _RISKS[None])}. "
+        f"Pass {TRUST_FLAG} (or {TRUST_ALIAS}) only if you trust this {what}'s author"
+    )
 
 
 def _qualify(node: Any) -> Any:
-    """A copy with every ``_target_`` rewritten to its allow-listed full path."""
+    """A copy with every ``_target_`` rewritten to its schema's full public path."""
     if isinstance(node, list):
         return [_qualify(v) for v in node]
     if isinstance(node, dict):
         out = {k: _qualify(v) for k, v in node.items()}
-        if isinstance(out.get("_target_"), str):
-            out["_target_"] = _Checker._resolve_target(out["_target_"]) or out["_target_"]
+        spec = resolve_target(out.get("_target_"))
+        if spec is not None:
+            out["_target_"] = spec.path
         return out
     return node
 
 
-def check_entry(config: dict[str, Any], entry_id: str) -> tuple[str | None, set[str]]:
-    """``(first rule broken or None, top-level ids the entry needs)`` for the top-level entry ``entry_id``."""
-    checker = _Checker(config)
-    checker.needed.add(entry_id)
-    found = checker.problem(config[entry_id], entry_id)
-    return found, checker.needed
-
-
-def refuse(folder: Path, found: str) -> BundleCodeError:
-    return BundleCodeError(
-        f"{folder}: bundle entry {found}; running it would execute code from the bundle. "
-        f"Pass {TRUST_FLAG} only if you trust this bundle's author"
-    )
+def pruned_config(config: dict[str, Any], ids: set[str]) -> dict[str, Any]:
+    """Only the entries ``ids`` of ``config``, at their own ids: a needed sub-entry's ancestors keep only the path to
+    it (other keys dropped, other list items ``null``), so no unchecked value is copied."""
+    out: dict[str, Any] = {}
+    for entry_id in sorted(ids, key=lambda i: i.count(_SEP)):
+        parts = entry_id.split(_SEP)
+        if any(_SEP.join(parts[:n]) in ids for n in range(1, len(parts))):
+            continue  # an ancestor is copied whole
+        src: Any = config
+        dst: Any = out
+        for n, part in enumerate(parts):
+            last = n == len(parts) - 1
+            if isinstance(src, dict):
+                child = src[part]
+                if last:
+                    dst[part] = copy.deepcopy(child)
+                elif part not in dst:
+                    dst[part] = {} if isinstance(child, dict) else [None] * len(child)
+                src, dst = child, (dst[part] if not last else None)
+            else:
+                i = int(part)
+                child = src[i]
+                if last:
+                    dst[i] = copy.deepcopy(child)
+                elif dst[i] is None:
+                    dst[i] = {} if isinstance(child, dict) else [None] * len(child)
+                src, dst = child, (dst[i] if not last else None)
+    return out
 
 
 def safe_parser(config: dict[str, Any], ids: set[str], folder: Path) -> Any:
-    """A ``ConfigParser`` holding only the (already checked) top-level ``ids``, targets fully qualified."""
+    """A ``ConfigParser`` over the checked entries ``ids`` only (:func:`pruned_config`), targets fully qualified."""
     from monai.bundle import ConfigParser
 
-    sub = {k: _qualify(copy.deepcopy(config[k])) for k in sorted(ids)}
-    return ConfigParser(sub)
+    return ConfigParser(_qualify(pruned_config(config, ids)))
 
 
 def trusted_parser(config: dict[str, Any], folder: Path) -> Any:
-    """A ``ConfigParser`` over the whole config (``--trust-bundle-code``), with ``bundle_root`` set to the folder."""
+    """A ``ConfigParser`` over the whole config (the trust flag), with ``bundle_root`` set to the folder."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser(copy.deepcopy(config))
     parser["bundle_root"] = str(folder)
     return parser
-
-
-def bundle_io(metadata: dict[str, Any], inference: dict[str, Any]) -> dict[str, Any]:
-    """Task, dims, channel and class names from ``metadata.json`` (``network_data_format``)."""
-    fmt = metadata.get("network_data_format", {}) or {}
-    image_in = (fmt.get("inputs", {}) or {}).get("image", {}) or {}
-    pred_out = (fmt.get("outputs", {}) or {}).get("pred", {}) or {}
-    n_in = int(image_in.get("num_channels", 1) or 1)
-    ch_def = image_in.get("channel_def", {}) or {}
-    out_def = pred_out.get("channel_def", {}) or {}
-    labels = metadata.get("label_classes") or pred_out.get("label_classes")
-    n_out = int(pred_out.get("num_channels", len(out_def) or 2) or 2)
-    classes = [str(out_def.get(str(i), f"class{i}")) for i in range(n_out)]
-    if isinstance(labels, dict) and not out_def:
-        classes = [str(labels.get(str(i), classes[i])) for i in range(n_out)]
-    spatial = image_in.get("spatial_shape", []) or []
-    is_image_out = pred_out.get("type") == "image" or pred_out.get("format") == "segmentation"
-    return {
-        "task": "segmentation" if is_image_out else "classification",
-        "spatial_dims": 2 if len(spatial) == 2 else 3,
-        "channels": [str(ch_def.get(str(i), f"channel{i}")) for i in range(n_in)],
-        "classes": classes,
-    }
-
-
-def bundle_card(metadata: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The model card of a bundle from its ``metadata.json``."""
-    return {
-        "name": str(metadata.get("name", folder.name)),
-        "version": str(metadata.get("version", "unknown")),
-        "training_data": str(metadata.get("data_source", "unknown")),
-        "intended_use": str(metadata.get("intended_use", "unknown")),
-        "source": str(folder),
-        "authors": metadata.get("authors"),
-        "references": metadata.get("references"),
-        "monai_version": metadata.get("monai_version"),
-    }

@@ -24,14 +24,29 @@ resolution), or the last convolution overall for a classifier. The rule and the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..volume import Volume
-    from .model import Model
+
+
+class Model(Protocol):
+    """What this module needs of a :class:`~.model.Model` (which delegates ``card()`` and ``default_cam_layer()``
+    here); a protocol, so that this module sits below :mod:`.model` and never imports it."""
+
+    description: Any
+    network: torch.nn.Module
+    device: Any
+
+    @property
+    def name(self) -> str: ...
+
+    def divisor(self) -> int: ...
+
+    def default_cam_layer(self) -> str | None: ...
 
 CAM_RULE = ("last convolution run once whose output keeps >= 1/4 of the input resolution and has more channels than "
             "the network has outputs (so not the output layers)")

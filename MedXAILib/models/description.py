@@ -21,7 +21,6 @@ as BraTS's TC / WT / ET).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,15 +111,12 @@ class ModelDescription:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ModelDescription:
+        from .config_files import parse_json_bounded, read_text_bounded
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{p}: model description not found") from None
-        except OSError as exc:
-            raise ModelError(f"{p}: the model description cannot be read ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{p}: not a valid JSON model description ({exc})") from None
+        if not p.exists() and not p.is_symlink():
+            raise ModelError(f"{p}: model description not found")
+        data = parse_json_bounded(read_text_bounded(p, "model description"), p, "model description")
         if not isinstance(data, dict):
             raise ModelError(f"{p}: a model description is a JSON object")
         return cls.from_dict(data, source=str(p))

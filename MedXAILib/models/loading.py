@@ -11,22 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from .builtin import BUILTIN_DIR, builtin_model_names
 from .bundle import load_bundle_model
+from .catalogue import resolver_for
 from .checkpoints import load_weights_into
 from .description import ModelDescription
 from .model import Model
 from .monai_network import build_network
 from .nnunet_folder import is_nnunet_folder
-from .registry import resolver_for
 from .torchscript import is_torchscript, load_torchscript
 from .validation import check_network_outputs
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin_models"
-
-
-def builtin_model_names() -> list[str]:
-    """Names of the demo models shipped with MedXAILib."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+__all__ = ["BUILTIN_DIR", "builtin_model_names", "load_model"]
 
 
 def _description_beside(path: Path) -> Path | None:
@@ -56,6 +52,7 @@ def load_model(
     description: ModelDescription | None = None,
     trust_bundle_code: bool = False,
     options: dict[str, Any] | None = None,
+    trust_model_code: bool = False,
 ) -> Model:
     """Load a built-in model by name, or a model file or folder.
 
@@ -64,11 +61,16 @@ def load_model(
         - a description ``.json`` whose ``weights`` names a state_dict (``.pt``/``.pth``/``.safetensors``) beside it;
         - a weights or TorchScript file with a description beside it (``<stem>.json`` or ``model.json``);
         - a folder holding ``model.json`` (e.g. a ``train`` output fold), or a MONAI bundle (``configs/``, ``models/``),
-          run through MONAI (:mod:`.bundle`); its code entries run only with ``trust_bundle_code``;
+          run through MONAI (:mod:`.bundle`) after its config passes the typed schema of :mod:`.bundle_config`;
         - an nnU-Net v2 trained-model folder (``plans.json``, ``dataset.json``, ``fold_K/checkpoint_*.pth``), or one
           of its ``fold_K`` folders (that fold only), run as nnU-Net runs it (:mod:`.nnunet`);
         - ``SCHEME:NAME`` for a registered resolver (:mod:`.registry`), e.g. ``monai:spleen_ct_segmentation``
           (downloaded into the cache on first use, :mod:`.zoo`) or ``totalsegmentator:total`` (installed weights).
+
+    Model files that are not pure weights (bundle configs and metadata, nnU-Net plans and dataset.json) are checked
+    against typed schemas before anything they name is imported, called or downloaded; ``trust_model_code`` (the
+    CLI's ``--trust-model-code``; ``trust_bundle_code`` is its old name and means the same) lets them run their own
+    code instead (see ``docs/security.md``).
 
     ``options`` are format options: for nnU-Net ``folds`` (list, default every fold present), ``checkpoint``
     (``final``/``best``), ``tta`` (mirroring, default on where the checkpoint allows it); for TotalSegmentator also
@@ -79,13 +81,14 @@ def load_model(
             weights that do not fit the described architecture, or a network whose outputs do not match the
             description on a dummy pass (:func:`~.validation.check_network_outputs`).
     """
+    trust = bool(trust_model_code or trust_bundle_code)
     text = str(name_or_path)
     options = {k: v for k, v in (options or {}).items() if v is not None}
     resolved = resolver_for(text) if not Path(text).exists() else None
     if resolved is not None:
         fn, name = resolved
         accepts = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-        return fn(name, device=device, trust_code=trust_bundle_code, allow_unsafe_pickle=allow_unsafe_pickle,
+        return fn(name, device=device, trust_code=trust, allow_unsafe_pickle=allow_unsafe_pickle,
                   **(options if accepts else {}))
     builtin = BUILTIN_DIR / f"{text}.json"
     path = builtin if builtin.exists() else Path(text)
@@ -100,9 +103,9 @@ def load_model(
             folder, folds = nnunet
             return load_nnunet_model(str(folder), device=device, folds=folds,
                                      checkpoint=options.get("checkpoint") or "final", tta=options.get("tta", True),
-                                     allow_unsafe_pickle=allow_unsafe_pickle)
+                                     allow_unsafe_pickle=allow_unsafe_pickle, trust_code=trust)
         if (path / "configs").is_dir():
-            return check_network_outputs(load_bundle_model(path, device, trust_bundle_code, allow_unsafe_pickle))
+            return check_network_outputs(load_bundle_model(path, device, trust, allow_unsafe_pickle))
         if (path / "model.json").exists():
             path = path / "model.json"
         else:
@@ -114,7 +117,7 @@ def load_model(
         weights = (path.parent / desc.weights).resolve()
         if weights.exists() and is_torchscript(weights):
             return check_network_outputs(Model(load_torchscript(weights), desc, device))
-        network = build_network(desc.architecture, str(path))
+        network = build_network(desc.architecture, str(path), check=not trust)
         load_weights_into(network, weights, allow_unsafe_pickle)
         return check_network_outputs(Model(network, desc, device))
     # a weights / TorchScript file
@@ -128,6 +131,6 @@ def load_model(
         description = ModelDescription.from_json(beside)
     if is_torchscript(path):
         return check_network_outputs(Model(load_torchscript(path), description, device))
-    network = build_network(description.architecture, str(path))
+    network = build_network(description.architecture, str(path), check=not trust)
     load_weights_into(network, path, allow_unsafe_pickle)
     return check_network_outputs(Model(network, description, device))

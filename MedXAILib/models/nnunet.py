@@ -87,9 +87,7 @@ class NnUNetModel(Model):
         except PackageNotFoundError:
             framework = "nnunetv2"
         self.loaded = loaded
-        self.plans_manager = loaded.plans_manager()
-        self.configuration_manager = self.plans_manager.get_configuration(loaded.configuration)
-        self.label_manager = self.plans_manager.get_label_manager(loaded.dataset_json)
+        self.plans_manager, self.configuration_manager, self.label_manager = loaded.managers()
         cm = self.configuration_manager
         if cm.previous_stage_name is not None:
             raise ModelError(
@@ -406,9 +404,10 @@ class NnUNetModel(Model):
 
 def load_nnunet_model(
     folder: str, device: str = "cpu", folds: list[int | str] | None = None, checkpoint: str = "final",
-    tta: bool = True, allow_unsafe_pickle: bool = False,
+    tta: bool = True, allow_unsafe_pickle: bool = False, trust_code: bool = False,
 ) -> NnUNetModel:
     """Load an nnU-Net v2 trained-model folder (default: every fold present, ``checkpoint_final.pth``, TTA on where
-    the checkpoint allows mirroring)."""
-    loaded = read_nnunet_folder(folder, folds, checkpoint, allow_unsafe_pickle)
+    the checkpoint allows mirroring). Its plans.json and dataset.json are checked against
+    :mod:`.nnunet_schema` first, unless ``trust_code``."""
+    loaded = read_nnunet_folder(folder, folds, checkpoint, allow_unsafe_pickle, trust_code)
     return NnUNetModel(loaded, device=device, tta=tta)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import json
 import pickle
 import pkgutil
 import zipfile
@@ -32,6 +31,8 @@ import torch
 
 from ..errors import ModelError
 from .checkpoints import UNSAFE_FLAG
+from .config_files import read_mapping
+from .nnunet_schema import check_dataset_json, check_plans, checked_dataset, checked_plans
 
 CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
 NNUNET_INSTALL = (
@@ -186,12 +187,22 @@ class NnUNetFolder:
 
         return PlansManager(self.plans)
 
+    def managers(self) -> tuple[Any, Any, Any]:
+        """nnU-Net's ``(PlansManager, ConfigurationManager, LabelManager)`` for this folder's configuration; what
+        nnU-Net itself rejects in the (checked) files is one ModelError."""
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                pm = self.plans_manager()
+                return pm, pm.get_configuration(self.configuration), pm.get_label_manager(self.dataset_json)
+        except (AssertionError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise ModelError(f"{self.folder}: nnU-Net rejects its plans.json / dataset.json ({first[:200]})") from None
+
     def build_networks(self) -> list[torch.nn.Module]:
         """One network per fold, built as ``nnUNetPredictor`` builds it, weights loaded, eval mode."""
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-        pm = self.plans_manager()
-        cm = pm.get_configuration(self.configuration)
+        pm, cm, _ = self.managers()
         trainer, note = find_trainer_class(self.trainer_name)
         if note:
             self.notes.append(note)
@@ -208,6 +219,10 @@ class NnUNetFolder:
                     f"({exc}); MedXAI runs nnU-Net without timm/torchvision, so Primus/ViT architectures are "
                     "unsupported here"
                 ) from None
+            except (AssertionError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+                raise ModelError(f"{self.folder}: nnU-Net cannot build the network its plans describe "
+                                 f"({first[:200]})") from None
             try:
                 net.load_state_dict(state, strict=True)
             except RuntimeError as exc:
@@ -220,27 +235,44 @@ class NnUNetFolder:
         return nets
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: not found; an nnU-Net model folder needs plans.json and dataset.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return data
+def _checkpoint_facts(ckpt: dict[str, Any], path: Path) -> tuple[str, str, tuple[int, ...] | None]:
+    """``(trainer name, configuration, mirroring axes)`` a checkpoint records, type-checked."""
+    trainer = ckpt.get("trainer_name", "nnUNetTrainer")
+    init = ckpt.get("init_args") or {}
+    axes = ckpt.get("inference_allowed_mirroring_axes")
+    if not isinstance(trainer, str) or not trainer.isidentifier() or not isinstance(init, dict) or not isinstance(
+            init.get("configuration", ""), str):
+        raise ModelError(f"{path}: the checkpoint's trainer_name / init_args are not what nnUNetv2_train writes")
+    if axes is not None and not (isinstance(axes, (list, tuple)) and all(isinstance(a, int) and 0 <= a <= 2
+                                                                          for a in axes)):
+        raise ModelError(f"{path}: inference_allowed_mirroring_axes must be spatial axes 0-2, got {str(axes)[:60]}")
+    return trainer, str(init.get("configuration", "")), (tuple(int(a) for a in axes) if axes is not None else None)
+
+
+def read_checked_json(folder: Path, trust: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(plans, dataset_json)`` of a trained-model folder, read bounded and checked against
+    :mod:`.nnunet_schema` (every configuration) before anything in them is imported or called."""
+    path = folder / "plans.json"
+    if not path.exists() and not path.is_symlink():
+        raise ModelError(f"{path}: not found; an nnU-Net model folder needs plans.json and dataset.json")
+    plans = read_mapping(path, "nnU-Net plans file")
+    dataset_json = read_mapping(folder / "dataset.json", "nnU-Net dataset.json")
+    # dataset.json is typed even when trusted (MedXAI reads it too); only its one class name is then left to nnU-Net
+    names_left = {k: v for k, v in dataset_json.items() if not (trust and k == "overwrite_image_reader_writer")}
+    check_dataset_json(names_left, str(folder / "dataset.json"))
+    check_plans(plans, dataset_json, trust, str(path))
+    return plans, dataset_json
 
 
 def read_nnunet_folder(
     folder: str | Path, folds: list[int | str] | None = None, checkpoint: str = "final",
-    allow_unsafe_pickle: bool = False,
+    allow_unsafe_pickle: bool = False, trust_code: bool = False,
 ) -> NnUNetFolder:
-    """Read plans, dataset.json and the chosen folds' checkpoints (default: every fold present)."""
+    """Read plans, dataset.json (checked, :func:`read_checked_json`) and the chosen folds' checkpoints (default:
+    every fold present). The plans kept are what nnU-Net may see (:func:`.nnunet_schema.checked_plans`)."""
     require_nnunet()
     folder = Path(folder)
-    plans = _read_json(folder / "plans.json")
-    dataset_json = _read_json(folder / "dataset.json")
+    plans, dataset_json = read_checked_json(folder, trust_code)
     name = checkpoint_file(checkpoint)
     present = available_folds(folder, checkpoint)
     if folds is None:
@@ -257,10 +289,9 @@ def read_nnunet_folder(
     for i, fold in enumerate(folds):
         ckpt = load_checkpoint(folder / f"fold_{fold}" / name, allow_unsafe_pickle)
         if i == 0:
-            trainer_name = str(ckpt.get("trainer_name", "nnUNetTrainer"))
-            configuration = str((ckpt.get("init_args") or {}).get("configuration", ""))
-            axes = ckpt.get("inference_allowed_mirroring_axes")
-            mirror_axes = tuple(int(a) for a in axes) if axes is not None else None
+            trainer_name, configuration, mirror_axes = _checkpoint_facts(ckpt, folder / f"fold_{fold}" / name)
+        if not isinstance(ckpt["network_weights"], dict):
+            raise ModelError(f"{folder / f'fold_{fold}' / name}: network_weights is not a state_dict")
         weights.append(ckpt["network_weights"])
     if not configuration:
         configuration = folder.name.split("__")[-1] if folder.name.count("__") == 2 else ""
@@ -269,5 +300,6 @@ def read_nnunet_folder(
             f"{folder}: the checkpoint's configuration {configuration!r} is not in plans.json "
             f"({', '.join(plans.get('configurations', {}))})"
         )
-    return NnUNetFolder(folder, plans, dataset_json, configuration, trainer_name, list(folds), checkpoint, weights,
-                        mirror_axes)
+    return NnUNetFolder(folder, checked_plans(plans, configuration, trust_code),
+                        checked_dataset(dataset_json, trust_code), configuration, trainer_name, list(folds),
+                        checkpoint, weights, mirror_axes)

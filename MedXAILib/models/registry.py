@@ -1,4 +1,4 @@
-"""The model catalogue (``python -m MedXAILib models``) and the ``scheme:NAME`` model resolvers.
+"""The catalogue's entry form and the hooks for extra model sources and ``scheme:NAME`` resolvers (lowest layer).
 
 JSON contract (what ``models --json`` prints; the Slicer panel codes against it)::
 
@@ -9,13 +9,15 @@ JSON contract (what ``models --json`` prints; the Slicer panel codes against it)
                  "channels": [str], "classes": [str],
                  "card": {"name": str, "version": str, "training_data": str, "intended_use": str, ...},
                  "label_values": [int] | null,                        # class values in label maps, if not indices
-                 "load": str}]}                                       # the same as name (kept for clarity)
+                 "load": str}],                                       # the same as name (kept for clarity)
+     "skipped": [{"name": str, "source": str, "reason": str}]}        # what could not be listed, and why
 
-Hooks for other formats (e.g. nnU-Net, TotalSegmentator), without touching this module's callers:
+The built-in sources and resolvers are one explicit list in :mod:`.catalogue`. This module holds only what every
+source shares (:func:`entry`, :func:`skipped`) and two hooks for formats added from outside the package:
 
-- :func:`register_model_source` — a function ``() -> list[dict]`` returning entries in the form above;
+- :func:`register_model_source` — a function ``() -> list[dict]`` returning entries (or :func:`skipped` records);
 - :func:`register_resolver` — a function ``(name, device, trust_code, allow_unsafe_pickle) -> Model`` for
-  ``--model SCHEME:NAME`` (``monai:`` is registered by :mod:`.zoo`).
+  ``--model SCHEME:NAME``.
 """
 
 from __future__ import annotations
@@ -25,32 +27,23 @@ from typing import Any, Callable
 ModelSource = Callable[[], list[dict[str, Any]]]
 Resolver = Callable[..., Any]
 
-_SOURCES: list[ModelSource] = []
-_RESOLVERS: dict[str, Resolver] = {}
+#: Sources and resolvers added from outside MedXAILib (the built-in ones are listed in :mod:`.catalogue`).
+EXTRA_SOURCES: list[ModelSource] = []
+EXTRA_RESOLVERS: dict[str, Resolver] = {}
 SOURCE_KINDS = ("builtin", "cached", "zoo", "bundle", "nnunet", "totalsegmentator", "file")
+SKIPPED = "skipped"
 
 
 def register_model_source(fn: ModelSource) -> ModelSource:
     """Add a catalogue source (usable as a decorator). Sources must be cheap and never reach the network."""
-    if fn not in _SOURCES:
-        _SOURCES.append(fn)
+    if fn not in EXTRA_SOURCES:
+        EXTRA_SOURCES.append(fn)
     return fn
 
 
 def register_resolver(scheme: str, fn: Resolver) -> None:
     """Make ``--model SCHEME:NAME`` load through ``fn(name, device=, trust_code=, allow_unsafe_pickle=)``."""
-    _RESOLVERS[scheme.lower()] = fn
-
-
-def resolver_for(text: str) -> tuple[Resolver, str] | None:
-    """``(resolver, name)`` for a ``scheme:NAME`` model reference, or None (``C:\\…`` paths are not schemes)."""
-    _load_builtin_sources()
-    if ":" not in text:
-        return None
-    scheme, name = text.split(":", 1)
-    if len(scheme) < 2 or scheme.lower() not in _RESOLVERS:
-        return None
-    return _RESOLVERS[scheme.lower()], name
+    EXTRA_RESOLVERS[scheme.lower()] = fn
 
 
 def entry(
@@ -64,21 +57,6 @@ def entry(
             "classes": list(classes), "card": card, "label_values": label_values, "load": load or name}
 
 
-def list_models() -> list[dict[str, Any]]:
-    """Every entry of every registered source (a failing source is reported as one entry-less warning)."""
-    _load_builtin_sources()
-    out: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
-    for fn in _SOURCES:
-        for e in fn():
-            key = (e["name"], e["source"])
-            if key not in seen:
-                seen.add(key)
-                out.append(e)
-    return out
-
-
-def _load_builtin_sources() -> None:
-    # zoo: the builtin, cached and zoo sources and the monai: resolver; nnunet_sources (which imports zoo first, so
-    # built-in models are listed first): the nnunet and totalsegmentator sources and the totalsegmentator: resolver
-    from . import nnunet_sources, zoo  # noqa: F401
+def skipped(name: str, source: str, reason: str) -> dict[str, Any]:
+    """A record for something a source found but could not list (``models`` names it and goes on)."""
+    return {SKIPPED: True, "name": name, "source": source, "reason": reason}

@@ -19,7 +19,6 @@ MedXAI never downloads weights; install them with TotalSegmentator (see :data:`I
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -86,9 +85,10 @@ def dataset_folder(dataset_id: int, root: Path | None = None) -> Path | None:
 
 
 def class_names_of(folder: Path) -> list[str]:
-    """Class names of a part (its ``dataset.json`` labels, by value; regions excluded from the order)."""
-    labels = json.loads((folder / "dataset.json").read_text()).get("labels", {})
-    return [n for n, v in sorted(labels.items(), key=lambda kv: kv[1] if isinstance(kv[1], int) else 10**6)]
+    """Class names of a part (its checked ``dataset.json`` labels, by value; regions after the labels)."""
+    from .nnunet_schema import label_names, read_dataset_json
+
+    return label_names(read_dataset_json(folder))
 
 
 def parse_name(name: str) -> tuple[str, bool]:
@@ -160,7 +160,7 @@ def load_totalsegmentator(name: str, device: str = "cpu", trust_code: bool = Fal
     folder = pick_part(parts, options.get("target"), task)
     model = load_nnunet_model(str(folder), device=device, folds=options.get("folds"),
                               checkpoint=options.get("checkpoint") or "final", tta=options.get("tta", True),
-                              allow_unsafe_pickle=allow_unsafe_pickle)
+                              allow_unsafe_pickle=allow_unsafe_pickle, trust_code=trust_code)
     model.description.card = {**(model.description.card or {}), "name": f"TotalSegmentator {task}",
                               "totalsegmentator_task": task, "fast": fast, "part": folder.parent.name,
                               "intended_use": "TotalSegmentator anatomical segmentation (research use)"}
@@ -169,7 +169,7 @@ def load_totalsegmentator(name: str, device: str = "cpu", trust_code: bool = Fal
 
 def installed_tasks(root: Path | None = None) -> list[dict[str, Any]]:
     """Catalogue entries (``models --json``) for every task whose parts are all installed."""
-    from .registry import entry
+    from .registry import entry, skipped
 
     root = root or weights_dir()
     if not root.is_dir():
@@ -183,9 +183,13 @@ def installed_tasks(root: Path | None = None) -> list[dict[str, Any]]:
             if any(f is None for f in folders):
                 continue
             classes: list[str] = []
-            for f in folders:
-                classes += [c for c in class_names_of(f) if c != "background" and c not in classes]
             load = f"totalsegmentator:{task}{'_fast' if is_fast else ''}"
+            try:
+                for f in folders:
+                    classes += [c for c in class_names_of(f) if c != "background" and c not in classes]
+            except ModelError as exc:
+                out.append(skipped(load, "totalsegmentator", str(exc)))
+                continue
             out.append(entry(load.split(":", 1)[1], "totalsegmentator", "segmentation", 3, ["CT" if "mr" not in task
                              else "MR"], ["background", *classes],
                              {"name": f"TotalSegmentator {task}", "parts": [f.parent.name for f in folders if f],

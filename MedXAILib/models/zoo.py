@@ -8,13 +8,12 @@ source is MONAI's default (its hosting) unless ``$MEDXAI_ZOO_URL`` gives a URL t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .registry import entry, register_model_source, register_resolver
+from .registry import entry, skipped
 
 # Zoo bundles known to run as MONAI runs them (standard transforms and inferers); shown by ``models`` before download.
 KNOWN_ZOO: dict[str, dict[str, Any]] = {
@@ -33,13 +32,18 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "medxai" / "bundles"
 
 
-def _builtin_entries() -> list[dict[str, Any]]:
+def builtin_entries() -> list[dict[str, Any]]:
+    """Catalogue entries of the demo models shipped with MedXAILib."""
+    from .builtin import BUILTIN_DIR, builtin_model_names
     from .description import ModelDescription
-    from .loading import BUILTIN_DIR, builtin_model_names
 
     out = []
     for name in builtin_model_names():
-        d = ModelDescription.from_json(BUILTIN_DIR / f"{name}.json")
+        try:
+            d = ModelDescription.from_json(BUILTIN_DIR / f"{name}.json")
+        except ModelError as exc:
+            out.append(skipped(name, "builtin", str(exc)))
+            continue
         card = {"name": d.name, "version": "unknown", "training_data": d.training.get("data", "unknown"),
                 "intended_use": "unknown", **(d.card or {})}
         out.append(entry(name, "builtin", d.task, d.spatial_dims, d.channel_names, d.class_names, card, name,
@@ -48,25 +52,37 @@ def _builtin_entries() -> list[dict[str, Any]]:
 
 
 def bundle_entry(folder: Path, source: str, load: str) -> dict[str, Any]:
-    """A catalogue entry read from a bundle folder's ``metadata.json`` (nothing is executed)."""
-    from .bundle_config import bundle_card, bundle_io
+    """A catalogue entry read from a bundle folder's ``metadata.json`` (nothing is executed).
 
-    meta_path = folder / "configs" / "metadata.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    io = bundle_io(meta, {})
+    Raises:
+        ModelError: the metadata is unreadable, too large, or of the wrong types (:mod:`.bundle_metadata`).
+    """
+    from .bundle_metadata import bundle_card, bundle_io, read_metadata
+
+    meta = read_metadata(folder)
+    io = bundle_io(meta, folder)
     return entry(load, source, io["task"], io["spatial_dims"], io["channels"], io["classes"],
                  bundle_card(meta, folder), load)
 
 
-def _cached_entries() -> list[dict[str, Any]]:
+def cached_entries() -> list[dict[str, Any]]:
+    """Catalogue entries of the bundles in the cache; a bundle that cannot be read is a :func:`skipped` record."""
     root = cache_dir()
     if not root.is_dir():
         return []
-    return [bundle_entry(p, "cached", f"monai:{p.name}") for p in sorted(root.iterdir())
-            if (p / "configs").is_dir()]
+    out = []
+    for p in sorted(root.iterdir()):
+        if not (p / "configs").is_dir():
+            continue
+        try:
+            out.append(bundle_entry(p, "cached", f"monai:{p.name}"))
+        except (ModelError, OSError) as exc:
+            out.append(skipped(f"monai:{p.name}", "cached", str(exc)))
+    return out
 
 
-def _zoo_entries() -> list[dict[str, Any]]:
+def zoo_entries() -> list[dict[str, Any]]:
+    """Known Model Zoo bundles that are not in the cache yet (shown before download)."""
     cached = {p.name for p in cache_dir().iterdir()} if cache_dir().is_dir() else set()
     out = []
     for name, info in KNOWN_ZOO.items():
@@ -107,15 +123,11 @@ def fetch_bundle(name: str) -> Path:
     return folder
 
 
-def _resolve_monai(name: str, device: str = "cpu", trust_code: bool = False,
-                   allow_unsafe_pickle: bool = False) -> Any:
+def resolve_monai(name: str, device: str = "cpu", trust_code: bool = False,
+                  allow_unsafe_pickle: bool = False) -> Any:
+    """Resolver for ``--model monai:NAME``: the cached bundle (downloaded on first use), under the same checks as a
+    bundle folder given by path (:mod:`.bundle_config`)."""
     from .bundle import load_bundle_model
 
     return load_bundle_model(fetch_bundle(name), device=device, trust_code=trust_code,
                              allow_unsafe_pickle=allow_unsafe_pickle)
-
-
-register_model_source(_builtin_entries)
-register_model_source(_cached_entries)
-register_model_source(_zoo_entries)
-register_resolver("monai", _resolve_monai)

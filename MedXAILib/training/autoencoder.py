@@ -177,7 +177,7 @@ def load_autoencoder(path: str | Path, device: torch.device | str = "cpu") -> tu
     desc = json.loads(p.read_text())
     if desc.get("kind") != "autoencoder":
         raise InputError(f"{p}: not an autoencoder description (train one with `train --task autoencoder`)")
-    network = build_network(desc["architecture"], str(p))
+    network = build_network(desc["architecture"], str(p), check=True)
     state = torch.load(p.parent / desc["weights"], map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     return network.to(device).eval(), desc

@@ -94,6 +94,16 @@ def summarise(task: str, folds: Sequence[dict[str, Any]]) -> dict[str, dict[str,
     return out
 
 
+def output_files(folder: Path) -> list[Path]:
+    """Every file :func:`cross_validate` writes under ``folder``: ``splits.json``, ``folds.json``, ``summary.csv``
+    and the files of each ``fold{k}`` folder (a fold folder is replaced as a whole); the fold numbers and file names
+    inside a fold are :data:`~MedXAILib.output_names.WILDCARD`."""
+    from ..output_names import WILDCARD, name_with
+
+    fold = folder / name_with("fold", WILDCARD)
+    return [folder / "splits.json", folder / "folds.json", folder / "summary.csv", fold / WILDCARD]
+
+
 def write_summary_csv(result: CrossValResult, path: Path) -> Path:
     """``summary.csv``: one row per label × metric: ``label, metric, mean, sd, n_folds, fold0, fold1, ...``."""
     import csv
