@@ -419,8 +419,13 @@ def command_outputs(staged: bool = True) -> Iterator[_Transaction]:
     ``staged`` (the default): rename them all into place when the block succeeds, remove them all (and the folders
     made for them) when it raises or is interrupted. Not ``staged`` (a resumable command, whose files persist one
     by one): each file goes into place when written; on failure only the folders made and left empty are removed.
+    A block opened inside another (a resumable command writing its result files as one set) keeps the outer
+    block's plan: its files must be declared too.
     """
+    outer = _ACTIVE.get()
     tx = _Transaction(staged_writes=staged)
+    if outer is not None:  # a set written inside a command (e.g. a resumable one's results): still only its plan
+        tx.plan, tx.building = outer.plan, outer.building
     token = _ACTIVE.set(tx)
     try:
         yield tx

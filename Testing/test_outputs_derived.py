@@ -77,6 +77,24 @@ def test_a_file_the_command_did_not_declare_is_refused_and_nothing_is_kept(tmp_p
     assert snapshot(tmp_path) == {} and not (tmp_path / "out").exists()
 
 
+def test_a_set_written_inside_a_resumable_command_is_still_checked_against_its_plan(tmp_path):
+    """shortcut and tradeoff (resumable) write their result files as one set in a nested command_outputs block:
+    that block keeps the command's plan, so an undeclared file there is refused too (before, the inner block had no
+    plan and let anything through) and the set's files are all discarded."""
+    args = argparse.Namespace(output=str(tmp_path / "run"))
+    spec = {"output": OutputSpec(folder=True, derived=lambda p, a: [p / "result.json", p / "masks" / WILDCARD])}
+    with pytest.raises(UndeclaredOutputError, match="extra.csv"), command_outputs(staged=False):
+        check_command_outputs(args, spec)
+        with command_outputs():
+            with atomic_path(tmp_path / "run" / "masks" / "k1.nii.gz") as tmp:
+                tmp.write_text("x")
+            with atomic_path(tmp_path / "run" / "result.json") as tmp:
+                tmp.write_text("{}")
+            with atomic_path(tmp_path / "run" / "extra.csv") as tmp:
+                tmp.write_text("x")
+    assert snapshot(tmp_path) == {}
+
+
 def test_a_folder_built_as_one_unit_is_checked_as_its_final_files(tmp_path):
     """staged_folder (a study folder): files written into the hidden folder are checked against the plan as the
     files they become; the folder appears with one rename on success and not at all on failure."""
