@@ -197,7 +197,8 @@ def _clean_record(model: Any, case: Any, finding: Any, fold: int) -> dict[str, A
 
 
 def recovery(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    """How much of the smallest weight's swapped loss the largest weight recovers (pooled over folds).
+    """How much of the smallest weight's swapped loss the largest weight recovers (means over folds of the per-fold
+    accuracies).
 
     ``loss = clean − swapped`` at the smallest weight; ``recovered = (swapped at the largest − swapped at the
     smallest) / loss``; also the clean accuracy each gives up.
