@@ -117,6 +117,22 @@ def test_rrr_penalty_equals_the_closed_form_of_a_linear_model():
     assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
 
 
+def test_rrr_penalty_of_a_softmax_segmentation_equals_the_closed_form():
+    """Per-voxel softmax of a linear (1 × 1 convolution) model z_k = Σ_c W_kc x_c + b_k: the input gradient of
+    Σ_voxels Σ_k log p_k is Σ_k W_kc − K Σ_j p_j W_jc at each voxel, so the penalty is known by hand."""
+    torch.manual_seed(1)
+    conv = torch.nn.Conv3d(2, 3, 1)
+    x = torch.randn(2, 2, 3, 4, 5, requires_grad=True)
+    mask = (torch.rand(2, 1, 3, 4, 5) > 0.4).float()
+    out = conv(x)
+    got = rrr_penalty(out, x, mask, "softmax")
+    w = conv.weight.detach()[:, :, 0, 0, 0]  # (K, C)
+    p = torch.softmax(out.detach(), dim=1)  # (B, K, k, j, i)
+    grad = w.sum(0).view(1, 2, 1, 1, 1) - 3 * torch.einsum("bkzyx,kc->bczyx", p, w)
+    expected = (mask * grad ** 2).flatten(1).sum(1).mean()
+    torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"explanation_mask": "artifact"}, "need --explanation-loss rrr"),
     ({"explanation_loss": "rrr", "explanation_weight": 1.0}, "needs --explanation-mask"),
