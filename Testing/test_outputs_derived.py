@@ -209,3 +209,20 @@ def test_train_would_replace_a_fold_folder_holding_the_dataset(capfd, tmp_path):
     r = run(capfd, tmp_path, "train", "--dataset", f"csv:{manifest}", "--task", "segmentation",
             "--output", tmp_path / "run")
     assert_refused(r, r"fold1/data would be replaced with everything in it, the input .*cohort\.csv .* included")
+
+
+def test_outputs_that_differ_only_in_letter_case_are_refused(tmp_path):
+    """On a case-insensitive file system (macOS, Windows) Heat.nrrd and heat.nrrd are one file: the second output
+    written replaced the first. Refused everywhere, also for a derived name (cf_T1 against --output cf_t1)."""
+    from MedXAILib.errors import InputError
+    from MedXAILib.outputs import check_outputs
+
+    spec = OutputSpec((".nrrd", ".nii.gz"))
+    with pytest.raises(InputError, match="differ only in letter case"):
+        check_outputs({"--output": (tmp_path / "Heat.nrrd", spec), "--normalized": (tmp_path / "heat.nrrd", spec)})
+    cf = OutputSpec((".nii.gz",), derived=lambda p, a: [p.with_name(f"CF_{WILDCARD}.nii.gz")])
+    with pytest.raises(InputError, match="differ only in letter case"):
+        check_outputs({"--counterfactual": (tmp_path / "CF.nii.gz", cf), "--output": (tmp_path / "cf_t1.nii.gz", spec)},
+                      args=argparse.Namespace())
+    plan = check_outputs({"--output": (tmp_path / "heat.nrrd", spec), "--normalized": (tmp_path / "norm.nrrd", spec)})
+    assert len(plan.paths) == 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,7 @@ def _manifest_without_boxes(root: Path) -> Path:
     ("tradeoff", ["--explanation-mask", "annotation", "--weights", "0,10", "--dataset", "MANIFEST"],
      "needs an annotation of effusion"),
     ("tradeoff", ["--explanation-mask", "artifact", "--weights", "0,-1"], "--weights must be numbers ≥ 0"),
+    ("tradeoff", ["--explanation-mask", "artifact", "--weights", "0,1.0000001,1.0000002"], "share one model folder"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, command, extra, message):
     argv = [command, *COMMON, "--output", str(tmp_path / "out")]
@@ -247,3 +249,27 @@ def test_segmentation_with_an_intensity_blob_runs_end_to_end(tmp_path):
     assert swapped.any() and not (swapped & lesion).any()  # the swapped blob lies away from the lesion
     with open(out / "shortcut.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4 * 2
+
+
+def test_images_a_manifest_names_inside_the_output_folder_are_not_overwritten(tmp_path, capsys):
+    """A csv: manifest's images are inputs too: with the images in DIR/masks/ named by case id, shortcut --output
+    DIR would have written each case's artifact mask over its image (the manifest file itself was the only
+    protected input). Refused before any work, every image unchanged."""
+    import hashlib
+
+    rows = ["case_id,patient_id,image,effusion"]
+    geom = make_ijk_to_ras((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    for n in range(4):
+        write_volume(Volume(np.random.default_rng(n).random((1, 1, 32, 32)).astype(np.float32), geom),
+                     tmp_path / "masks" / f"x{n}.nii.gz")
+        rows.append(f"x{n},p{n},masks/x{n}.nii.gz,{n % 2}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main(["shortcut", "--dataset", f"csv:{tmp_path / 'cases.csv'}", "--task", "classification",
+                 "--finding", "effusion", "--artifact", "tag", "--methods", "random", "--folds", "2",
+                 "--architecture", "resnet-small", "--input-size", "32,32", "--epochs", "1", "--steps-per-epoch", "1",
+                 "--threads", "1", "--output", str(tmp_path), "--progress", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "(--dataset)" in err, err
+    assert re.search(r"masks/x\d\.nii\.gz is such a file: the input", err), err
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()} == before
