@@ -150,6 +150,18 @@ def test_published_numbers_equal_independent_computations_from_the_per_case_file
         assert summary["effect_spearman"] == pytest.approx(rho, abs=1e-12), m
         rho_conf = spearmanr(mass_conf, np.abs(_floats(conf, "effect"))).statistic
         assert summary["effect_spearman_confounded"] == pytest.approx(rho_conf, abs=1e-12), m
+    # no leakage: both models share one patient-level split, and each held-out case was scored by the fold model
+    # whose training cases (recorded in its model.json) and patients exclude it
+    splits = [json.loads((run / f"train-{role}" / "splits.json").read_text()) for role in ("clean", "confounded")]
+    assert splits[0]["folds"] == splits[1]["folds"] and splits[0]["patients"] == splits[1]["patients"]
+    patient = splits[0]["patients"]
+    for role in ("clean", "confounded"):
+        for fold in (0, 1):
+            training = json.loads((run / f"train-{role}" / f"fold{fold}" / "model.json").read_text())["training"]
+            seen = set(training["train_case_ids"])
+            held = [r["case_id"] for r in interventions if r["model"] == role and r["fold"] == str(fold)]
+            assert held and not seen & set(held)
+            assert not {patient[c] for c in seen} & {patient[c] for c in held}
     # the trade-off's recovery, by hand from tradeoff.csv (mean over folds of the per-fold AUCs)
     with open(run / "tradeoff.csv", newline="") as fh:
         trade = list(csv.DictReader(fh))
