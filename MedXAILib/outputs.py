@@ -12,7 +12,8 @@ Three pieces:
   path is not a folder, that its folder exists (or can be made) and is writable, that it is not one of the inputs
   (compared after resolving symlinks and ``..``, and by inode for hard links; a wildcard name against every input
   file that has such a name now), that it does not lie inside an input folder, and that no two files of the set can
-  share a path (sidecars ``OUT.json`` and companion data files ``OUT.zraw`` beside ``OUT.mhd`` included). Each
+  share a path, not even one that differs only in letter case (one file on macOS and Windows; sidecars ``OUT.json``
+  and companion data files ``OUT.zraw`` beside ``OUT.mhd`` included). Each
   problem is one :class:`~MedXAILib.errors.InputError` naming the flag, the path and the fix. It returns the
   :class:`OutputPlan`.
 - :func:`atomic_path` writes one file under its final name inside a hidden temporary folder beside the destination
@@ -112,7 +113,8 @@ def _probe_writable(folder: Path, what: str) -> None:
 
 def input_paths(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """``(flag, path)`` of every existing input named by ``args`` (see :data:`INPUT_ARGS`); ``KIND:PATH`` datasets
-    and ``FOLDER::SERIES_UID`` DICOM inputs included."""
+    (a ``csv:`` manifest with every file it names, :func:`manifest_files`) and ``FOLDER::SERIES_UID`` DICOM inputs
+    included."""
     found: list[tuple[str, Path]] = []
     for name in INPUT_ARGS:
         value = getattr(args, name, None)
@@ -127,7 +129,38 @@ def input_paths(args: argparse.Namespace) -> list[tuple[str, Path]]:
             p = Path(text).expanduser()
             if text and p.exists():
                 found.append((f"--{name}", p))
+                if name == "dataset" and str(v).startswith("csv:") and p.is_file():
+                    found += [(f"--{name}", f) for f in manifest_files(p)]
     return found
+
+
+def manifest_files(manifest: Path) -> list[Path]:
+    """The existing files a ``csv:`` manifest names (its ``image``, ``image:NAME`` and ``label`` columns, relative
+    to its folder): inputs of the command as much as the manifest itself. Read leniently (a malformed manifest is
+    the dataset reader's to refuse); at most :data:`MAX_LISTED_INPUTS` files."""
+    import csv
+    import gzip
+
+    out: list[Path] = []
+    try:
+        opener = gzip.open if manifest.name.lower().endswith(".gz") else open
+        with opener(manifest, "rt", newline="", encoding="utf-8-sig", errors="replace") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c for c in (reader.fieldnames or []) if c and (c.strip() in ("image", "label")
+                                                                      or c.strip().startswith("image:"))]
+            for row in reader:
+                for c in columns:
+                    value = (row.get(c) or "").strip()
+                    f = Path(value).expanduser() if value else None
+                    if f is not None and not f.is_absolute():
+                        f = manifest.parent / f
+                    if f is not None and f.is_file():
+                        out.append(f)
+                if len(out) > MAX_LISTED_INPUTS:
+                    break
+    except (OSError, csv.Error, EOFError, ValueError):
+        return out
+    return out
 
 
 class _Inputs:
@@ -311,12 +344,21 @@ def check_outputs(
                     raise InputError(
                         f"{_describe(item)} and {_describe(other)} {may} the same file; give each output its own path"
                     )
+                if _overlap(item, other, folded=True):
+                    raise InputError(
+                        f"{_describe(item)} and {_describe(other)} differ only in letter case, so they are one file "
+                        "on a case-insensitive file system (macOS, Windows); give each output its own name"
+                    )
             plan.items.append(item)
         plan.paths.append(p)
     return plan
 
 
-def _overlap(a: _Planned, b: _Planned) -> bool:
+def _overlap(a: _Planned, b: _Planned, folded: bool = False) -> bool:
+    """Whether two planned paths can name one file (``folded``: once letter case is ignored)."""
+    if folded:
+        x, y = str(resolved(a.path)).casefold(), str(resolved(b.path)).casefold()
+        return may_overlap(x, y) if has_wildcard(x) or has_wildcard(y) else x == y
     if has_wildcard(a.path) or has_wildcard(b.path):
         return may_overlap(a.path, b.path)
     return _same_file(a.path, b.path)
@@ -419,8 +461,13 @@ def command_outputs(staged: bool = True) -> Iterator[_Transaction]:
     ``staged`` (the default): rename them all into place when the block succeeds, remove them all (and the folders
     made for them) when it raises or is interrupted. Not ``staged`` (a resumable command, whose files persist one
     by one): each file goes into place when written; on failure only the folders made and left empty are removed.
+    A block opened inside another (a resumable command writing its result files as one set) keeps the outer
+    block's plan: its files must be declared too.
     """
+    outer = _ACTIVE.get()
     tx = _Transaction(staged_writes=staged)
+    if outer is not None:  # a set written inside a command (e.g. a resumable one's results): still only its plan
+        tx.plan, tx.building = outer.plan, outer.building
     token = _ACTIVE.set(tx)
     try:
         yield tx

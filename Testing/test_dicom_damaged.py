@@ -181,6 +181,40 @@ def test_pixel_description_that_does_not_fit_the_data(capfd, tmp_path, models, c
     assert_refused(_segment(capfd, tmp_path, models, ct[0].parent), rf"{ct[0].name}|{keyword}")
 
 
+def _short_modality_lut(path: Path) -> None:
+    """A Modality LUT whose descriptor declares 4096 entries but whose data holds 10 (pydicom would clip every stored
+    value above 9 to the last entry: a silently flat slice)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.ModalityLUTType = "HU"
+    item.add_new(0x00283006, "US", list(range(10)))
+    ds.ModalityLUTSequence = Sequence([item])
+    del ds.RescaleSlope, ds.RescaleIntercept
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("slope0", "RescaleSlope is 0"),
+    ("short_lut", "Modality LUT holds 10 entries where its descriptor declares 4096"),
+    ("palette", "photometric interpretation PALETTE COLOR"),
+])
+def test_headers_that_would_give_wrong_values_silently(capfd, tmp_path, models, ct, damage, message):
+    """Found in review: a slope of 0 on one slice (every voxel became the intercept, no note), a Modality LUT shorter
+    than its descriptor (values clipped), and PALETTE COLOR indices read as intensities: each read with exit 0."""
+    if damage == "slope0":
+        edit(ct[2], RescaleSlope=0)
+    elif damage == "short_lut":
+        _short_modality_lut(ct[1])
+    else:
+        for f in ct:
+            edit(f, PhotometricInterpretation="PALETTE COLOR")
+    assert_refused(_segment(capfd, tmp_path, models, ct[0].parent), message)
+
+
 def test_slices_with_their_own_rescale_are_each_converted_with_it(capfd, tmp_path, models, ct):
     edit(ct[1], RescaleSlope=2, RescaleIntercept=-3000)
     vol, source = read_dicom(ct[0].parent)

@@ -156,3 +156,77 @@ def test_benchmark_reports_msfi_per_method(tmp_path):
         summary = [r for r in csv.DictReader(fh) if r["metric"] == "msfi"]
     assert {r["method"] for r in summary} == {"gradcam", "saliency"}
     assert "msfi" in (out / "report.html").read_text()
+
+
+def _blind_to_second_channel(model):
+    """The tiny U-Net with every weight that reads input channel 1 set to 0: the network ignores that channel, so
+    any gradient attribution of it is exactly 0 (a planted truth)."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.network.modules():
+            if isinstance(m, torch.nn.Conv3d) and m.in_channels == 2:
+                m.weight[:, 1] = 0.0
+    return model
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_explain_channel_maps_to_evaluate_msfi_end_to_end(tmp_path, capsys):
+    """``explain --channel-maps`` writes the signed per-channel relevance as a 4-D (x, y, z, channel) image in the
+    input's geometry with its channel names beside it, and ``evaluate --msfi`` scores that file. Checked with
+    nibabel (not MedXAI's reader) against the input's affine, against the heat map (the sum over channels), against
+    the planted truth (the model ignores channel c1, so its map is 0) and against MSFI by hand from the file."""
+    import nibabel as nib
+
+    model = _blind_to_second_channel(tiny_unet_model(channels=2, classes=2))
+    folder = save_model(model, tmp_path / "model")
+    geom = make_ijk_to_ras((1.2, 0.9, 2.5), (10.0, -4.0, 3.0))
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 8, 16, 12)).astype(np.float32)
+    image[:, 2:5, 4:11, 3:9] += 2.0
+    inputs = []
+    for c in range(2):
+        inputs += ["--input", str(write_volume(Volume(image[c:c + 1], geom), tmp_path / f"c{c}.nii.gz"))]
+    mask = np.zeros((1, 8, 16, 12), np.uint8)
+    mask[0, 2:5, 4:11, 3:9] = 1
+    ref = write_volume(Volume(mask, geom), tmp_path / "mask.nii.gz")
+    heat, maps = tmp_path / "heat.nii.gz", tmp_path / "maps.nii.gz"
+    explain = ["explain", "--model", str(folder), *inputs, "--method", "saliency", "--target", "l1",
+               "--region", str(ref), "--progress", "none"]
+    assert main([*explain, "--output", str(heat), "--channel-maps", str(maps)]) == 0
+
+    written, affine = nib.load(maps), nib.load(tmp_path / "c0.nii.gz").affine
+    data = np.asarray(written.dataobj, dtype=np.float64)  # (x, y, z, channel)
+    assert data.shape == (12, 16, 8, 2) and np.allclose(written.affine, affine)
+    heat_xyz = np.asarray(nib.load(heat).dataobj, dtype=np.float64)
+    np.testing.assert_allclose(data.sum(axis=-1), heat_xyz, rtol=1e-5, atol=1e-6 * np.abs(heat_xyz).max())
+    assert np.abs(data[..., 0]).max() > 0 and np.all(data[..., 1] == 0)  # c1 is ignored by the network
+    side = json.loads((tmp_path / "maps.nii.gz.json").read_text())
+    assert side["channel_names"] == ["c0", "c1"] and side["method"] == "saliency"
+    assert json.loads((tmp_path / "heat.nii.gz.json").read_text())["channel_maps"]["channel_names"] == ["c0", "c1"]
+
+    out = tmp_path / "msfi.json"
+    assert main(["evaluate", "--heatmap", str(maps), "--reference", str(ref), "--msfi", "c0:0.6,c1:0.4",
+                 "--output", str(out), "--progress", "none"]) == 0
+    result = json.loads(out.read_text())
+    inside = np.transpose(mask[0], (2, 1, 0)) > 0  # (x, y, z) like nibabel's arrays
+    pos = np.clip(data[..., 0], 0, None)
+    portion_c0 = pos[inside].sum() / pos.sum()  # c1 has no positive relevance: undefined, counted 0
+    assert result["msfi"] == pytest.approx(0.6 * portion_c0 / (0.6 + 0.4))
+    assert result["msfi_portions"]["c0"] == pytest.approx(portion_c0) and result["msfi_undefined"] == ["c1"]
+
+    # the names recorded beside the map cannot be contradicted, and a method without per-channel maps is refused
+    # before anything is written
+    capsys.readouterr()
+    assert main(["evaluate", "--heatmap", str(maps), "--reference", str(ref), "--msfi", "c0:0.6,c1:0.4",
+                 "--heatmap-channels", "c1,c0", "--output", str(tmp_path / "swapped.json"), "--progress", "none"]) == 2
+    assert "contradicts" in capsys.readouterr().err and not (tmp_path / "swapped.json").exists()
+    assert main(["evaluate", "--heatmap", str(maps), "--reference", str(ref), "--msfi", "c0:0.6,c1:0.4",
+                 "--output", str(maps) + ".json", "--progress", "none"]) == 2
+    assert "which --msfi reads" in capsys.readouterr().err
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([*explain[:7], "--method", "gradcam", "--target", "l1", "--progress", "none",
+                 "--output", str(tmp_path / "cam.nii.gz"), "--channel-maps", str(tmp_path / "cam_maps.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --channel-maps: gradcam gives one map for all input channels") and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

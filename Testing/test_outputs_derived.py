@@ -77,6 +77,24 @@ def test_a_file_the_command_did_not_declare_is_refused_and_nothing_is_kept(tmp_p
     assert snapshot(tmp_path) == {} and not (tmp_path / "out").exists()
 
 
+def test_a_set_written_inside_a_resumable_command_is_still_checked_against_its_plan(tmp_path):
+    """shortcut and tradeoff (resumable) write their result files as one set in a nested command_outputs block:
+    that block keeps the command's plan, so an undeclared file there is refused too (before, the inner block had no
+    plan and let anything through) and the set's files are all discarded."""
+    args = argparse.Namespace(output=str(tmp_path / "run"))
+    spec = {"output": OutputSpec(folder=True, derived=lambda p, a: [p / "result.json", p / "masks" / WILDCARD])}
+    with pytest.raises(UndeclaredOutputError, match="extra.csv"), command_outputs(staged=False):
+        check_command_outputs(args, spec)
+        with command_outputs():
+            with atomic_path(tmp_path / "run" / "masks" / "k1.nii.gz") as tmp:
+                tmp.write_text("x")
+            with atomic_path(tmp_path / "run" / "result.json") as tmp:
+                tmp.write_text("{}")
+            with atomic_path(tmp_path / "run" / "extra.csv") as tmp:
+                tmp.write_text("x")
+    assert snapshot(tmp_path) == {}
+
+
 def test_a_folder_built_as_one_unit_is_checked_as_its_final_files(tmp_path):
     """staged_folder (a study folder): files written into the hidden folder are checked against the plan as the
     files they become; the folder appears with one rename on success and not at all on failure."""
@@ -191,3 +209,20 @@ def test_train_would_replace_a_fold_folder_holding_the_dataset(capfd, tmp_path):
     r = run(capfd, tmp_path, "train", "--dataset", f"csv:{manifest}", "--task", "segmentation",
             "--output", tmp_path / "run")
     assert_refused(r, r"fold1/data would be replaced with everything in it, the input .*cohort\.csv .* included")
+
+
+def test_outputs_that_differ_only_in_letter_case_are_refused(tmp_path):
+    """On a case-insensitive file system (macOS, Windows) Heat.nrrd and heat.nrrd are one file: the second output
+    written replaced the first. Refused everywhere, also for a derived name (cf_T1 against --output cf_t1)."""
+    from MedXAILib.errors import InputError
+    from MedXAILib.outputs import check_outputs
+
+    spec = OutputSpec((".nrrd", ".nii.gz"))
+    with pytest.raises(InputError, match="differ only in letter case"):
+        check_outputs({"--output": (tmp_path / "Heat.nrrd", spec), "--normalized": (tmp_path / "heat.nrrd", spec)})
+    cf = OutputSpec((".nii.gz",), derived=lambda p, a: [p.with_name(f"CF_{WILDCARD}.nii.gz")])
+    with pytest.raises(InputError, match="differ only in letter case"):
+        check_outputs({"--counterfactual": (tmp_path / "CF.nii.gz", cf), "--output": (tmp_path / "cf_t1.nii.gz", spec)},
+                      args=argparse.Namespace())
+    plan = check_outputs({"--output": (tmp_path / "heat.nrrd", spec), "--normalized": (tmp_path / "norm.nrrd", spec)})
+    assert len(plan.paths) == 2

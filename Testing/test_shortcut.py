@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,86 @@ def test_outputs_and_masks(run):
     assert len(list((run / "masks").glob("*.nii.gz"))) == 96
 
 
+def _floats(rows, key):
+    return [float(r[key]) if r[key] != "" else None for r in rows]
+
+
+def test_published_numbers_equal_independent_computations_from_the_per_case_files(run):
+    """Every summary number of shortcut.json and tradeoff.json recomputed from the per-case CSV files with
+    scikit-learn's roc_auc_score, scipy's spearmanr and numpy (not MedXAI's metric code)."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    data = json.loads((run / "shortcut.json").read_text())
+    with open(run / "interventions.csv", newline="") as fh:
+        interventions = list(csv.DictReader(fh))
+    for role in ("clean", "confounded"):
+        mine = [r for r in interventions if r["model"] == role]
+        y = [int(r["label"]) for r in mine]
+        rel = data["reliance"][role]
+        for key, column in (("auc", "score_clean"), ("auc_swapped", "score_swapped"),
+                            ("auc_confounded_data", "score_confounded_data")):
+            assert rel[key] == pytest.approx(roc_auc_score(y, _floats(mine, column)), abs=1e-12), (role, key)
+        for r in mine:  # swapped: the added score for a negative, the clean one for a positive
+            want = r["score_added"] if r["label"] == "0" else r["score_clean"]
+            assert float(r["score_swapped"]) == float(want)
+            assert float(r["effect"]) == pytest.approx(float(r["score_added"]) - float(r["score_clean"]), abs=1e-12)
+        assert rel["auc_drop"] == pytest.approx(rel["auc"] - rel["auc_swapped"])
+    with open(run / "shortcut.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for m, summary in data["methods"].items():
+        conf = [r for r in rows if r["method"] == m and r["model"] == "confounded" and r["artifact_mass"]]
+        clean = [r for r in rows if r["method"] == m and r["model"] == "clean" and r["artifact_mass"]]
+        mass_conf, mass_clean = _floats(conf, "artifact_mass"), _floats(clean, "artifact_mass")
+        assert summary["artifact_mass_confounded"] == pytest.approx(np.mean(mass_conf), abs=1e-12)
+        assert summary["artifact_mass_clean"] == pytest.approx(np.mean(mass_clean), abs=1e-12)
+        expected = roc_auc_score([1] * len(conf) + [0] * len(clean), mass_conf + mass_clean)
+        assert summary["detection_auc"] == pytest.approx(expected, abs=1e-12), m
+        both = conf + clean
+        rho = spearmanr(_floats(both, "artifact_mass"), np.abs(_floats(both, "effect"))).statistic
+        assert summary["effect_spearman"] == pytest.approx(rho, abs=1e-12), m
+        rho_conf = spearmanr(mass_conf, np.abs(_floats(conf, "effect"))).statistic
+        assert summary["effect_spearman_confounded"] == pytest.approx(rho_conf, abs=1e-12), m
+    # no leakage: both models share one patient-level split, and each held-out case was scored by the fold model
+    # whose training cases (recorded in its model.json) and patients exclude it
+    splits = [json.loads((run / f"train-{role}" / "splits.json").read_text()) for role in ("clean", "confounded")]
+    assert splits[0]["folds"] == splits[1]["folds"] and splits[0]["patients"] == splits[1]["patients"]
+    patient = splits[0]["patients"]
+    for role in ("clean", "confounded"):
+        for fold in (0, 1):
+            training = json.loads((run / f"train-{role}" / f"fold{fold}" / "model.json").read_text())["training"]
+            seen = set(training["train_case_ids"])
+            held = [r["case_id"] for r in interventions if r["model"] == role and r["fold"] == str(fold)]
+            assert held and not seen & set(held)
+            assert not {patient[c] for c in seen} & {patient[c] for c in held}
+    # the trade-off's recovery, by hand from tradeoff.csv (mean over folds of the per-fold AUCs)
+    with open(run / "tradeoff.csv", newline="") as fh:
+        trade = list(csv.DictReader(fh))
+    mean = {(w, k): np.mean([float(r[k]) for r in trade if r["weight"] == w]) for w in ("0.0", "100.0")
+            for k in ("auc", "auc_swapped")}
+    loss = mean["0.0", "auc"] - mean["0.0", "auc_swapped"]
+    rec = json.loads((run / "tradeoff.json").read_text())["recovery"]
+    assert rec["recovered_fraction"] == pytest.approx((mean["100.0", "auc_swapped"] - mean["0.0", "auc_swapped"])
+                                                      / loss, abs=1e-12)
+
+
+def test_topk_iou_equals_a_brute_force_count():
+    """IoU of the artifact with the map's |A| highest voxels, counted directly (distinct values, no ties)."""
+    from MedXAILib.shortcut.scoring import artifact_mass, topk_iou
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        heat = rng.normal(size=(1, 20, 24))
+        mask = np.zeros((1, 20, 24), bool)
+        mask[0, rng.integers(0, 12):, rng.integers(0, 16):][:6, :5] = True
+        top = np.zeros(heat.size, bool)
+        top[np.argsort(heat.ravel())[-int(mask.sum()):]] = True
+        inter = (top & mask.ravel()).sum()
+        assert topk_iou(heat, mask) == pytest.approx(inter / (top | mask.ravel()).sum())
+        pos = np.clip(heat, 0, None)
+        assert artifact_mass(heat, mask) == pytest.approx(pos[mask].sum() / pos.sum())
+
+
 def _manifest_without_boxes(root: Path) -> Path:
     rows = ["case_id,patient_id,image,effusion"]
     geom = make_ijk_to_ras((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
@@ -127,6 +208,7 @@ def _manifest_without_boxes(root: Path) -> Path:
     ("tradeoff", ["--explanation-mask", "annotation", "--weights", "0,10", "--dataset", "MANIFEST"],
      "needs an annotation of effusion"),
     ("tradeoff", ["--explanation-mask", "artifact", "--weights", "0,-1"], "--weights must be numbers ≥ 0"),
+    ("tradeoff", ["--explanation-mask", "artifact", "--weights", "0,1.0000001,1.0000002"], "share one model folder"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, command, extra, message):
     argv = [command, *COMMON, "--output", str(tmp_path / "out")]
@@ -179,3 +261,27 @@ def test_segmentation_with_an_intensity_blob_runs_end_to_end(tmp_path):
     assert swapped.any() and not (swapped & lesion).any()  # the swapped blob lies away from the lesion
     with open(out / "shortcut.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4 * 2
+
+
+def test_images_a_manifest_names_inside_the_output_folder_are_not_overwritten(tmp_path, capsys):
+    """A csv: manifest's images are inputs too: with the images in DIR/masks/ named by case id, shortcut --output
+    DIR would have written each case's artifact mask over its image (the manifest file itself was the only
+    protected input). Refused before any work, every image unchanged."""
+    import hashlib
+
+    rows = ["case_id,patient_id,image,effusion"]
+    geom = make_ijk_to_ras((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    for n in range(4):
+        write_volume(Volume(np.random.default_rng(n).random((1, 1, 32, 32)).astype(np.float32), geom),
+                     tmp_path / "masks" / f"x{n}.nii.gz")
+        rows.append(f"x{n},p{n},masks/x{n}.nii.gz,{n % 2}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main(["shortcut", "--dataset", f"csv:{tmp_path / 'cases.csv'}", "--task", "classification",
+                 "--finding", "effusion", "--artifact", "tag", "--methods", "random", "--folds", "2",
+                 "--architecture", "resnet-small", "--input-size", "32,32", "--epochs", "1", "--steps-per-epoch", "1",
+                 "--threads", "1", "--output", str(tmp_path), "--progress", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "(--dataset)" in err, err
+    assert re.search(r"masks/x\d\.nii\.gz is such a file: the input", err), err
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -117,6 +117,22 @@ def test_rrr_penalty_equals_the_closed_form_of_a_linear_model():
     assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
 
 
+def test_rrr_penalty_of_a_softmax_segmentation_equals_the_closed_form():
+    """Per-voxel softmax of a linear (1 × 1 convolution) model z_k = Σ_c W_kc x_c + b_k: the input gradient of
+    Σ_voxels Σ_k log p_k is Σ_k W_kc − K Σ_j p_j W_jc at each voxel, so the penalty is known by hand."""
+    torch.manual_seed(1)
+    conv = torch.nn.Conv3d(2, 3, 1)
+    x = torch.randn(2, 2, 3, 4, 5, requires_grad=True)
+    mask = (torch.rand(2, 1, 3, 4, 5) > 0.4).float()
+    out = conv(x)
+    got = rrr_penalty(out, x, mask, "softmax")
+    w = conv.weight.detach()[:, :, 0, 0, 0]  # (K, C)
+    p = torch.softmax(out.detach(), dim=1)  # (B, K, k, j, i)
+    grad = w.sum(0).view(1, 2, 1, 1, 1) - 3 * torch.einsum("bkzyx,kc->bczyx", p, w)
+    expected = (mask * grad ** 2).flatten(1).sum(1).mean()
+    torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"explanation_mask": "artifact"}, "need --explanation-loss rrr"),
     ({"explanation_loss": "rrr", "explanation_weight": 1.0}, "needs --explanation-mask"),
@@ -171,3 +187,30 @@ def test_train_refuses_annotation_mask_without_annotations_before_writing(tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "annotation of effusion" in err
     assert not out.exists()
+
+
+def test_cases_whose_ids_share_a_file_name_keep_their_own_masks(tmp_path):
+    """``a b``, ``a-b`` and ``A-B`` all become the file stem ``a-b`` (or collide on a case-insensitive file system):
+    each case must still get its own mask file, equal to the voxels its artifact changed."""
+    from MedXAILib.io import read_image, write_volume
+    from MedXAILib.shortcut.report import mask_stems, write_masks
+
+    ids = ["a b", "a-b", "A-B", "other"]
+    rows = ["case_id,patient_id,image,effusion"]
+    for n, cid in enumerate(ids):
+        write_volume(_image((1, 40, 40), seed=n), tmp_path / f"x{n}.nrrd")
+        rows.append(f"{cid},p{n},x{n}.nrrd,{n % 2}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    ds = open_dataset(f"csv:{tmp_path / 'cases.csv'}")
+    finding = resolve_finding(ds, "effusion", "classification")
+    spec = ArtifactSpec("tag", seed=0)
+    stems = mask_stems(ids)
+    assert len({s.casefold() for s in stems.values()}) == 4 and stems["other"] == "other"
+    written = write_masks(tmp_path / "run", ds, spec, finding, ids)
+    assert len(set(written)) == 4
+    for cid in ids:
+        case = next(c for c in ds.cases if c.case_id == cid)
+        clean, added = draw_case(case, spec, finding, "clean"), draw_case(case, spec, finding, "added")
+        changed = np.any(added.image.array != clean.image.array, axis=0)
+        stored = read_image(tmp_path / "run" / "masks" / f"{stems[cid]}.nii.gz").array[0] > 0
+        assert np.array_equal(stored, changed), cid

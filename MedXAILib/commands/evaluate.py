@@ -9,7 +9,8 @@ Two modes share the command:
   ``topk_dice_5pct``, ``sparseness_gini``, ``box_iobb``, …) plus ``inputs``.
 
 ``--msfi t1ce:0.5,flair:0.3,t2:0.2,t1:0`` adds the modality-specific feature importance of a per-channel heat map
-(:mod:`MedXAILib.metrics.msfi`; ``msfi``, ``msfi_portions``); the other metrics then score the sum over channels.
+(:mod:`MedXAILib.metrics.msfi`; ``msfi``, ``msfi_portions``), such as ``explain --channel-maps H`` writes (its channel
+names are read from ``H.json``); the other metrics then score the sum over channels.
 
 Metrics that need the model (faithfulness, stability, sanity: ``--model`` and ``--input``) are delegated to
 ``MedXAILib.quality.model_based_metrics(args, heatmap, reference) -> dict`` when that module exists; the flags are
@@ -69,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "one-channel map counts for every modality; the other metrics use the sum over channels",
     )
     parser.add_argument("--heatmap-channels", metavar="NAMES",
-                        help="--msfi: the heat map's channel names in order, e.g. t1,t1ce,t2,flair (default: the "
-                             "MedXAI brain order t1,t1ce,t2,flair restricted to the --msfi modalities it holds)")
+                        help="--msfi: the heat map's channel names in order, e.g. t1,t1ce,t2,flair (default: the names "
+                             "explain --channel-maps recorded in HEATMAP.json, else the MedXAI brain order "
+                             "t1,t1ce,t2,flair restricted to the --msfi modalities it holds)")
     parser.add_argument(
         "--tolerance-mm", type=float, default=0.0, help="pointing-game tolerance in mm (adds pointing_game_tol*)"
     )
@@ -161,12 +163,21 @@ def _check_args(args: argparse.Namespace) -> None:
             raise InputError("--msfi needs --reference (the feature mask)")
         if args.msfi and args.heatmap_channel is not None:
             raise InputError("--msfi scores every channel of the heat map; drop --heatmap-channel")
+        if args.msfi and _same_path(Path(str(args.heatmap) + ".json"), args.output):
+            raise InputError(f"--output {args.output} is {args.heatmap}.json, which --msfi reads (the heat map's "
+                             "channel names); give --output another path")
     if args.prediction is not None and (args.msfi or args.heatmap_channels):
         raise InputError("--msfi and --heatmap-channels apply to heat-map mode (--heatmap)")
     if args.heatmap_channels and not args.msfi:
         raise InputError("--heatmap-channels names the channels for --msfi")
     if args.tolerance_mm < 0:
         raise InputError(f"--tolerance-mm must be >= 0; got {args.tolerance_mm}")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    import os
+
+    return os.path.realpath(a) == os.path.realpath(b) or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
 def _model_based_hook(args: argparse.Namespace) -> Callable[..., dict] | None:
@@ -333,15 +344,50 @@ def _run_heatmap(
     return result
 
 
+def channel_names_beside(heatmap: str | Path) -> list[str] | None:
+    """The channel names ``explain --channel-maps FILE`` records in ``FILE.json`` (None when there is no such list).
+
+    Raises:
+        InputError: ``FILE.json`` exists but is not a readable JSON object, or its ``channel_names`` is not a list
+            of names.
+    """
+    import json
+
+    side = Path(str(heatmap) + ".json")
+    if not side.is_file():
+        return None
+    if side.stat().st_size > 1 << 20:
+        raise InputError(f"{side}: larger than 1 MiB; not the channel list explain --channel-maps writes")
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{side}: cannot be read as JSON ({exc})") from None
+    if not isinstance(data, dict) or "channel_names" not in data:
+        return None  # another sidecar (explain --output writes one without channel names)
+    names = data["channel_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"{side}: channel_names must be a list of channel names; got {names!r}")
+    return [n.lower() for n in names]
+
+
 def _msfi_channels(args: argparse.Namespace, n: int, importance: dict[str, float]) -> list[str]:
-    """The heat map's channel names for MSFI: ``--heatmap-channels``, or the brain order of the weighted modalities."""
+    """The heat map's channel names for MSFI: ``--heatmap-channels``, else the names ``explain --channel-maps``
+    recorded beside the map (``H.json``), else the brain order of the weighted modalities."""
     from ..datasets import BRAIN_CHANNELS
 
+    recorded = channel_names_beside(args.heatmap)
+    if recorded is not None and len(recorded) != n:
+        raise InputError(f"{args.heatmap}.json names {len(recorded)} channel(s); {args.heatmap} has {n}")
     if args.heatmap_channels:
         names = [c.strip().lower() for c in args.heatmap_channels.split(",") if c.strip()]
         if len(names) != n:
             raise InputError(f"--heatmap-channels names {len(names)} channel(s); {args.heatmap} has {n}")
+        if recorded is not None and names != recorded:
+            raise InputError(f"--heatmap-channels {','.join(names)} contradicts {args.heatmap}.json, which names "
+                             f"the channels {','.join(recorded)} in that order")
         return names
+    if recorded is not None:
+        return recorded
     if n == 1:
         return list(importance)
     brain = [c for c in BRAIN_CHANNELS if c in importance]

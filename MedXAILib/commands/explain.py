@@ -39,10 +39,12 @@ def _series_files(folder: Path, _args: argparse.Namespace) -> list[Path]:
 
 
 #: Every file explain writes, checked by the CLI before any work (see MedXAILib.outputs): OUTPUT.json is the sidecar,
-#: --counterfactual FILE also names FILE_<channel> files, --series DIR holds step<NN>[_<channel>].nii.gz.
+#: --channel-maps FILE has FILE.json (its channel names), --counterfactual FILE also names FILE_<channel> files,
+#: --series DIR holds step<NN>[_<channel>].nii.gz.
 OUTPUTS = {
     "output": OutputSpec(DICOM_OUTPUT_SUFFIXES, sidecars=(".json",)),
     "normalized": OutputSpec(DICOM_OUTPUT_SUFFIXES),
+    "channel_maps": OutputSpec(VOLUME_SUFFIXES, sidecars=(".json",)),
     "shap_plot": OutputSpec((".png",)),
     "counterfactual": OutputSpec(VOLUME_SUFFIXES, derived=_channel_files),
     "series": OutputSpec(folder=True, derived=_series_files),
@@ -71,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input; required unless --dry-run",
     )
     parser.add_argument("--normalized", help="also write the normalised display map here (same formats)")
+    parser.add_argument(
+        "--channel-maps", metavar="FILE",
+        help="also write the signed relevance of each input channel (sequence) as one 4-D image (x, y, z, channel) "
+             "in the input's geometry, and FILE.json naming the channels in order; the heat map is their sum. For "
+             "methods that attribute each input channel (saliency, ig, gradientshap, lrp, occlusion with "
+             "per_channel=true, kernelshap/lime/partitionshap with per_channel_groups=true, counterfactuals); what "
+             "`evaluate --msfi` scores",
+    )
     add_dicom_output_arguments(parser)
     parser.add_argument(
         "--shap-plot", metavar="PNG",
@@ -145,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     check_dicom_inputs(outputs, args.input, args.dicom_fill_uids)
     if args.counterfactual:
         check_output_path(args.counterfactual, VOLUME_SUFFIXES)
+    if args.channel_maps:
+        check_output_path(args.channel_maps, VOLUME_SUFFIXES)
     if (args.counterfactual or args.series) and args.method not in COUNTERFACTUAL_METHODS:
         raise InputError(
             f"--counterfactual and --series need a counterfactual method ({', '.join(COUNTERFACTUAL_METHODS)}); "
@@ -172,6 +184,12 @@ def run(args: argparse.Namespace) -> int:
         progress=progress.sub(0.0, 0.95), map_resampling=args.map_resampling,
     )
     assert out is not None
+    if args.channel_maps and expl.channel_maps is None:  # known only once run; refused before anything is written
+        raise InputError(
+            f"--channel-maps: {expl.method} gives one map for all input channels, not one per channel; use a method "
+            "that attributes each channel (saliency, ig, gradientshap, lrp, occlusion with per_channel=true, "
+            "kernelshap/lime/partitionshap with per_channel_groups=true)"
+        )
     sidecar = {"model": model.name, "input": args.input, "card": model.card(), **expl.summary(),
                "conventions": explanation_conventions(expl.method, expl.params, args.map_resampling)}
     warning = domain_check(model, volume)
@@ -192,6 +210,16 @@ def run(args: argparse.Namespace) -> int:
             sidecar["dicom_normalized" if normalized else "dicom"] = info
         else:
             write_volume(heatmap, path)
+    if args.channel_maps:
+        maps = expl.channel_maps
+        assert maps is not None
+        write_volume(maps, args.channel_maps, four_d=True)
+        layout = {"file": str(args.channel_maps), "layout": "x, y, z, channel (a 4-D image; the first three axes "
+                  "carry the input's geometry)", "channel_names": list(maps.channel_names),
+                  "values": "signed relevance per input channel; their sum is the heat map"}
+        write_json({**layout, "method": expl.method, "target": expl.target.describe(), "model": model.name},
+                   str(args.channel_maps) + ".json")
+        sidecar["channel_maps"] = layout
     if args.counterfactual:
         cf = expl.volumes["counterfactual"]
         sidecar["counterfactual_files"] = write_per_channel(cf, args.counterfactual)

@@ -16,23 +16,26 @@ from typing import Any
 
 from ..cli import add_progress_argument
 from ..errors import InputError
-from ..output_names import WILDCARD, name_with
+from ..output_names import WILDCARD
 from ..outputs import OutputSpec
 
 RESULT_FILES = ("shortcut.json", "shortcut.csv", "interventions.csv", "report.html")
 
 
-def trained_model_files(folder: Path) -> list[Path]:
-    """The files of every ``DIR/train-…`` folder (``train``'s own layout, one per role and weight)."""
+def trained_model_files(folder: Path, names: list[str]) -> list[Path]:
+    """The files of the ``DIR/<name>`` model folders (``train``'s own layout; a name may hold the wildcard)."""
     from ..training.crossval import output_files
 
-    return output_files(folder / name_with("train-", WILDCARD))
+    return [f for name in names for f in output_files(folder / name)]
 
 
 def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
     """The files of ``--output DIR``: the trained models, the results, a mask per case and the figures."""
     each = [folder / "masks" / WILDCARD, folder / "figures" / WILDCARD]
-    return [*trained_model_files(folder), *(folder / n for n in RESULT_FILES), *each]
+    from ..shortcut.runner import model_folder
+
+    models = [model_folder(folder, role).name for role in ("clean", "confounded")]  # exactly these two
+    return [*trained_model_files(folder, models), *(folder / n for n in RESULT_FILES), *each]
 
 
 HELP = "does an explanation show what the model relies on? a planted-artifact benchmark with two trained models"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..cli import add_progress_argument
 from ..errors import InputError
+from ..output_names import WILDCARD, name_with
 from ..outputs import OutputSpec
 from .shortcut import add_artifact_arguments, add_training_arguments, settings_from_args, trained_model_files
 
@@ -29,8 +30,15 @@ RESULT_FILES = ("tradeoff.csv", "tradeoff_maps.csv", "tradeoff.json", "tradeoff.
 
 
 def _folder_files(folder: Path, args: argparse.Namespace) -> list[Path]:
-    """The files of ``--output DIR``: one trained-model folder per weight and the results."""
-    return [*trained_model_files(folder), *(folder / n for n in RESULT_FILES)]
+    """The files of ``--output DIR``: one trained-model folder per weight (``train-ROLE`` for λ = 0,
+    ``train-ROLE-rrr-MASK-w<λ>`` for the others; ROLE ``confounded`` with a planted artifact, else ``clean``) and the
+    results."""
+    from ..shortcut.runner import model_folder
+
+    role = "confounded" if getattr(args, "artifact", None) else "clean"
+    plain = model_folder(folder, role).name
+    penalised = name_with(model_folder(folder, role, 1.0, args.explanation_mask).name.removesuffix("1"), WILDCARD)
+    return [*trained_model_files(folder, [plain, penalised]), *(folder / n for n in RESULT_FILES)]
 
 
 OUTPUTS = {"output": OutputSpec(folder=True, derived=_folder_files)}

@@ -31,6 +31,38 @@ def number(item: Any, keyword: str, default: float, name: str) -> float:
     return number
 
 
+def slope(item: Any, name: str) -> float:
+    """The rescale slope (1 when absent); 0 is refused: it would give every pixel the intercept's value."""
+    value = number(item, "RescaleSlope", 1.0, name)
+    if value == 0.0:
+        raise InputError(f"{name}: RescaleSlope is 0, which would give every pixel the value of the intercept; the "
+                         "header is damaged. Replace the file with an intact copy")
+    return value
+
+
+def check_modality_lut(ds: Any, name: str) -> None:
+    """A Modality LUT must hold as many entries as its descriptor declares (0 declares 65536); pydicom would clip
+    every stored value beyond a short table to its last entry."""
+    if "ModalityLUTSequence" not in ds or not len(ds.ModalityLUTSequence):
+        return
+    item = ds.ModalityLUTSequence[0]
+    descriptor = item.get("LUTDescriptor", None)
+    data = item.get("LUTData", None)
+    try:
+        declared = int(descriptor[0]) or 65536
+    except (TypeError, ValueError, IndexError):
+        declared = -1
+    if data is None or declared < 1:
+        raise InputError(f"{name}: its Modality LUT has no usable LUT Descriptor or LUT Data; the header is damaged")
+    entries = len(data)
+    if isinstance(data, bytes):  # OW: 16-bit words, or bytes for an 8-bit table
+        bits = int(descriptor[2]) if len(descriptor) > 2 else 16
+        entries = len(data) // (2 if bits > 8 else 1)
+    if entries != declared:
+        raise InputError(f"{name}: its Modality LUT holds {entries} entries where its descriptor declares {declared}; "
+                         "the header is damaged. Replace the file with an intact copy")
+
+
 def count(ds: Any, keyword: str, name: str, default: int | None = None) -> int:
     """A positive integer attribute (Rows, Columns, NumberOfFrames…); anything else is refused."""
     value = ds.get(keyword, None)
@@ -160,6 +192,7 @@ def modality_values(chosen: Sequence[tuple[Path, Any]], ordered: Sequence[Any], 
             stored, ds = decode(path, s.name)
             if stored.ndim != 2:
                 raise InputError(f"{s.name}: {stored.shape} pixels; a slice of a series holds one grey-level plane")
+            check_modality_lut(ds, s.name)
             planes.append(np.asarray(apply_modality_lut(stored, ds), dtype=np.float32))
         out = np.stack(planes)
     if str(chosen[0][1].get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":

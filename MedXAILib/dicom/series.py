@@ -43,12 +43,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import LPS_TO_RAS, Volume
-from .pixels import count, modality_values, number, pixel_format
+from .pixels import count, modality_values, number, pixel_format, slope
 
 SERIES_SEPARATOR = "::"
 #: Files in a DICOM folder that are not expected to be DICOM and are skipped.
 COMPANION_SUFFIXES = (".txt", ".md", ".json", ".csv", ".xml", ".html", ".pdf", ".png", ".jpg", ".jpeg", ".nii",
                       ".gz", ".nrrd", ".zip", ".py", ".log")
+#: The photometric interpretations whose stored values are grey levels (a volume's voxels).
+GREY_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
 _ORIENTATION_TOL = 1e-4
 _SPACING_REL_TOL = 1e-3
 _UNIT_TOL = 1e-2  # direction cosines: unit length and orthogonal to 1 % (damage, not rounding, is what fails)
@@ -329,7 +331,7 @@ def _single_frame_slice(path: Path, ds: Any, index: int) -> _Slice:
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         position=_floats(ds.get("ImagePositionPatient"), 3), spacing=_pixel_spacing(ds),
         frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None,
-        slope=number(ds, "RescaleSlope", 1.0, name) or 1.0, intercept=number(ds, "RescaleIntercept", 0.0, name),
+        slope=slope(ds, name), intercept=number(ds, "RescaleIntercept", 0.0, name),
         photometric=photometric, bits=bits,
     )
 
@@ -363,7 +365,7 @@ def _multiframe_slices(path: Path, ds: Any) -> list[_Slice]:
             position=_floats(pos.get("ImagePositionPatient") if pos is not None else None, 3),
             spacing=_floats(meas.get("PixelSpacing") if meas is not None else None, 2),
             frame_of_reference=_uid(ds, "FrameOfReferenceUID") or None,
-            slope=number(rescale, "RescaleSlope", 1.0, name) or 1.0,
+            slope=slope(rescale, name),
             intercept=number(rescale, "RescaleIntercept", 0.0, name), photometric=photometric, bits=bits,
         ))
     return out
@@ -393,6 +395,9 @@ def _check_consistent(slices: Sequence[_Slice]) -> list[str]:
     _majority(slices, lambda s: s.photometric, "photometric interpretation",
               "a series must be all MONOCHROME2 or all MONOCHROME1 (inverting only some slices would make their "
               "values disagree); replace the odd slice with an intact copy")
+    if slices[0].photometric not in GREY_PHOTOMETRIC:
+        raise InputError(f"{slices[0].name}: photometric interpretation {slices[0].photometric}, but a volume is read "
+                         "as grey levels (MONOCHROME1 or MONOCHROME2); its stored values are not intensities")
     if len(slices) > 1 and len({(s.slope, s.intercept, s.bits) for s in slices}) > 1:
         return ["the slices differ in rescale slope / intercept or bits stored; each slice was converted to "
                 "modality values with its own"]

@@ -18,8 +18,12 @@ Two choices are stated here because the paper leaves them to the implementation:
 - a method without per-channel maps (Grad-CAM and the other CAMs, occlusion) gives one map for every modality, as
   the authors did for Grad-CAM: MSFI then equals the relevance mass of that map in the mask (``msfi_maps: shared``).
 
-The authors' BraTS evaluation dilated the tumour mask by a 20-voxel square in each axial slice before scoring;
-here the mask is used as given (dilate it first to reproduce that protocol).
+The authors' BraTS pipeline also post-processed every map before scoring (``postprocess_heatmaps``: upsampled to
+the image, Gaussian-smoothed in-plane with σ = 1 voxel, divided by the 99th percentile of |relevance| over all
+modalities and clipped to [−1, 1]) and dilated the tumour mask by a 20-voxel square in each axial slice. None of that
+is part of the metric's definition and none of it is applied here: the map and the mask are scored as given (smooth,
+clip or dilate them first to reproduce that protocol; the clipping changes the portions, the common scaling does
+not).
 
 Layouts: channel maps ``(M, K, J, I)`` (or ``(M, J, I)``) in the order of ``channel_names``; masks ``(K, J, I)``,
 one for all modalities or one per modality name.

@@ -1,7 +1,9 @@
 """Planted artifacts: where an artifact goes (seeded, per case) and how it is drawn, in 2D and 3D.
 
 Three kinds, each drawn on the input grid of a :class:`~MedXAILib.volume.Volume` ``(C, K, J, I)`` and returned with
-its ``(K, J, I)`` boolean mask (the voxels the artifact changed):
+its ``(K, J, I)`` boolean mask, the artifact's footprint: for a tag or patch the voxels it sets (a voxel that already
+held the marker's value keeps it: 14 of the 621 NIH X-rays at 256 px have such voxels under the tag, at most 6 % of
+it), for a blob its 10 %-of-peak region (it changes the voxels around it a little too):
 
 - ``tag``: a small bright letter (``L`` or ``R``, a 4 × 5 block glyph like a radiographer's laterality marker) near
   one of the two upper corners of the image; in 3D the letter is extruded over a slab of slices. Its value per

@@ -20,13 +20,30 @@ CASE_COLUMNS = ["case_id", "fold", "model", "method", "label", "status", "artifa
                 "seconds", "error"]
 INTERVENTION_COLUMNS = ["case_id", "patient_id", "fold", "model", "label", "artifact_in_training_draw", "score_clean",
                         "score_added", "score_swapped", "score_confounded_data", "effect", "dice_clean",
-                        "dice_swapped", "dice_confounded_data", "placement"]
+                        "dice_swapped", "dice_confounded_data", "placement", "mask"]
 _IMAGE_SUFFIX = re.compile(r"\.(png|jpe?g|dcm|nii(\.gz)?|nrrd|mha|mhd)$", re.IGNORECASE)
 
 
 def safe_name(case_id: str) -> str:
     """A file-name stem for a case id (image suffix dropped, anything but letters, digits, ``._-`` replaced)."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", _IMAGE_SUFFIX.sub("", str(case_id))) or "case"
+
+
+def mask_stems(case_ids: Sequence[str]) -> dict[str, str]:
+    """A file-name stem per case id for ``masks/``: :func:`safe_name`, made unique. Ids that would share a stem
+    (``a b`` and ``a-b``, ``x.png`` and ``x.nii.gz``, or ``Case1`` and ``case1`` on a case-insensitive file system)
+    each get ``-`` and the 8 hex digits of their id's CRC-32 appended, so no case's mask replaces another's."""
+    import zlib
+
+    stems = {cid: safe_name(cid) for cid in dict.fromkeys(case_ids)}
+    count: dict[str, int] = {}
+    for stem in stems.values():
+        count[stem.casefold()] = count.get(stem.casefold(), 0) + 1
+    out = {cid: stem if count[stem.casefold()] == 1 else f"{stem}-{zlib.crc32(cid.encode('utf-8')):08x}"
+           for cid, stem in stems.items()}
+    if len({v.casefold() for v in out.values()}) != len(out):  # a hashed stem met another id's plain stem
+        out = {cid: f"{stem}-{n:05d}" for n, (cid, stem) in enumerate(out.items())}
+    return out
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
@@ -187,18 +204,20 @@ def render_html(result: dict[str, Any], figures: dict[str, tuple[str, str]]) -> 
 
 def write_masks(out: Path, ds: Any, spec: Any, finding: Any, case_ids: Sequence[str]) -> list[str]:
     """``masks/CASE.nii.gz`` (classification) or ``masks/CASE_swapped.nii.gz`` + ``masks/CASE_training.nii.gz``
-    (segmentation): each held-out case's artifact mask as uint8 in the case's geometry."""
+    (segmentation): each held-out case's artifact mask as uint8 in the case's geometry (``CASE``: the case id's
+    :func:`mask_stems` stem; the ``mask`` column of ``interventions.csv`` names each case's first file)."""
     from ..io import write_volume
     from .confound import draw_case
 
     by_id = {c.case_id: c for c in ds.cases}
     written = []
     modes = [("", "added")] if finding.task == "classification" else [("_swapped", "swapped"), ("_training", "train")]
+    stems = mask_stems(case_ids)
     for cid in case_ids:
         for suffix, mode in modes:
             d = draw_case(by_id[cid], spec, finding, mode)
             assert d.mask is not None
-            path = out / "masks" / f"{safe_name(cid)}{suffix}.nii.gz"
+            path = out / "masks" / f"{stems[cid]}{suffix}.nii.gz"
             write_volume(d.image.with_array(d.mask[None].astype(np.uint8), channel_names=["artifact"]), path)
             written.append(str(path))
     return written
@@ -226,7 +245,10 @@ def write_shortcut_outputs(out: Path, result: dict[str, Any], records: list[dict
                 tmp.write_bytes(base64.b64decode(data))
         masks = write_masks(out, ds, spec, finding, sorted(fold_of))
         write_csv(out / "shortcut.csv", rows, CASE_COLUMNS)
-        write_csv(out / "interventions.csv", records, INTERVENTION_COLUMNS)
+        stems = mask_stems(sorted(fold_of))
+        first = "" if finding.task == "classification" else "_swapped"
+        write_csv(out / "interventions.csv", [{**r, "mask": f"masks/{stems[r['case_id']]}{first}.nii.gz"}
+                                              for r in records], INTERVENTION_COLUMNS)
         write_json(result, out / "shortcut.json")
         with atomic_path(out / "report.html") as tmp:
             tmp.write_text(render_html(result, figures))
@@ -235,5 +257,5 @@ def write_shortcut_outputs(out: Path, result: dict[str, Any], records: list[dict
             "masks": str(out / "masks"), "n_masks": str(len(masks))}
 
 
-__all__ = ["CASE_COLUMNS", "INTERVENTION_COLUMNS", "example_figure", "render_html", "safe_name", "scatter_figure",
-           "write_csv", "write_masks", "write_shortcut_outputs"]
+__all__ = ["CASE_COLUMNS", "INTERVENTION_COLUMNS", "example_figure", "mask_stems", "render_html", "safe_name",
+           "scatter_figure", "write_csv", "write_masks", "write_shortcut_outputs"]

@@ -4,8 +4,8 @@ Per map (a ``(K, J, I)`` heat map of signed relevance and the ``(K, J, I)`` arti
 
 - **artifact mass**: the share of the map's positive relevance that lies inside the artifact,
   ``Σ_{v∈A} max(h_v, 0) / Σ_v max(h_v, 0)`` (relevance mass accuracy, Arras et al. 2022, positive convention);
-- **top-k IoU**: IoU between the artifact and the map's ``k = |A|`` highest voxels (ties shared), i.e.
-  ``r / (2 − r)`` with ``r`` the relevance rank accuracy.
+- **top-k IoU**: IoU between the artifact and the map's ``k = |A|`` highest voxels, i.e. ``r / (2 − r)`` with ``r``
+  the relevance rank accuracy (ties at the cut shared: the IoU of the expected intersection).
 
 Per method, over the explained held-out cases of both models:
 
@@ -33,7 +33,7 @@ def artifact_mass(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
 
 
 def topk_iou(heatmap: np.ndarray, mask: np.ndarray) -> float:
-    """IoU between the artifact and the map's ``|A|`` highest voxels (expected value over ties)."""
+    """IoU between the artifact and the map's ``|A|`` highest voxels (ties at the cut shared, see the module)."""
     r = relevance_rank(heatmap, mask)
     return r / (2.0 - r)
 

@@ -60,6 +60,11 @@ def check_tradeoff(s: TradeoffSettings) -> tuple[Any, Any, Any]:
         raise InputError(f"--weights must be numbers ≥ 0; got {s.weights}")
     if len(set(weights)) != len(weights):
         raise InputError(f"--weights lists a weight twice: {s.weights}")
+    names = [f"{w:g}" for w in weights]  # the model folders (…-w{λ:g}) and the summary keys
+    if len(set(names)) != len(names):
+        same = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"--weights {s.weights}: weights that agree to 6 significant digits would share one model "
+                         f"folder and one row (w{same[0]}); give weights that differ within 6 digits")
     if s.explanation_mask not in ("annotation", "artifact"):
         raise InputError(f"--explanation-mask must be annotation or artifact; got {s.explanation_mask!r}")
     if s.explanation_mask == "artifact" and not s.artifact:
@@ -197,7 +202,8 @@ def _clean_record(model: Any, case: Any, finding: Any, fold: int) -> dict[str, A
 
 
 def recovery(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    """How much of the smallest weight's swapped loss the largest weight recovers (pooled over folds).
+    """How much of the smallest weight's swapped loss the largest weight recovers (means over folds of the per-fold
+    accuracies).
 
     ``loss = clean − swapped`` at the smallest weight; ``recovered = (swapped at the largest − swapped at the
     smallest) / loss``; also the clean accuracy each gives up.
