@@ -178,21 +178,32 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self._fillReaders()
+            self._fillReaders(str(self._parameterNode.studyFolder))
             self._updateButtons()
 
     # ---- study and reader ----------------------------------------------------------------------------------------
     def onStudyFolderChanged(self, folder) -> None:
+        """The folder comes from the signal: this slot runs before the parameter node's own connector (connected
+        later, by ``connectGui``) has stored it, so ``studyFolder`` still holds the previous folder here."""
         with slicer.util.tryWithErrorDisplay(_("This folder is not a readable study.")):
-            self._fillReaders()
+            self._fillReaders(str(folder))
 
-    def _fillReaders(self) -> None:
-        self.ui.readerComboBox.clear()
-        folder = str(self._parameterNode.studyFolder) if self._parameterNode else ""
-        if folder and os.path.isfile(os.path.join(folder, "study.json")):
-            self.ui.readerComboBox.addItems(self.logic.readers(folder))
-            if self._parameterNode.readerName in self.logic.readers(folder):
-                self.ui.readerComboBox.setCurrentText(self._parameterNode.readerName)
+    def _fillReaders(self, folder: str) -> None:
+        """The study's readers in the list; the saved reader selected again, else none (a reader picks their own
+        name: reads must never go to another reader by default). Refilling the list sets no reader."""
+        readers = (self.logic.readers(folder) if folder not in ("", ".")
+                   and os.path.isfile(os.path.join(folder, "study.json")) else [])
+        saved = self._parameterNode.readerName if self._parameterNode else ""
+        combo = self.ui.readerComboBox
+        wasBlocked = combo.blockSignals(True)  # clear() and addItems() would select "" and then the first reader
+        try:
+            combo.clear()
+            combo.addItems(readers)
+            combo.setCurrentIndex(readers.index(saved) if saved in readers else -1)
+        finally:
+            combo.blockSignals(wasBlocked)
+        if self._parameterNode and saved not in readers:
+            self._parameterNode.readerName = ""
         self._updateButtons()
 
     def onReaderChanged(self, text) -> None:

@@ -193,6 +193,75 @@ def test_reload_reloads_the_modules_own_packages(folder):
     assert "reload_packages(MODULE_PACKAGES)" in source and "ScriptedLoadableModuleWidget.onReload(self)" in source
 
 
+def _ui_widget_name(expr: ast.expr) -> str | None:
+    """``W`` for ``self.ui.W`` / ``ui.W``."""
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, (ast.Attribute, ast.Name)):
+        owner = expr.value.attr if isinstance(expr.value, ast.Attribute) else expr.value.id
+        return expr.attr if owner == "ui" else None
+    return None
+
+
+def _walk_now(node: ast.AST):
+    """``ast.walk`` without the bodies of functions defined inside (callbacks run later, not in the slot)."""
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        yield current
+        todo.extend(child for child in ast.iter_child_nodes(current)
+                    if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+def _self_calls(node: ast.AST, methods: dict) -> list:
+    return [methods[c.func.attr] for c in _walk_now(node) if isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name) and c.func.value.id == "self"
+            and c.func.attr in methods]
+
+
+def _reads_of(function: ast.FunctionDef, name: str, methods: dict, seen: set) -> list[str]:
+    """Where ``function`` (and the methods of its class it calls, transitively) reads an attribute ``name`` that is
+    not a widget of the ``.ui``."""
+    if function.name in seen:
+        return []
+    seen.add(function.name)
+    found = [f"{function.name}:{n.lineno}" for n in _walk_now(function)
+             if isinstance(n, ast.Attribute) and n.attr == name and isinstance(n.ctx, ast.Load)
+             and _ui_widget_name(n) is None]
+    for callee in _self_calls(function, methods):
+        found += _reads_of(callee, name, methods, seen)
+    return found
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_slots_of_bound_widgets_take_the_new_value_from_the_signal(folder):
+    """A slot the panel connects (in ``setup``) to a widget that is also bound to a parameter runs *before* the
+    parameter node's connector stores the new value: Slicer's ``connectGui`` connects its connectors later
+    (``parameterNodeWrapper/guiConnectors.py``: each connector's ``_connect`` runs in ``connectGui``; Qt calls slots in
+    connection order). Such a slot (or a method of its class it calls) must not read that parameter: it would see
+    the previous value (the reader list of the previous study, the previous model file's description)."""
+    bound: dict[str, str] = {}
+    for path in ui_files(folder):
+        bound.update({widget: name for name, (widget, _cls) in bindings(ET.parse(path).getroot()).items()})
+    stale = []
+    for path in python_files(folder):
+        for cls in (n for n in ast.walk(_tree(path)) if isinstance(n, ast.ClassDef)):
+            methods = {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef)}
+            for call in (n for n in ast.walk(cls) if isinstance(n, ast.Call)):
+                if not (isinstance(call.func, ast.Attribute) and call.func.attr == "connect" and len(call.args) == 2):
+                    continue
+                widget = _ui_widget_name(call.func.value)
+                if widget not in bound:
+                    continue
+                slot = call.args[1]
+                if isinstance(slot, ast.Attribute) and isinstance(slot.value, ast.Name) and slot.attr in methods:
+                    functions = [methods[slot.attr]]
+                else:
+                    functions = _self_calls(slot, methods)
+                for function in functions:
+                    for where in _reads_of(function, bound[widget], methods, set()):
+                        stale.append(f"{path.name}: {widget} -> {ast.unparse(slot)} reads {bound[widget]} at {where}")
+    assert not stale, stale
+
+
 def test_reload_packages_reads_the_package_from_disk_again(tmp_path, monkeypatch):
     """Slicer's reload re-executes the module file only; the packages must be read again too."""
     sys.path.insert(0, str(MEDXAI))
