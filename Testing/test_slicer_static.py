@@ -383,23 +383,54 @@ def test_widgets_can_represent_their_parameter_types(tree, ui):
             f"{widget_name} ({widget_class}) cannot show {name}: {ast.unparse(fields[name])}")
 
 
-def test_node_selectors_offer_only_nodes_their_parameter_accepts(tree, ui):
-    """``nodeTypes`` holds the field's class and subclasses of it (real MRML: ``IsA``); inputs take RGB volumes."""
+def _offered(node_types: list[str], show_children: bool, hidden: list[str]) -> set[str]:
+    """The MRML node classes a ``qMRMLNodeComboBox`` lists, by ``qMRMLSortFilterProxyModel::filterAcceptsRow``
+    (Slicer 5.8 and 5.10): a node that ``IsA`` one of ``nodeTypes``; with ``showChildNodeTypes`` off only that exact
+    class, with it on every subclass less those that ``IsA`` one of ``hideChildNodeTypes``. Classes: every node class
+    registered in a real scene (``slicer-core``)."""
     import slicer
 
+    scene = slicer.vtkMRMLScene()
+    offered = set()
+    for i in range(scene.GetNumberOfRegisteredNodeClasses()):
+        name = scene.GetNthRegisteredNodeClass(i).GetClassName()
+        node = scene.CreateNodeByClass(name)
+        for node_type in node_types:
+            if not node.IsA(node_type) or (not show_children and name != node_type):
+                continue
+            if show_children and any(node.IsA(h) for h in hidden):
+                break
+            offered.add(name)
+            break
+    return offered
+
+
+def test_node_selectors_offer_only_nodes_their_parameter_accepts(tree, ui):
+    """What each node selector lists once Slicer has connected it: the parameter node's connector replaces the
+    ``.ui``'s ``nodeTypes`` with the parameter's class (``qMRMLNodeComboBoxToNodeConnector``: ``nodeTypes =
+    getNodeTypes(datatype)``, 5.8 and 5.10), so the ``.ui`` must say that class, and every node offered must be one
+    the parameter holds (real MRML ``IsA``). Input rows offer scalar and RGB (vector) volumes, never label maps, and
+    the rows made in code offer the same."""
+    import slicer
+
+    constants = module_constants(_tree(MEDXAI / "MedXAILogicLib" / "logic" / "inputs.py"))
+    rows = set(constants["INPUT_NODE_TYPES"])
     fields = parameter_fields(tree)
     by_name = {w.get("name"): w for w in ui.iter("widget")}
     for name, (widget_name, widget_class) in bindings(ui).items():
         if widget_class != "qMRMLNodeComboBox":
             continue
-        node_types = properties(by_name[widget_name])["nodeTypes"]
+        props = properties(by_name[widget_name])
         annotation = ast.unparse(fields[name])
-        assert node_types[0] == annotation, f"{widget_name}: nodeTypes {node_types}"
-        for other in node_types:
-            assert getattr(slicer, other)().IsA(annotation), f"{widget_name}: {other} is not a {annotation}"
-    for i in range(1, 5):
-        assert "vtkMRMLVectorVolumeNode" in properties(by_name[f"inputVolume{i}"])["nodeTypes"]
-        assert properties(by_name[f"inputVolume{i}"])["showChildNodeTypes"] == "false"  # no label maps
+        assert props["nodeTypes"] == [annotation], f"{widget_name}: the connector sets nodeTypes to [{annotation}]"
+        offered = _offered([annotation], props.get("showChildNodeTypes", "true") == "true",
+                           props.get("hideChildNodeTypes", []))
+        assert annotation in offered and all(getattr(slicer, c)().IsA(annotation) for c in offered), widget_name
+        if name.startswith("inputVolume"):
+            assert offered == rows, f"{widget_name} offers {sorted(offered)}"
+    assert _offered(list(constants["INPUT_SELECTOR_NODE_TYPES"]), True,
+                    list(constants["INPUT_HIDDEN_NODE_TYPES"])) == rows
+    assert "INPUT_SELECTOR_NODE_TYPES" in (PANEL / "inputs.py").read_text()
 
 
 def test_layout_inputs_outputs_advanced_then_apply_and_cancel(ui):
