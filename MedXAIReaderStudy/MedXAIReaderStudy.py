@@ -177,7 +177,11 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            # what connectGui binds, through connectParametersToGui: connectGui returns no tag for disconnectGui
+            # before Slicer 5.10, which left the widgets bound to every parameter node they showed
+            bound = {w.property("SlicerParameterName"): w for w in vars(self.ui).values()
+                     if w.property("SlicerParameterName")}
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(bound)
             self._fillReaders(str(self._parameterNode.studyFolder))
             self._updateButtons()
 

@@ -67,6 +67,9 @@ class ComboBox:
         if empty and self.items and self.index == -1:
             self.setCurrentIndex(0)
 
+    def property(self, name: str) -> None:  # (after the @property above) no SlicerParameterName
+        return None
+
 
 def _combo_trace(combo, text, events: list) -> list:
     """The same operations on a combo box (ours, or PySide6's through ``text``), the signals seen and the text."""
@@ -124,10 +127,13 @@ def reader_panel(monkeypatch):
     widget.logic = module.MedXAIReaderStudyLogic()
     node = module.MedXAIReaderStudyParameterNode()
     node.studyFolder = Path()
-    node.connectGui = lambda ui: 0
+    node.connectParametersToGui = lambda widgets: 0
     node.disconnectGui = lambda tag: None
     widget._parameterNode, widget._parameterNodeGuiTag = node, 0
-    button = types.SimpleNamespace
+
+    def button(**values):
+        return types.SimpleNamespace(property=lambda name: None, **values)
+
     widget.ui = types.SimpleNamespace(readerComboBox=ComboBox(), startButton=button(enabled=False),
                                       submitButton=button(enabled=False, toolTip=""), pauseButton=button(checked=False),
                                       decisionComboBox=button(currentText=module.DECISION_CHOICES[0]))

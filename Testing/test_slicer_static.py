@@ -528,3 +528,21 @@ def test_contributors_are_the_extensions(tree):
     cmake = (ROOT / "CMakeLists.txt").read_text()
     listed = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1)
     assert contributors and all(c in listed for c in contributors)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_the_gui_binding_tag_comes_from_connect_parameters_to_gui(folder):
+    """``connectGui`` returns no tag before Slicer 5.10 (its ``_connectGui`` drops the tag that
+    ``_connectParametersToGui`` returns; checked against Slicer's source in ``test_slicer_api_names.py``), so a tag
+    stored from it makes every ``disconnectGui`` a no-op on 5.8: the widgets stay bound to old parameter nodes and
+    every enter adds another set of connectors. The tag must come from ``connectParametersToGui``."""
+    disconnects, tagged = 0, 0
+    for path in python_files(folder):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                    and isinstance(node.value.func, ast.Attribute):
+                assert node.value.func.attr != "connectGui", f"{path.name}:{node.lineno} stores connectGui's result"
+                tagged += node.value.func.attr == "connectParametersToGui"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                disconnects += node.func.attr == "disconnectGui"
+    assert not disconnects or tagged, f"{folder.name} disconnects its GUI but keeps no tag"
