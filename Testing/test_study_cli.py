@@ -66,7 +66,7 @@ def test_readers_who_gain_from_the_map_show_a_gain(created, tmp_path):
     study = tmp_path / "study"
     protocol = json.loads((study / "study.json").read_text())
     where = {it["reading_id"]: it["case"] for r in protocol["reading_lists"].values() for s in r for it in s}
-    truth = {k: c["truth"] for k, c in protocol["cases"].items()}
+    truth = {k: json.loads((study / "truth" / f"{k}.json").read_text())["truth"] for k in protocol["cases"]}
     for arm in ("ai", "ai+ig"):
         for reader in READERS.split(","):
             reads = [json.loads(x) for x in (study / "reads" / f"{reader}.jsonl").read_text().splitlines()]

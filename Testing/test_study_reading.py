@@ -86,7 +86,7 @@ def test_a_reading_shows_only_what_its_arm_allows(study):
             assert not truth_words & set(vars(reading)) and not truth_words & set(reading.ai or {})
             for p in [*reading.images, *reading.maps.values()]:
                 assert p.is_file() and "truth" not in p.parts
-                assert not any(c["id"] in str(p) for c in study.protocol["cases"].values())
+                assert not any(t["case"] in str(p) for t in study.truth().values())
             seen.add(reading.reading_id)
             session.show()
             session.submit(Answer(50.0, 1, 3, 3 if arm.ai else None))
