@@ -106,6 +106,7 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNodeGuiTag = None
         self._timer = None
         self._hiddenForReading = False
+        self._showsAI = False  # the case on screen is in an arm that shows the AI
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -160,8 +161,11 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._timer:
+            self._timer.stop()
         if self.logic:
             self.logic.close()
+        self._setReadingMode(False)  # else the menus stay hidden with Stop disabled
         self._showReadingState(False)
         self.setParameterNode(None)
 
@@ -262,8 +266,9 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             call = _("present") if ai["decision"] else _("absent")
             self.ui.aiLabel.text = _("AI: {finding} {call} (probability {p:.2f})").format(
                 finding=ai["finding"], call=call, p=ai["probability"])
-        self.ui.aiLabel.visible = info["shows_ai"]
-        self.ui.trustLabel.visible = self.ui.trustSpinBox.visible = info["shows_ai"]
+        self._showsAI = info["shows_ai"]
+        self.ui.aiLabel.visible = self._showsAI
+        self.ui.trustLabel.visible = self.ui.trustSpinBox.visible = self._showsAI
         self.ui.mapOpacityLabel.visible = self.ui.mapOpacitySlider.visible = bool(info["maps"])
         self.logic.display(self._parameterNode.mapOpacity)
         self._showReadingState(True)
@@ -281,10 +286,11 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 return
             if paused:
                 self.logic.pause()
-                self.logic.display(None)  # the case is hidden while the clock is stopped
+                self.logic.display(None)  # the case, and the AI's call below, are hidden while the clock is stopped
             else:
                 self.logic.resume()
                 self.logic.display(self._parameterNode.mapOpacity)
+            self.ui.aiLabel.visible = self._showsAI and not paused
             self._updateButtons()
             self._updateClock()
 
@@ -292,7 +298,7 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("The answer was not saved."), waitCursor=True):
             p = self._parameterNode
             decision = 1 if p.decision == DECISION_CHOICES[1] else 0
-            trust = p.trust if self.ui.trustSpinBox.visible else None
+            trust = p.trust if self._showsAI else None  # not the spin box's visibility: a collapsed section hides it
             self.logic.submit(p.rating, decision, p.confidence, trust, p.comment)
             self._showNext()
 

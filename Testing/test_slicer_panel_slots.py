@@ -10,6 +10,7 @@ installed, those rules are first checked against a real ``QComboBox``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -180,3 +181,54 @@ def test_a_chosen_model_file_is_described_not_the_previous_one(monkeypatch, tmp_
     section.logic = types.SimpleNamespace(knownModel=lambda path: None)
     section.onModelPathChanged(str(chosen))  # the connector has not stored the path yet
     assert described == [str(chosen)]
+
+
+class _ReadingLogic:
+    """The reading panel's logic as far as pause, submit and a closing scene use it (calls recorded)."""
+
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def isReading(self) -> bool:
+        return True
+
+    def elapsed(self) -> float:
+        return 12.0
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_pause_hides_the_ai_and_a_closing_scene_gives_the_menus_back(reader_panel, monkeypatch):
+    widget, node = reader_panel
+    import slicer
+
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *a, **k: contextlib.nullcontext())  # errors raise
+    shown: dict = {}
+    for name in ("setToolbarsVisible", "setMenuBarsVisible", "setModulePanelTitleVisible",
+                 "setModuleHelpSectionVisible"):
+        monkeypatch.setattr(slicer.util, name, lambda visible, name=name: shown.__setitem__(name, visible))
+    widget.logic, widget._timer = _ReadingLogic(), types.SimpleNamespace(stop=lambda: None)
+    widget._showsAI, widget._hiddenForReading = True, False
+    widget.ui.aiLabel = types.SimpleNamespace(visible=True, text="AI: nodule present (probability 0.91)")
+    widget.ui.clockLabel = types.SimpleNamespace(text="")
+    widget.onPauseButton(True)
+    assert ("pause",) in widget.logic.calls and not widget.ui.aiLabel.visible  # the clock stops: nothing to read
+    widget.onPauseButton(False)
+    assert widget.ui.aiLabel.visible
+    # trust is sent in an AI arm even when a collapsed section hides its spin box
+    widget.ui.trustSpinBox = types.SimpleNamespace(visible=False)
+    widget._showNext = lambda: None
+    node.rating, node.decision, node.confidence, node.trust, node.comment = 70.0, "finding present", 4, 2, ""
+    widget.onSubmitButton()
+    assert widget.logic.calls[-1] == ("submit", 70.0, 1, 4, 2, "")
+    # reading mode on, then the scene closes: the menus and toolbars come back
+    widget._setReadingMode(True)
+    assert shown and not any(shown.values())
+    for name in ("caseCollapsibleButton", "answerCollapsibleButton", "stopButton", "studyFolderButton",
+                 "readingIdLabel", "progressLabel"):
+        setattr(widget.ui, name, types.SimpleNamespace(enabled=True, text=""))
+    widget.ui.readerComboBox.enabled = True
+    widget.setParameterNode = lambda node: None
+    widget.onSceneStartClose(None, None)
+    assert all(shown.values()) and not widget._hiddenForReading
