@@ -136,6 +136,12 @@ def test_bad_study_input_is_refused(small_study, tmp_path, capsys):
     _one_error(capsys, ["study", "simulate", "--study", str(small_study), "--ai-reliance", "1.5"], "--ai-reliance")
     assert not list(reads.iterdir())
     assert main(["study", "simulate", "--study", str(small_study), "--seed", "4"]) == 0
+    files = sorted(p for p in small_study.rglob("*") if p.is_file())
+    for inside in ("truth", "cases/analysis"):  # the hashed folders: the study would be refused afterwards
+        _one_error(capsys, ["study", "analyse", "--study", str(small_study), "--output", str(small_study / inside)],
+                   "inside the study's")
+    assert sorted(p for p in small_study.rglob("*") if p.is_file()) == files
+    assert not (small_study / "cases" / "analysis").exists()
     out = tmp_path / "analysis"
     line = (reads / "r1.jsonl").read_text().splitlines()[0]
     (reads / "r9.jsonl").write_text(line + "\n")
