@@ -7,7 +7,9 @@ Slicer application, so this test reads it from a clone of Slicer's repository at
 wrapper only names their widget classes when it binds a GUI, which this test does not. Every field of
 ``MedXAIParameterNode`` and ``MedXAIReaderStudyParameterNode`` is given a value other than its default (nodes of the
 declared class, a choice, a value in range, a path), the scene is written to MRML XML and read into a new scene, and
-every value must come back: the choices the panels say are "saved with the scene" are.
+every value must come back: the choices the panels say are "saved with the scene" are. And every widget the ``.ui``
+binds gets Slicer's own connector for its class and the field's type (what ``connectGui`` builds), with the node
+types a bound node selector really lists.
 """
 
 from __future__ import annotations
@@ -34,13 +36,22 @@ MODULES = {"MedXAI": ("MedXAI/MedXAI.py", "MedXAIParameterNode"),
            "MedXAIReaderStudy": ("MedXAIReaderStudy/MedXAIReaderStudy.py", "MedXAIReaderStudyParameterNode")}
 
 
-class _AnyName(types.ModuleType):
-    """``qt`` / ``ctk``: any class name is a distinct empty class (the wrapper compares widget types only)."""
+class _Widget:
+    """A stand-in widget: its class is the Qt class it stands for; any method call or property set is accepted."""
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        value = type(name, (), {})
+        return lambda *args, **kwargs: None
+
+
+class _AnyName(types.ModuleType):
+    """``qt`` / ``ctk``: any class name is a distinct widget class (the wrapper compares widget types only)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = type(name, (_Widget,), {})
         setattr(self, name, value)
         return value
 
@@ -61,7 +72,7 @@ def _load_wrapper(version: str, tmp_path: Path, monkeypatch) -> types.ModuleType
         monkeypatch.setitem(sys.modules, stub, _AnyName(stub))
     for widget in sorted(set(re.findall(r"slicer\.(q[A-Z]\w+)", "".join(p.read_text() for p in package.iterdir())))):
         if not hasattr(slicer, widget):  # the application's widget classes
-            monkeypatch.setattr(slicer, widget, type(widget, (), {}), raising=False)
+            monkeypatch.setattr(slicer, widget, type(widget, (_Widget,), {}), raising=False)
     for name in [m for m in sys.modules if m.startswith("slicer.parameterNodeWrapper")]:
         monkeypatch.delitem(sys.modules, name)
     spec = importlib.util.spec_from_file_location("slicer.parameterNodeWrapper", package / "__init__.py",
@@ -102,16 +113,13 @@ def _same(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("version", ["5.8", "5.10"])
-@pytest.mark.parametrize("module_name", sorted(MODULES))
-def test_every_choice_survives_saving_and_loading_the_scene(version, module_name, tmp_path, monkeypatch):
+def _parameter_class(version: str, module_name: str, tmp_path: Path, monkeypatch):
+    """(Slicer's wrapper package, the module's parameter class built by it, its fields and their types)."""
     import slicer
     from test_slicer_logic import _stub_modules
 
     _stub_modules(monkeypatch)
     wrapper = _load_wrapper(version, tmp_path, monkeypatch)
-    scene = slicer.vtkMRMLScene()
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(connect=lambda *args: None), raising=False)
     for folder in ("MedXAI", "MedXAIReaderStudy"):
         monkeypatch.syspath_prepend(str(ROOT / folder))
@@ -120,7 +128,42 @@ def test_every_choice_survives_saving_and_loading_the_scene(version, module_name
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     cls = getattr(module, class_name)
-    fields = typing.get_type_hints(cls, include_extras=True)
+    return wrapper, cls, typing.get_type_hints(cls, include_extras=True)
+
+
+@pytest.mark.parametrize("version", ["5.8", "5.10"])
+@pytest.mark.parametrize("module_name", sorted(MODULES))
+def test_every_bound_widget_gets_slicers_connector(version, module_name, tmp_path, monkeypatch):
+    """Each ``SlicerParameterName`` of the ``.ui`` names a field, and Slicer's own connector for that widget class
+    and field type is created (what ``connectGui`` does; it raises where none fits, e.g. a combo box without
+    ``Choice``). A node selector's connector sets ``nodeTypes`` to what the ``.ui`` says."""
+    import xml.etree.ElementTree as ET
+
+    import slicer
+    from test_slicer_static import bindings, properties
+
+    wrapper, cls, fields = _parameter_class(version, module_name, tmp_path, monkeypatch)
+    ui = ET.parse(ROOT / module_name / "Resources" / "UI" / f"{module_name}.ui").getroot()
+    by_name = {w.get("name"): w for w in ui.iter("widget")}
+    qt, ctk = sys.modules["qt"], sys.modules["ctk"]
+    for name, (widget_name, widget_class) in bindings(ui).items():
+        assert name in fields, f"{widget_name} is bound to {name}, which is not a parameter"
+        owner = qt if widget_class.startswith("Q") else ctk if widget_class.startswith("ctk") else slicer
+        widget = getattr(owner, widget_class)()
+        connector = wrapper.createGuiConnector(widget, cls.dataType(name))
+        assert connector.widget() is widget
+        if widget_class == "qMRMLNodeComboBox":
+            assert list(widget.nodeTypes) == properties(by_name[widget_name])["nodeTypes"], widget_name
+
+
+@pytest.mark.parametrize("version", ["5.8", "5.10"])
+@pytest.mark.parametrize("module_name", sorted(MODULES))
+def test_every_choice_survives_saving_and_loading_the_scene(version, module_name, tmp_path, monkeypatch):
+    import slicer
+
+    wrapper, cls, fields = _parameter_class(version, module_name, tmp_path, monkeypatch)
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", f"{module_name} parameters")
     parameters = cls(node)
     defaults = {name: getattr(parameters, name) for name in fields}  # every default is valid for its type
