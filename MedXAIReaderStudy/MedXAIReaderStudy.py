@@ -186,7 +186,8 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             bound = {w.property("SlicerParameterName"): w for w in vars(self.ui).values()
                      if w.property("SlicerParameterName")}
             self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(bound)
-            self._fillReaders(str(self._parameterNode.studyFolder))
+            with slicer.util.tryWithErrorDisplay(_("The saved study folder is not a readable study.")):
+                self._fillReaders(str(self._parameterNode.studyFolder))
             self._updateButtons()
 
     # ---- study and reader ----------------------------------------------------------------------------------------

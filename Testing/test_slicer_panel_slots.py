@@ -163,6 +163,20 @@ def test_choosing_a_study_lists_its_readers_and_keeps_the_chosen_reader(reader_p
     assert not widget.ui.startButton.enabled
 
 
+def test_entering_with_a_damaged_saved_study_says_so(reader_panel, tmp_path, monkeypatch):
+    import slicer
+
+    widget, node = reader_panel
+    shown: list = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: shown.append(text))
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "study.json").write_text("{not json")
+    node.studyFolder = damaged
+    widget.setParameterNode(node)  # entering the module: one message, not an exception out of enter()
+    assert shown == ["The saved study folder is not a readable study."] and widget.ui.readerComboBox.items == []
+
+
 def test_a_chosen_model_file_is_described_not_the_previous_one(monkeypatch, tmp_path):
     _stub_modules(monkeypatch)
     from MedXAILogicLib.logic.model import MODEL_FILE_CHOICE
