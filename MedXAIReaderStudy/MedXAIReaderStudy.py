@@ -186,8 +186,11 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             bound = {w.property("SlicerParameterName"): w for w in vars(self.ui).values()
                      if w.property("SlicerParameterName")}
             self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(bound)
-            with slicer.util.tryWithErrorDisplay(_("The saved study folder is not a readable study.")):
+            try:
                 self._fillReaders(str(self._parameterNode.studyFolder))
+            except Exception as error:  # a saved study no longer readable: said once, not raised out of enter()
+                slicer.util.errorDisplay(_("The saved study folder is not a readable study.") + f"\n\n{error}")
+                self._fillReaders("")
             self._updateButtons()
 
     # ---- study and reader ----------------------------------------------------------------------------------------

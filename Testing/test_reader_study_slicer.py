@@ -252,7 +252,7 @@ def test_handlers_show_errors(tree):
 #: every slicer.util function the panel calls, each checked in Slicer's Base/Python/slicer/util.py (main, 2026-08)
 SLICER_UTIL_USED = {"loadUI", "childWidgetVariables", "tryWithErrorDisplay", "infoDisplay", "setToolbarsVisible",
                     "setMenuBarsVisible", "setModulePanelTitleVisible", "setModuleHelpSectionVisible",
-                    "setSliceViewerLayers"}
+                    "setSliceViewerLayers", "errorDisplay"}
 
 
 def test_slicer_api_used_is_the_checked_one(tree):

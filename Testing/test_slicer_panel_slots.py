@@ -174,7 +174,8 @@ def test_entering_with_a_damaged_saved_study_says_so(reader_panel, tmp_path, mon
     (damaged / "study.json").write_text("{not json")
     node.studyFolder = damaged
     widget.setParameterNode(node)  # entering the module: one message, not an exception out of enter()
-    assert shown == ["The saved study folder is not a readable study."] and widget.ui.readerComboBox.items == []
+    assert len(shown) == 1 and shown[0].startswith("The saved study folder is not a readable study.")
+    assert "not a readable study protocol" in shown[0] and widget.ui.readerComboBox.items == []
 
 
 def test_a_chosen_model_file_is_described_not_the_previous_one(monkeypatch, tmp_path):
