@@ -178,8 +178,10 @@ def test_entering_with_a_damaged_saved_study_says_so(reader_panel, tmp_path, mon
     assert "not a readable study protocol" in shown[0] and widget.ui.readerComboBox.items == []
 
 
-def test_a_chosen_model_file_is_described_not_the_previous_one(monkeypatch, tmp_path):
+def test_a_chosen_model_file_is_described_not_the_previous_one(monkeypatch, tmp_path, request):
     _stub_modules(monkeypatch)
+    request.addfinalizer(lambda: [sys.modules.pop(m) for m in list(sys.modules)  # imported with the stand-ins
+                                  if m.split(".")[0] == "MedXAIPanelLib"])
     from MedXAILogicLib.logic.model import MODEL_FILE_CHOICE
     from MedXAIPanelLib.model import ModelSection
 
