@@ -253,7 +253,11 @@ class MedXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            # what connectGui binds, through connectParametersToGui: connectGui returns no tag for disconnectGui
+            # before Slicer 5.10, which left the widgets bound to every parameter node they showed
+            bound = {w.property("SlicerParameterName"): w for w in vars(self.ui).values()
+                     if w.property("SlicerParameterName")}
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(bound)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
             self.panel.restore()  # the code-set choices of this (maybe just loaded) parameter node
         self.panel.update()

@@ -106,6 +106,7 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNodeGuiTag = None
         self._timer = None
         self._hiddenForReading = False
+        self._showsAI = False  # the case on screen is in an arm that shows the AI
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -160,8 +161,11 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._timer:
+            self._timer.stop()
         if self.logic:
             self.logic.close()
+        self._setReadingMode(False)  # else the menus stay hidden with Stop disabled
         self._showReadingState(False)
         self.setParameterNode(None)
 
@@ -177,22 +181,41 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self._fillReaders()
+            # what connectGui binds, through connectParametersToGui: connectGui returns no tag for disconnectGui
+            # before Slicer 5.10, which left the widgets bound to every parameter node they showed
+            bound = {w.property("SlicerParameterName"): w for w in vars(self.ui).values()
+                     if w.property("SlicerParameterName")}
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(bound)
+            try:
+                self._fillReaders(str(self._parameterNode.studyFolder))
+            except Exception as error:  # a saved study no longer readable: said once, not raised out of enter()
+                slicer.util.errorDisplay(_("The saved study folder is not a readable study.") + f"\n\n{error}")
+                self._fillReaders("")
             self._updateButtons()
 
     # ---- study and reader ----------------------------------------------------------------------------------------
     def onStudyFolderChanged(self, folder) -> None:
+        """The folder comes from the signal: this slot runs before the parameter node's own connector (connected
+        later, by ``connectGui``) has stored it, so ``studyFolder`` still holds the previous folder here."""
         with slicer.util.tryWithErrorDisplay(_("This folder is not a readable study.")):
-            self._fillReaders()
+            self._fillReaders(str(folder))
 
-    def _fillReaders(self) -> None:
-        self.ui.readerComboBox.clear()
-        folder = str(self._parameterNode.studyFolder) if self._parameterNode else ""
-        if folder and os.path.isfile(os.path.join(folder, "study.json")):
-            self.ui.readerComboBox.addItems(self.logic.readers(folder))
-            if self._parameterNode.readerName in self.logic.readers(folder):
-                self.ui.readerComboBox.setCurrentText(self._parameterNode.readerName)
+    def _fillReaders(self, folder: str) -> None:
+        """The study's readers in the list; the saved reader selected again, else none (a reader picks their own
+        name: reads must never go to another reader by default). Refilling the list sets no reader."""
+        readers = (self.logic.readers(folder) if folder not in ("", ".")
+                   and os.path.isfile(os.path.join(folder, "study.json")) else [])
+        saved = self._parameterNode.readerName if self._parameterNode else ""
+        combo = self.ui.readerComboBox
+        wasBlocked = combo.blockSignals(True)  # clear() and addItems() would select "" and then the first reader
+        try:
+            combo.clear()
+            combo.addItems(readers)
+            combo.setCurrentIndex(readers.index(saved) if saved in readers else -1)
+        finally:
+            combo.blockSignals(wasBlocked)
+        if self._parameterNode and saved not in readers:
+            self._parameterNode.readerName = ""
         self._updateButtons()
 
     def onReaderChanged(self, text) -> None:
@@ -247,8 +270,9 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             call = _("present") if ai["decision"] else _("absent")
             self.ui.aiLabel.text = _("AI: {finding} {call} (probability {p:.2f})").format(
                 finding=ai["finding"], call=call, p=ai["probability"])
-        self.ui.aiLabel.visible = info["shows_ai"]
-        self.ui.trustLabel.visible = self.ui.trustSpinBox.visible = info["shows_ai"]
+        self._showsAI = info["shows_ai"]
+        self.ui.aiLabel.visible = self._showsAI
+        self.ui.trustLabel.visible = self.ui.trustSpinBox.visible = self._showsAI
         self.ui.mapOpacityLabel.visible = self.ui.mapOpacitySlider.visible = bool(info["maps"])
         self.logic.display(self._parameterNode.mapOpacity)
         self._showReadingState(True)
@@ -266,10 +290,11 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 return
             if paused:
                 self.logic.pause()
-                self.logic.display(None)  # the case is hidden while the clock is stopped
+                self.logic.display(None)  # the case, and the AI's call below, are hidden while the clock is stopped
             else:
                 self.logic.resume()
                 self.logic.display(self._parameterNode.mapOpacity)
+            self.ui.aiLabel.visible = self._showsAI and not paused
             self._updateButtons()
             self._updateClock()
 
@@ -277,7 +302,7 @@ class MedXAIReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("The answer was not saved."), waitCursor=True):
             p = self._parameterNode
             decision = 1 if p.decision == DECISION_CHOICES[1] else 0
-            trust = p.trust if self.ui.trustSpinBox.visible else None
+            trust = p.trust if self._showsAI else None  # not the spin box's visibility: a collapsed section hides it
             self.logic.submit(p.rating, decision, p.confidence, trust, p.comment)
             self._showNext()
 

@@ -65,7 +65,7 @@ def test_reading_in_mrml_shows_the_arm_with_exact_geometry(study):
     progress = logic.open(str(study), "r1")
     assert progress["total"] == 8 and progress["done"] == 0
     protocol = json.loads((study / "study.json").read_text())
-    case_ids = [c["id"] for c in protocol["cases"].values()]
+    case_ids = [json.loads((study / "truth" / f"{k}.json").read_text())["case"] for k in protocol["cases"]]
     seen_arms = set()
     while (nodes := logic.show_next()) is not None:
         info = logic.case_info()
@@ -76,7 +76,7 @@ def test_reading_in_mrml_shows_the_arm_with_exact_geometry(study):
             assert node.GetAttribute(READING_ATTRIBUTE) == nodes.reading_id
             assert not any(cid in node.GetName() for cid in case_ids)
         image_node = nodes.images[0]
-        path = Path(image_node.GetStorageNode().GetFileName())
+        path = logic.reading.images[0]
         reference = read_image(path)  # SimpleITK, independent of MRML's reader
         m = vtk.vtkMatrix4x4()
         image_node.GetIJKToRASMatrix(m)
@@ -105,6 +105,41 @@ def test_reading_in_mrml_shows_the_arm_with_exact_geometry(study):
     logic.close()
     records = read_records(study / "reads" / "r1.jsonl").records
     assert len(records) == 8 and len({r["reading_id"] for r in records}) == 8
+
+
+def _node_strings(scene) -> list[str]:
+    """Every name, attribute value, description and file name the scene's nodes hold (what the Data module, a save
+    dialog or the Python console would show)."""
+    out = []
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        out += [node.GetName() or "", node.GetDescription() or ""]
+        out += [node.GetAttribute(a) or "" for a in node.GetAttributeNames() or ()]
+        if node.IsA("vtkMRMLStorageNode"):
+            out += [node.GetFileName() or ""] + [node.GetNthFileName(k) for k in range(node.GetNumberOfFileNames())]
+    return out
+
+
+def test_the_reading_process_holds_no_case_name_key_or_truth(study):
+    """Blinding inside Slicer: the scene names no case key (the same in every arm, so it would link the readings
+    of one case), no manifest id and no file; the protocol the reading loop loads holds no truth and no case name."""
+    truth = {k: json.loads(p.read_text()) for p in (study / "truth").glob("*.json") for k in [p.stem]}
+    scene = slicer.vtkMRMLScene()
+    logic = ReadingLogic(scene, clock=Clock())
+    logic.open(str(study), "r1")
+    protocol = logic.session.study.protocol
+    assert set(truth) == set(protocol["cases"])
+    for case in protocol["cases"].values():
+        assert not {"truth", "id", "case"} & set(case)
+    text = json.dumps(protocol)
+    assert not any(t["case"] in text for t in truth.values())
+    while logic.show_next() is not None:
+        strings = " ".join(_node_strings(scene))
+        assert not any(key in strings or t["case"] in strings for key, t in truth.items()), strings
+        assert "cases/" not in strings and str(study) not in strings
+        info = logic.case_info()
+        logic.submit(50.0, 1, 3, 3 if info["shows_ai"] else None)
+    logic.close()
 
 
 def test_a_reader_cannot_read_twice_at_once_and_unknown_readers_are_refused(study):
@@ -217,7 +252,7 @@ def test_handlers_show_errors(tree):
 #: every slicer.util function the panel calls, each checked in Slicer's Base/Python/slicer/util.py (main, 2026-08)
 SLICER_UTIL_USED = {"loadUI", "childWidgetVariables", "tryWithErrorDisplay", "infoDisplay", "setToolbarsVisible",
                     "setMenuBarsVisible", "setModulePanelTitleVisible", "setModuleHelpSectionVisible",
-                    "setSliceViewerLayers"}
+                    "setSliceViewerLayers", "errorDisplay"}
 
 
 def test_slicer_api_used_is_the_checked_one(tree):

@@ -208,3 +208,36 @@ def test_sample_data_sources_construct_with_slicers_own_class(version):
         made = namespace["SampleDataSource"](**{k: v for k, v in source.items() if k != "category"})
         assert made.sampleName == source["sampleName"] and made.customDownloader is source["customDownloader"]
         assert made.uris == [] and str(made)
+
+
+def _slicer_source(version: str, path: str) -> ast.Module:
+    ref = API["refs"][version]["commit"]
+    return ast.parse(subprocess.run(["git", "-C", os.environ["MEDXAI_SLICER_SOURCE"], "show", f"{ref}:{path}"],
+                                    capture_output=True, text=True, check=True).stdout)
+
+
+def _function(module: ast.Module, name: str) -> ast.FunctionDef:
+    return next(n for n in ast.walk(module) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _returns_value(function: ast.FunctionDef) -> bool:
+    return any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(function))
+
+
+@pytest.mark.skipif(not os.environ.get("MEDXAI_SLICER_SOURCE"), reason="set MEDXAI_SLICER_SOURCE to a Slicer clone")
+@pytest.mark.parametrize("version", REQUIRED)
+def test_the_parameter_node_wrapper_facts_the_panels_rely_on(version):
+    """What ``test_slicer_static.py`` assumes of ``slicer.parameterNodeWrapper``, read from Slicer's source:
+    ``connectParametersToGui`` returns the tag ``disconnectGui`` takes (``connectGui`` does only from 5.10 on), and the
+    node selector's connector replaces the selector's ``nodeTypes`` with the parameter's class."""
+    wrapper = _slicer_source(version, "Base/Python/slicer/parameterNodeWrapper/wrapper.py")
+    assert _returns_value(_function(wrapper, "_connectParametersToGui"))
+    assert _returns_value(_function(wrapper, "_connectGui")) == (version != "5.8")
+    attached = {ast.unparse(c.args[1]): ast.unparse(c.args[2]) for c in ast.walk(wrapper) if isinstance(c, ast.Call)
+                and isinstance(c.func, ast.Name) and c.func.id == "checkedSetAttr" and len(c.args) == 3}
+    assert attached["'connectParametersToGui'"] == "_connectParametersToGui"
+    assert "guiTag" in [a.arg for a in _function(wrapper, "_disconnectGui").args.args]
+    connectors = _slicer_source(version, "Base/Python/slicer/parameterNodeWrapper/guiConnectors.py")
+    combo = next(n for n in connectors.body
+                 if isinstance(n, ast.ClassDef) and n.name == "qMRMLNodeComboBoxToNodeConnector")
+    assert "self._widget.nodeTypes = getNodeTypes(datatype)" in ast.unparse(_function(combo, "__init__"))

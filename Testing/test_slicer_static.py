@@ -193,6 +193,75 @@ def test_reload_reloads_the_modules_own_packages(folder):
     assert "reload_packages(MODULE_PACKAGES)" in source and "ScriptedLoadableModuleWidget.onReload(self)" in source
 
 
+def _ui_widget_name(expr: ast.expr) -> str | None:
+    """``W`` for ``self.ui.W`` / ``ui.W``."""
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, (ast.Attribute, ast.Name)):
+        owner = expr.value.attr if isinstance(expr.value, ast.Attribute) else expr.value.id
+        return expr.attr if owner == "ui" else None
+    return None
+
+
+def _walk_now(node: ast.AST):
+    """``ast.walk`` without the bodies of functions defined inside (callbacks run later, not in the slot)."""
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        yield current
+        todo.extend(child for child in ast.iter_child_nodes(current)
+                    if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+def _self_calls(node: ast.AST, methods: dict) -> list:
+    return [methods[c.func.attr] for c in _walk_now(node) if isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name) and c.func.value.id == "self"
+            and c.func.attr in methods]
+
+
+def _reads_of(function: ast.FunctionDef, name: str, methods: dict, seen: set) -> list[str]:
+    """Where ``function`` (and the methods of its class it calls, transitively) reads an attribute ``name`` that is
+    not a widget of the ``.ui``."""
+    if function.name in seen:
+        return []
+    seen.add(function.name)
+    found = [f"{function.name}:{n.lineno}" for n in _walk_now(function)
+             if isinstance(n, ast.Attribute) and n.attr == name and isinstance(n.ctx, ast.Load)
+             and _ui_widget_name(n) is None]
+    for callee in _self_calls(function, methods):
+        found += _reads_of(callee, name, methods, seen)
+    return found
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_slots_of_bound_widgets_take_the_new_value_from_the_signal(folder):
+    """A slot the panel connects (in ``setup``) to a widget that is also bound to a parameter runs *before* the
+    parameter node's connector stores the new value: Slicer's ``connectGui`` connects its connectors later
+    (``parameterNodeWrapper/guiConnectors.py``: each connector's ``_connect`` runs in ``connectGui``; Qt calls slots in
+    connection order). Such a slot (or a method of its class it calls) must not read that parameter: it would see
+    the previous value (the reader list of the previous study, the previous model file's description)."""
+    bound: dict[str, str] = {}
+    for path in ui_files(folder):
+        bound.update({widget: name for name, (widget, _cls) in bindings(ET.parse(path).getroot()).items()})
+    stale = []
+    for path in python_files(folder):
+        for cls in (n for n in ast.walk(_tree(path)) if isinstance(n, ast.ClassDef)):
+            methods = {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef)}
+            for call in (n for n in ast.walk(cls) if isinstance(n, ast.Call)):
+                if not (isinstance(call.func, ast.Attribute) and call.func.attr == "connect" and len(call.args) == 2):
+                    continue
+                widget = _ui_widget_name(call.func.value)
+                if widget not in bound:
+                    continue
+                slot = call.args[1]
+                if isinstance(slot, ast.Attribute) and isinstance(slot.value, ast.Name) and slot.attr in methods:
+                    functions = [methods[slot.attr]]
+                else:
+                    functions = _self_calls(slot, methods)
+                for function in functions:
+                    for where in _reads_of(function, bound[widget], methods, set()):
+                        stale.append(f"{path.name}: {widget} -> {ast.unparse(slot)} reads {bound[widget]} at {where}")
+    assert not stale, stale
+
+
 def test_reload_packages_reads_the_package_from_disk_again(tmp_path, monkeypatch):
     """Slicer's reload re-executes the module file only; the packages must be read again too."""
     sys.path.insert(0, str(MEDXAI))
@@ -314,23 +383,54 @@ def test_widgets_can_represent_their_parameter_types(tree, ui):
             f"{widget_name} ({widget_class}) cannot show {name}: {ast.unparse(fields[name])}")
 
 
-def test_node_selectors_offer_only_nodes_their_parameter_accepts(tree, ui):
-    """``nodeTypes`` holds the field's class and subclasses of it (real MRML: ``IsA``); inputs take RGB volumes."""
+def _offered(node_types: list[str], show_children: bool, hidden: list[str]) -> set[str]:
+    """The MRML node classes a ``qMRMLNodeComboBox`` lists, by ``qMRMLSortFilterProxyModel::filterAcceptsRow``
+    (Slicer 5.8 and 5.10): a node that ``IsA`` one of ``nodeTypes``; with ``showChildNodeTypes`` off only that exact
+    class, with it on every subclass less those that ``IsA`` one of ``hideChildNodeTypes``. Classes: every node class
+    registered in a real scene (``slicer-core``)."""
     import slicer
 
+    scene = slicer.vtkMRMLScene()
+    offered = set()
+    for i in range(scene.GetNumberOfRegisteredNodeClasses()):
+        name = scene.GetNthRegisteredNodeClass(i).GetClassName()
+        node = scene.CreateNodeByClass(name)
+        for node_type in node_types:
+            if not node.IsA(node_type) or (not show_children and name != node_type):
+                continue
+            if show_children and any(node.IsA(h) for h in hidden):
+                break
+            offered.add(name)
+            break
+    return offered
+
+
+def test_node_selectors_offer_only_nodes_their_parameter_accepts(tree, ui):
+    """What each node selector lists once Slicer has connected it: the parameter node's connector replaces the
+    ``.ui``'s ``nodeTypes`` with the parameter's class (``qMRMLNodeComboBoxToNodeConnector``: ``nodeTypes =
+    getNodeTypes(datatype)``, 5.8 and 5.10), so the ``.ui`` must say that class, and every node offered must be one
+    the parameter holds (real MRML ``IsA``). Input rows offer scalar and RGB (vector) volumes, never label maps, and
+    the rows made in code offer the same."""
+    import slicer
+
+    constants = module_constants(_tree(MEDXAI / "MedXAILogicLib" / "logic" / "inputs.py"))
+    rows = set(constants["INPUT_NODE_TYPES"])
     fields = parameter_fields(tree)
     by_name = {w.get("name"): w for w in ui.iter("widget")}
     for name, (widget_name, widget_class) in bindings(ui).items():
         if widget_class != "qMRMLNodeComboBox":
             continue
-        node_types = properties(by_name[widget_name])["nodeTypes"]
+        props = properties(by_name[widget_name])
         annotation = ast.unparse(fields[name])
-        assert node_types[0] == annotation, f"{widget_name}: nodeTypes {node_types}"
-        for other in node_types:
-            assert getattr(slicer, other)().IsA(annotation), f"{widget_name}: {other} is not a {annotation}"
-    for i in range(1, 5):
-        assert "vtkMRMLVectorVolumeNode" in properties(by_name[f"inputVolume{i}"])["nodeTypes"]
-        assert properties(by_name[f"inputVolume{i}"])["showChildNodeTypes"] == "false"  # no label maps
+        assert props["nodeTypes"] == [annotation], f"{widget_name}: the connector sets nodeTypes to [{annotation}]"
+        offered = _offered([annotation], props.get("showChildNodeTypes", "true") == "true",
+                           props.get("hideChildNodeTypes", []))
+        assert annotation in offered and all(getattr(slicer, c)().IsA(annotation) for c in offered), widget_name
+        if name.startswith("inputVolume"):
+            assert offered == rows, f"{widget_name} offers {sorted(offered)}"
+    assert _offered(list(constants["INPUT_SELECTOR_NODE_TYPES"]), True,
+                    list(constants["INPUT_HIDDEN_NODE_TYPES"])) == rows
+    assert "INPUT_SELECTOR_NODE_TYPES" in (PANEL / "inputs.py").read_text()
 
 
 def test_layout_inputs_outputs_advanced_then_apply_and_cancel(ui):
@@ -428,3 +528,21 @@ def test_contributors_are_the_extensions(tree):
     cmake = (ROOT / "CMakeLists.txt").read_text()
     listed = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1)
     assert contributors and all(c in listed for c in contributors)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_the_gui_binding_tag_comes_from_connect_parameters_to_gui(folder):
+    """``connectGui`` returns no tag before Slicer 5.10 (its ``_connectGui`` drops the tag that
+    ``_connectParametersToGui`` returns; checked against Slicer's source in ``test_slicer_api_names.py``), so a tag
+    stored from it makes every ``disconnectGui`` a no-op on 5.8: the widgets stay bound to old parameter nodes and
+    every enter adds another set of connectors. The tag must come from ``connectParametersToGui``."""
+    disconnects, tagged = 0, 0
+    for path in python_files(folder):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                    and isinstance(node.value.func, ast.Attribute):
+                assert node.value.func.attr != "connectGui", f"{path.name}:{node.lineno} stores connectGui's result"
+                tagged += node.value.func.attr == "connectParametersToGui"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                disconnects += node.func.attr == "disconnectGui"
+    assert not disconnects or tagged, f"{folder.name} disconnects its GUI but keeps no tag"

@@ -66,7 +66,7 @@ def test_readers_who_gain_from_the_map_show_a_gain(created, tmp_path):
     study = tmp_path / "study"
     protocol = json.loads((study / "study.json").read_text())
     where = {it["reading_id"]: it["case"] for r in protocol["reading_lists"].values() for s in r for it in s}
-    truth = {k: c["truth"] for k, c in protocol["cases"].items()}
+    truth = {k: json.loads((study / "truth" / f"{k}.json").read_text())["truth"] for k in protocol["cases"]}
     for arm in ("ai", "ai+ig"):
         for reader in READERS.split(","):
             reads = [json.loads(x) for x in (study / "reads" / f"{reader}.jsonl").read_text().splitlines()]
@@ -136,6 +136,12 @@ def test_bad_study_input_is_refused(small_study, tmp_path, capsys):
     _one_error(capsys, ["study", "simulate", "--study", str(small_study), "--ai-reliance", "1.5"], "--ai-reliance")
     assert not list(reads.iterdir())
     assert main(["study", "simulate", "--study", str(small_study), "--seed", "4"]) == 0
+    files = sorted(p for p in small_study.rglob("*") if p.is_file())
+    for inside in ("truth", "cases/analysis"):  # the hashed folders: the study would be refused afterwards
+        _one_error(capsys, ["study", "analyse", "--study", str(small_study), "--output", str(small_study / inside)],
+                   "inside the study's")
+    assert sorted(p for p in small_study.rglob("*") if p.is_file()) == files
+    assert not (small_study / "cases" / "analysis").exists()
     out = tmp_path / "analysis"
     line = (reads / "r1.jsonl").read_text().splitlines()[0]
     (reads / "r9.jsonl").write_text(line + "\n")

@@ -86,7 +86,7 @@ def test_a_reading_shows_only_what_its_arm_allows(study):
             assert not truth_words & set(vars(reading)) and not truth_words & set(reading.ai or {})
             for p in [*reading.images, *reading.maps.values()]:
                 assert p.is_file() and "truth" not in p.parts
-                assert not any(c["id"] in str(p) for c in study.protocol["cases"].values())
+                assert not any(t["case"] in str(p) for t in study.truth().values())
             seen.add(reading.reading_id)
             session.show()
             session.submit(Answer(50.0, 1, 3, 3 if arm.ai else None))
@@ -174,6 +174,48 @@ def test_torn_last_line_is_the_unsubmitted_read(tmp_path):
     lines = data.splitlines(keepends=True)
     path.write_bytes(lines[0].replace(b'"a": 1', b'"a": 7') + lines[1])  # an edited record
     with pytest.raises(InputError, match="damaged"):
+        read_records(path)
+
+
+def _read_one(study, reader="r1", rating=60.0):
+    with ReaderSession(load_study(study.folder), reader) as session:
+        reading = session.current()
+        session.show()
+        return session.submit(Answer(rating, 1, 3, 3 if reading.shows_ai else None))
+
+
+def test_a_read_after_a_crash_mid_write_is_kept_and_the_file_stays_readable(study):
+    """A crash tears the third record; the reader resumes, reads that case again and goes on. Every read that
+    ``submit`` returned must be in the file, in order, and the file must stay readable (the analysis reads it too)."""
+    from MedXAILib.study.summaries import latest_records
+
+    path = study.reads_path("r1")
+    first = [_read_one(study, rating=r)["reading_id"] for r in (10.0, 20.0)]
+    before = path.read_bytes()
+    third = _read_one(study, rating=30.0)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(before) + (len(whole) - len(before)) // 2])  # the third write cut by a crash
+    assert [r["reading_id"] for r in read_records(path).records] == first
+    again = _read_one(study, rating=31.0)  # resumed: the same case again (its first submit never returned)
+    assert again["reading_id"] == third["reading_id"]
+    fourth = _read_one(study, rating=40.0)
+    got = read_records(path)
+    assert [r["reading_id"] for r in got.records] == [*first, again["reading_id"], fourth["reading_id"]]
+    assert [r["rating"] for r in got.records] == [10.0, 20.0, 31.0, 40.0] and not got.torn_tail
+    assert path.read_bytes().count(b"\n") == 4 and path.read_bytes().endswith(b"\n")
+    assert len([r for r in latest_records(load_study(study.folder)) if r["reader"] == "r1"]) == 4
+
+
+def test_a_record_glued_to_a_torn_fragment_is_recovered(tmp_path):
+    """Files written before torn tails were cut: a whole record after a fragment on one line is still read."""
+    path = tmp_path / "r.jsonl"
+    append_record(path, {"a": 1})
+    append_record(path, {"a": 2})
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[1][:9] + lines[1] + lines[0])  # fragment, then a whole record, then another
+    assert [r["a"] for r in read_records(path).records] == [1, 2, 1]
+    path.write_bytes(lines[0] + lines[1][:9] + lines[1][12:] + lines[0])  # no whole record after the fragment
+    with pytest.raises(InputError, match="line 2: the record is damaged"):
         read_records(path)
 
 

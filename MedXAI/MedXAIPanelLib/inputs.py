@@ -6,14 +6,13 @@ from typing import Any
 
 import qt
 import slicer
+from MedXAILogicLib.logic.inputs import INPUT_HIDDEN_NODE_TYPES, INPUT_SELECTOR_NODE_TYPES
 from slicer.i18n import tr as _
 
 from .section import Section
 
 #: Rows of the ``.ui`` bound to ``inputVolume1..4``; a model with more channels gets more rows, made here.
 BOUND_ROWS = 4
-#: Node classes an input row offers (RGB vector volumes included, label maps not).
-INPUT_NODE_TYPES = ["vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode"]
 
 
 class InputsSection(Section):
@@ -44,8 +43,9 @@ class InputsSection(Section):
         while len(self.extra) < len(channels) - BOUND_ROWS:
             role = f"MedXAI.input{BOUND_ROWS + len(self.extra) + 1}"
             selector = slicer.qMRMLNodeComboBox()
-            selector.nodeTypes = INPUT_NODE_TYPES
-            selector.showChildNodeTypes = False  # exactly these classes: no label maps
+            selector.nodeTypes = list(INPUT_SELECTOR_NODE_TYPES)  # as the bound rows of the .ui: scalar and RGB
+            selector.showChildNodeTypes = True  # volumes, no label maps
+            selector.hideChildNodeTypes = list(INPUT_HIDDEN_NODE_TYPES)
             selector.noneEnabled = True
             selector.addEnabled = selector.removeEnabled = False
             selector.setMRMLScene(slicer.mrmlScene)

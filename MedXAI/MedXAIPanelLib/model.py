@@ -141,13 +141,16 @@ class ModelSection(Section):
         self.ui.modelWarningLabel.visible = bool(warning)
 
     # -- a model file or folder ----------------------------------------------------------------------------------------
-    def onModelPathChanged(self, path: Any = None) -> None:
+    def onModelPathChanged(self, path: Any = "") -> None:
         """A chosen model file is described at once (in the background); a folder typed by hand waits for
-        *Folder…*, *Refresh* or *Apply* (every folder on the way to it would otherwise be loaded as a model)."""
+        *Folder…*, *Refresh* or *Apply* (every folder on the way to it would otherwise be loaded as a model).
+
+        The path comes from the signal: this slot runs before the parameter node's connector (connected later, by
+        ``connectGui``) has stored it, so ``modelPath`` still holds the previous path here."""
         p = self.parameterNode
         if not p or p.modelName != MODEL_FILE_CHOICE or self._filling:
             return
-        path = self.modelArgument()
+        path = str(path or "").strip()
         if os.path.isfile(path):
             self.describe(path)
         else:

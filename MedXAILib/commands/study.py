@@ -175,6 +175,20 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_output_in_protected_folders(study: str, output: str) -> None:
+    """The analysis must not write into the study's ``cases/`` or ``truth/``: their files are hashed, and the study
+    would be refused from then on ("… was added after the study was created")."""
+    from ..study.protocol import PROTECTED
+
+    out = Path(output).resolve()
+    for sub in PROTECTED:
+        base = (Path(study) / sub).resolve()
+        if out == base or base in out.parents:
+            raise InputError(f"--output {output}: inside the study's {sub}/ folder, whose files are hashed (the "
+                             f"study would be refused afterwards); write the analysis beside it, e.g. "
+                             f"{Path(study) / 'analysis'}")
+
+
 def run_analyse(args: argparse.Namespace) -> int:
     from ..study.analysis import analyse_ratings, finite_or_null, roc_curves
     from ..study.covariance import COVARIANCE_METHODS
@@ -194,6 +208,7 @@ def run_analyse(args: argparse.Namespace) -> int:
         from ..study.protocol import load_study
         from ..study.summaries import latest_records, localisation_summary, reliance_summary, study_ratings
 
+        _refuse_output_in_protected_folders(args.study, args.output)
         study = load_study(args.study)
         records = latest_records(study)
         ratings = study_ratings(study, records)

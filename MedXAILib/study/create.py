@@ -255,8 +255,7 @@ def _case_material(model: Any, spec: CaseSpec, settings: StudySettings, target: 
         truth_file["reference"] = f"truth/{key}.nii.gz"
         write_volume(volume.with_array(reference[None], ["reference"]), folder / truth_file["reference"])
     _write_json(truth_file, folder / "truth" / f"{key}.json")
-    return {"id": spec.case_id, "truth": spec.truth, "channel_names": list(volume.channel_names),
-            "material": material}
+    return {"channel_names": list(volume.channel_names), "material": material}  # the case's name and truth: truth/
 
 
 def create_study(cases: Sequence[CaseSpec], model: Any, model_source: str, settings: StudySettings,

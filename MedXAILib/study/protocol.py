@@ -9,8 +9,9 @@ Layout of a study folder::
     reads/<reader>.jsonl       the readers' answers, one append-only file per reader (:mod:`.records`)
 
 Cases live under random keys and are shown under random reading ids (one per reader, arm and case), never under a
-file name. ``study.json`` records the sha256 of every file under ``cases/`` and ``truth/``; :func:`load_study`
-refuses a study whose files changed, disappeared or were added since creation.
+file name; ``study.json`` (which the reading loop loads) names no case and holds no truth: both are in ``truth/``.
+``study.json`` records the sha256 of every file under ``cases/`` and ``truth/``; :func:`load_study` refuses a study
+whose files changed, disappeared or were added since creation.
 
 An arm is ``image`` or ``ai``, optionally followed by ``+METHOD`` for each explanation shown (``ai+gradcam``,
 ``ai+counterfactual``, ``image+gradcam``): ``ai`` shows the model's probability and decision, each method its map.
@@ -188,7 +189,8 @@ class Study:
         return self.folder / "reads" / f"{reader}.jsonl"
 
     def truth(self) -> dict[str, dict[str, Any]]:
-        """Case key → its hidden truth file (``truth``, ``map_hits``, ``reference``); for analysis only."""
+        """Case key → its hidden truth file (``case``: the manifest's id, ``truth``, ``ai_decision``, ``map_hits``,
+        ``reference``); for analysis only: ``study.json``, which the reading loop loads, holds neither."""
         return {k: json.loads((self.folder / "truth" / f"{k}.json").read_text()) for k in self.protocol["cases"]}
 
 

@@ -6,6 +6,9 @@ appending, then ``fsync``s the file (and, when it created the file, its folder) 
 ``append_record`` returns, the read survives a killed process or a power cut. Each line carries the sha256 of its
 own content, so a line torn by a crash in the middle of the write is recognised: a torn *last* line is the read that
 was being submitted when the process died (it never returned) and is ignored; damage anywhere else is refused.
+The next append cuts such a torn tail off before it writes (otherwise the new record would be glued to the fragment
+and lost, and the line after it would make the whole file look edited); a file written before that rule, where a
+whole record follows a fragment on one line, is read back with that record kept.
 
 :class:`ReaderLock` keeps two programs from reading as the same reader at once (an OS file lock, released by the
 operating system when the process dies).
@@ -40,6 +43,28 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _cut_unfinished_tail(fd: int) -> None:
+    """Truncate the file after its last whole record: a torn tail (no newline) or a damaged last line is a record
+    whose write was cut by a crash (its ``append_record`` never returned; :func:`read_records` ignores it too).
+    Called under the reader's lock, before appending."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    os.lseek(fd, 0, os.SEEK_SET)
+    content = b""
+    while len(content) < size:
+        block = os.read(fd, size - len(content))
+        if not block:
+            break
+        content += block
+    keep = content.rfind(b"\n") + 1
+    if keep and _line_record(content[content.rfind(b"\n", 0, keep - 1) + 1:keep - 1]) is None:
+        keep = content.rfind(b"\n", 0, keep - 1) + 1
+    if keep < size:
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+
+
 def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append one record durably (see the module docstring). ``record`` must be JSON-serialisable."""
     p = Path(path)
@@ -48,8 +73,9 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     body = {k: v for k, v in record.items() if k != "sha256"}
     line = json.dumps({**body, "sha256": _digest(body)}, sort_keys=True, ensure_ascii=False) + "\n"
     data = line.encode("utf-8")
-    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     try:
+        _cut_unfinished_tail(fd)
         written = os.write(fd, data)
         while written < len(data):  # a regular file takes it in one write; be correct if it does not
             written += os.write(fd, data[written:])
@@ -83,7 +109,7 @@ def read_records(path: str | os.PathLike) -> RecordFile:
     records: list[dict[str, Any]] = []
     torn = bool(tail.strip())
     for n, line in enumerate(complete, start=1):
-        record = _parse(line)
+        record = _line_record(line)
         if record is None:
             if n == len(complete) and not tail.strip():
                 torn = True
@@ -92,6 +118,22 @@ def read_records(path: str | os.PathLike) -> RecordFile:
                              "must not be edited")
         records.append(record)
     return RecordFile(records, torn)
+
+
+def _line_record(line: bytes) -> dict[str, Any] | None:
+    """The record of one line, or None when it is damaged. A line where a whole record follows a torn fragment
+    (written before torn tails were cut off) gives that record: the longest suffix that is a whole record with a
+    matching checksum."""
+    record = _parse(line)
+    if record is not None:
+        return record
+    start = line.find(b"{", 1)
+    while start > 0:
+        record = _parse(line[start:])
+        if record is not None:
+            return record
+        start = line.find(b"{", start + 1)
+    return None
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

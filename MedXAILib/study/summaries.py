@@ -61,9 +61,9 @@ def latest_records(study: Study) -> list[dict[str, Any]]:
 def study_ratings(study: Study, records: list[dict[str, Any]] | None = None) -> Ratings:
     """The ratings table of a study (case names: the manifest ids; modalities: the arms)."""
     records = latest_records(study) if records is None else records
-    cases = study.protocol["cases"]
-    rows = [{"reader": r["reader"], "modality": r["arm"], "case": cases[r["case"]]["id"],
-             "truth": cases[r["case"]]["truth"], "rating": r["rating"], "decision": r["decision"],
+    truth = study.truth()
+    rows = [{"reader": r["reader"], "modality": r["arm"], "case": truth[r["case"]]["case"],
+             "truth": truth[r["case"]]["truth"], "rating": r["rating"], "decision": r["decision"],
              "seconds": r["seconds"]} for r in records]
     names = [f"{study.reads_path(r['reader']).name} reading {r['reading_id']}" for r in records]
     return ratings_from_rows(rows, source=str(study.folder), design=study.protocol["design"],

@@ -3,7 +3,9 @@
 Volumes are read by MRML's own storage node (``vtkMRMLVolumeArchetypeStorageNode``, ITK's readers), so the image a
 reader sees is the file the study hashed, with its exact geometry; no pixel passes through Python. Each map becomes a
 heat-coloured volume (Slicer's PET-Heat colours) meant for the foreground layer, thresholded at a fraction of its
-maximum so that the image stays visible where the map is low. Every node made for a reading carries the attribute
+maximum so that the image stays visible where the map is low. No node keeps the file's path: the storage node that
+read it is removed (the path holds the case's key, the same in every arm, so a reader could link readings of one
+case across arms in the Data module or a save dialog). Every node made for a reading carries the attribute
 ``MedXAIReaderStudy.ReadingId``; :func:`remove_reading_nodes` removes them all (with their display and storage
 nodes) before the next case, so two cases are never on screen together.
 """
@@ -41,11 +43,11 @@ def _load_volume(scene: slicer.vtkMRMLScene, path: Path, name: str, reading_id: 
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(str(path))
     storage.SetSingleFile(1)
-    if not storage.ReadData(node):
-        scene.RemoveNode(storage)
+    read = storage.ReadData(node)
+    scene.RemoveNode(storage)  # a storage node would keep the file's path (its case key, the same in every arm)
+    if not read:
         scene.RemoveNode(node)
         raise RuntimeError(f"could not read {path.name} of reading {reading_id}")
-    node.SetAndObserveStorageNodeID(storage.GetID())
     display = scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
     node.SetAndObserveDisplayNodeID(display.GetID())
     node.SetAttribute(READING_ATTRIBUTE, reading_id)

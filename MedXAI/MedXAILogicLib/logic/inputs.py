@@ -10,6 +10,12 @@ PHANTOM_SEED = 7
 XRAY_SEED = 20261126  # the `demo` command's held-out chest phantom (the demo models were trained on seeds < 10 000)
 #: Node classes an input row accepts (exactly these: label maps and other subclasses are left out).
 INPUT_NODE_TYPES = ("vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode")
+#: How an input row's node selector offers exactly :data:`INPUT_NODE_TYPES`. The parameter node's connector replaces
+#: a bound selector's ``nodeTypes`` with the parameter's class (``vtkMRMLScalarVolumeNode``), so the selector shows
+#: that class with its subclasses, less these (vector volumes, RGB included, stay).
+INPUT_SELECTOR_NODE_TYPES = ("vtkMRMLScalarVolumeNode",)
+INPUT_HIDDEN_NODE_TYPES = ("vtkMRMLLabelMapVolumeNode", "vtkMRMLDiffusionWeightedVolumeNode",
+                           "vtkMRMLDiffusionTensorVolumeNode", "vtkMRMLStreamingVolumeNode")
 
 
 class InputsLogic:
