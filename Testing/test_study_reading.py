@@ -233,6 +233,24 @@ def test_changed_study_files_are_refused(study):
         load_study(study.folder)
 
 
+@pytest.mark.parametrize("edit, said", [
+    (lambda pr: pr["readers"].append("../../outside"), "reader '../../outside'"),
+    (lambda pr: pr["reading_lists"].update({"ghost": []}), "a reader the protocol does not have"),
+    (lambda pr: next(iter(pr["cases"].values()))["material"].update(ai="../../secret.json"), "outside the study"),
+    (lambda pr: next(iter(pr["cases"].values()))["material"]["image"].insert(0, "/etc/hostname"), "outside the study"),
+    (lambda pr: pr["cases"].update({"../k": {}}), "case key"),
+])
+def test_an_edited_protocol_cannot_point_outside_the_study(study, edit, said):
+    """study.json holds the hashes, so it is not hashed itself: what it names is checked on every load, and the
+    reading loop can neither write a reader's reads nor read material outside the study folder."""
+    protocol = json.loads((study.folder / "study.json").read_text())
+    edit(protocol)
+    (study.folder / "study.json").write_text(json.dumps(protocol))
+    with pytest.raises(InputError, match="changed after `study create`") as info:
+        load_study(study.folder, verify=False)
+    assert said in str(info.value)
+
+
 def test_protocol_records_model_card_arms_and_hashes(study):
     p = json.loads((study.folder / "study.json").read_text())
     assert p["model"]["name"] == "demo-chest-xray" and "intended_use" in json.dumps(p["model"]["card"])

@@ -224,7 +224,52 @@ def load_study(folder: str | os.PathLike, verify: bool = True) -> Study:
     for key in ("study_id", "arms", "readers", "design", "cases", "reading_lists", "files", "answer_form"):
         if key not in protocol:
             raise InputError(f"{path}: the protocol has no {key!r}; it was not written by `study create`")
+    _check_names_and_paths(protocol, path)
     study = Study(p, protocol)
     if verify:
         verify_files(study)
     return study
+
+
+_CASE_KEY = re.compile(r"^k[0-9a-f]{6}$")
+
+
+def _check_names_and_paths(protocol: dict[str, Any], path: Path) -> None:
+    """``study.json`` is not hashed (it holds the hashes), so what it names is checked again on every load: reader
+    and arm names are file-name safe (a reader's reads go to ``reads/<reader>.jsonl``), case keys have the form
+    ``study create`` gives them, and every material path is a plain relative path inside ``cases/`` or ``truth/``:
+    an edited protocol can make the reading loop read or write nothing outside the study folder."""
+    def refuse(what: str) -> InputError:
+        return InputError(f"{path}: {what}; the protocol was changed after `study create`")
+
+    readers, arms, cases = protocol["readers"], protocol["arms"], protocol["cases"]
+    if not (isinstance(readers, list) and isinstance(arms, list) and isinstance(cases, dict)):
+        raise refuse("readers, arms or cases have the wrong type")
+    try:
+        for reader in readers:
+            check_name(str(reader), "reader")
+        for arm in arms:
+            check_name(str(arm), "arm")
+    except InputError as exc:
+        raise refuse(str(exc)) from None
+    lists = protocol["reading_lists"]
+    if not isinstance(lists, dict) or not set(lists) <= set(map(str, readers)):
+        raise refuse("the reading lists name a reader the protocol does not have")
+    for key, case in cases.items():
+        if not _CASE_KEY.match(str(key)) or not isinstance(case, dict):
+            raise refuse(f"case key {key!r} is not one `study create` makes")
+        for rel in _material_paths(case.get("material", {})):
+            parts = Path(rel).parts
+            if Path(rel).is_absolute() or ".." in parts or not parts or parts[0] not in PROTECTED:
+                raise refuse(f"case {key} names {rel!r}, outside the study's cases/ and truth/ folders")
+
+
+def _material_paths(material: Any) -> list[str]:
+    """Every path string inside a case's ``material`` (lists and dicts of paths; JSON scalars otherwise)."""
+    if isinstance(material, str):
+        return [material]
+    if isinstance(material, dict):
+        return [p for v in material.values() for p in _material_paths(v)]
+    if isinstance(material, list):
+        return [p for v in material for p in _material_paths(v)]
+    return []
