@@ -67,4 +67,5 @@ def window_context(ctx: ExplainContext, wt: WindowTarget) -> ExplainContext:
     sub.forward_passes = sub.backward_passes = 0
     sub.window = wt.slices
     sub.exact = False  # inside a window the function *is* one network pass
+    sub.function_logits = None
     return sub
