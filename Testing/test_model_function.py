@@ -65,6 +65,8 @@ def test_windowed_cams_equal_autograd_through_monai_sliding_window(method):
     e = explain(model, vol, method)
     assert e.details["forward_reused"] and e.details["function"]["record_passes"] == 0
     assert e.details["network_calls"] == e.details["function"]["n_windows"] > 1
+    assert e.details["shares"] == "window plan" and e.details["score_from_calls"] == pytest.approx(
+        e.details["score"], rel=1e-5)
     prepared = model.prepare(vol)
     weights = e.target.weights(model, prepared)
 
@@ -80,6 +82,29 @@ def test_windowed_cams_equal_autograd_through_monai_sliding_window(method):
     np.testing.assert_allclose(e.heatmap.array[0], expected, rtol=0, atol=2e-5 * scale)
     with torch.no_grad():
         assert abs(e.details["function"]["score"] - float((monai(prepared.tensor) * weights).sum())) < 1e-4
+
+
+def test_window_plan_shares_equal_autograd_through_the_function():
+    """The two ways to each call's share of the score agree: from the window plan (W·g/N at each window) and by
+    autograd through MONAI's blend with the network replaced by zeros; so do the CAMs they place."""
+    from MedXAILib.explain.calls import record_function
+
+    model, vol = _windowed_model()
+    ctx = _ctx(model, vol)
+    maps, shares = [], []
+    for use_plan in (True, False):
+        record = record_function(model, ctx.x, None, True, 1 << 30)
+        assert record.layout is not None
+        if not use_plan:
+            record.layout = None
+        record.compute_shares(ctx.score_of_logits, ctx.weights)
+        shares.append([c.share for c in record.calls])
+        cam, counts = record.place(lambda a, g: (g * a).sum(1, keepdim=True))
+        maps.append(cam)
+        assert counts["score_from_calls"] == pytest.approx(counts["score"], rel=1e-5)
+    for a, b in zip(*shares):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(maps[0], maps[1], rtol=0, atol=1e-5 * float(maps[1].abs().max()))
 
 
 def test_cam_with_a_small_cache_recomputes_and_gives_the_same_map():

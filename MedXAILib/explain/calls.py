@@ -11,24 +11,29 @@ where call ``c`` gets an input ``E_c x`` cut from the model-grid tensor ``x`` (a
 importance weights over their sum, 1/P for P mirrored passes, 1/F for F folds, a crop). For a target score
 ``S = Σ W ⊙ F(x)`` the *share* of call ``c`` is ``D_c = ∂S/∂out_c = T_cᵀ W`` and ``S = Σ_c Σ D_c ⊙ out_c``.
 
-This module never re-derives ``E_c`` or ``T_c``: they are the adapter's own code, run three times with hooks.
+Steps:
 
 1. :func:`record_function` — the forward pass (the *prediction's*): the function runs once, under ``no_grad``, with
    the layer's output replaced by a leaf tensor in every call of the network that holds the layer; gradient recording
    is switched on inside those calls only, and parameters are frozen, so each call keeps the autograd graph of its
    *tail* (layer → output) and nothing before the layer. Each call's output reaches the inferer detached, so the
    blend records nothing. Calls beyond a memory budget keep nothing and are recomputed in step 3.
-2. :meth:`LayerRecord.compute_shares` — the function runs again with every network call replaced by a zero tensor
-   (the blend is linear, so its gradient does not depend on the outputs): autograd of ``S`` through the adapter's
-   own blend gives every ``D_c``.
+2. :meth:`LayerRecord.compute_shares` — every ``D_c``. For a sliding window whose recorded calls match the model's
+   plan (:class:`~MedXAILib.explain.windows.CallWindows`: each call's input checked against its window), from the
+   plan: ``flip(W · g / N)[w] / (P · F)``. Otherwise, without re-deriving ``E_c`` or ``T_c``: the function runs
+   again with every network call replaced by a zero tensor (the blend is linear, so its gradient does not depend on
+   the outputs) and autograd of ``S`` through the adapter's own blend gives every ``D_c``.
 3. :meth:`LayerRecord.place` — per call, ``G_c = ∂S/∂A_c`` by a backward pass through the kept tail with ``D_c``
    (recomputed calls run their network pass now), a per-call map ``M_c`` (a CAM's ``combine(A_c, G_c)``) upsampled
-   to the call's input; then the function runs a third time, again without the network, and autograd of
-   ``Σ_c Σ (E_c x)[:, :1] ⊙ M_c`` with respect to ``x`` gives ``Σ_c E_cᵀ M_c``: each map placed where its input came
-   from, flipped back, summed over calls; constant padding drops out (its voxels are not in ``x``).
+   to the call's input, placed where that input came from: at its window (flipped back) from the plan, or, in the
+   generic case, by running the function a third time without the network and taking the gradient of
+   ``Σ_c Σ (E_c x)[:, :1] ⊙ M_c`` with respect to ``x``, which is ``Σ_c E_cᵀ M_c``. Constant padding drops out (its
+   voxels are not in ``x``).
 
-The cost over the prediction is one backward pass through the tails, two passes of the blend without the network,
-and the per-call maps; the number of calls, the kept bytes and the recomputed calls are reported.
+A check comes free: the blend being linear, ``S = Σ_c Σ D_c ⊙ out_c``; the sidecar reports both sides (``score``,
+``score_from_calls``, equal to float32 rounding — nnU-Net's float16 blend differs from it where its normaliser
+underflows) when one network makes every call. The cost over the prediction is one backward pass through the
+tails and the per-call maps; the number of calls, the kept bytes and the recomputed calls are reported.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..errors import MethodError
+from ..errors import MedXAIError, MethodError
 from ..models import Model
+from .windows import CallWindows, match_calls
 
 MapFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -127,6 +133,8 @@ class LayerRecord:
     kept_bytes: int = 0
     budget_bytes: int = 0
     layer_shape: list[int] = field(default_factory=list)
+    layout: CallWindows | None = None
+    score: float = 0.0
 
     # ---- replays ---------------------------------------------------------------------------------------------------
     def _function(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,10 +182,15 @@ class LayerRecord:
             raise MethodError(f"{self.layer_name}: the replayed function made {seen[0]} network calls, the recorded "
                               f"one {len(self.calls)}")
 
-    def compute_shares(self, score: Callable[[torch.Tensor], torch.Tensor]) -> float:
-        """Each call's share ``D_c = ∂S/∂out_c`` by autograd through the function with the network replaced by zeros.
-
-        Returns the score ``S`` of the recorded logits."""
+    def compute_shares(self, score: Callable[[torch.Tensor], torch.Tensor], weights: torch.Tensor) -> float:
+        """Each call's share ``D_c = ∂S/∂out_c`` (see the module docstring) for the score ``score(logits)`` with
+        target weights ``weights`` ``(1, N, *grid)``. Returns ``S`` of the recorded logits."""
+        with torch.no_grad():
+            self.score = float(score(self.logits).sum())
+        if self.layout is not None:
+            for call, d in zip(self.calls, self.layout.shares(weights, [c.out_shape for c in self.calls])):
+                call.share = d.to(call.out_dtype)
+            return self.score
         leaves: list[torch.Tensor] = []
 
         def zeros(k: int, call: LayerCall, inp: torch.Tensor) -> torch.Tensor:
@@ -191,55 +204,72 @@ class LayerRecord:
             grads = torch.autograd.grad(s, leaves, allow_unused=True) if s.requires_grad else [None] * len(leaves)
         for call, g in zip(self.calls, grads):
             call.share = torch.zeros(call.out_shape, dtype=call.out_dtype) if g is None else g.detach()
-        with torch.no_grad():
-            return float(score(self.logits).sum())
+        return self.score
 
     def place(self, map_fn: MapFn, progress: Callable[[float, str], None] | None = None
-              ) -> tuple[torch.Tensor, dict[str, int]]:
+              ) -> tuple[torch.Tensor, dict[str, Any]]:
         """``Σ_c E_cᵀ M_c`` on the model grid, ``(1, *grid)``, with ``M_c = map_fn(A_c, G_c)`` upsampled to the
         call's input (see the module docstring). Returns the map and counts for the sidecar.
 
         Calls whose share is zero contribute nothing and are skipped. Each kept tail is released once used."""
-        counts = {"network_calls": len(self.calls), "calls_explained": 0, "calls_recomputed": 0}
+        counts: dict[str, Any] = {"network_calls": len(self.calls), "calls_explained": 0, "calls_recomputed": 0,
+                                  "shares": "window plan" if self.layout is not None else "autograd of the function"}
         todo = {k for k, c in enumerate(self.calls) if c.share is not None and bool(c.share.abs().sum() > 0)}
-        objective: list[torch.Tensor] = []
         net_of_layer = layer_network(self.model, self.layer)
         original_forward = type(net_of_layer).forward.__get__(net_of_layer)
+        from_calls = [0.0]
+
+        def call_map(k: int, call: LayerCall, inp: Callable[[], torch.Tensor]) -> torch.Tensor:
+            if progress is not None:
+                progress(counts["calls_explained"] / max(len(todo), 1),
+                         f"layer map of network call {counts['calls_explained'] + 1} of {len(todo)}")
+            assert call.share is not None
+            if call.acts is not None and call.out is not None:
+                acts, out = call.acts, call.out
+            else:  # not kept in the forward pass: its network pass runs again now
+                with capture(self.layer, self.layer_name) as captured:
+                    out = original_forward(inp().detach())
+                if len(captured) != 1:
+                    raise MethodError(_runs_message(self.layer_name, len(captured)))
+                acts = captured[0]
+                counts["calls_recomputed"] += 1
+            share = call.share.to(out.dtype)
+            (g,) = torch.autograd.grad(out, acts, grad_outputs=share)
+            from_calls[0] += float((out.detach().double() * share.double()).sum())
+            call.acts = call.out = None
+            counts["calls_explained"] += 1
+            return self._upsampled(map_fn(acts.detach(), g.detach()), call.in_shape)
+
+        with frozen_parameters(self.model.network), torch.enable_grad():
+            try:
+                if self.layout is not None:
+                    layout = self.layout
+                    maps = {k: call_map(k, self.calls[k], lambda k=k: layout.inputs(k)) for k in sorted(todo)}
+                    placed = layout.place(maps)
+                else:
+                    placed = self._place_by_replay(todo, call_map)
+            finally:
+                self.release()
+        if len(called_networks(self.model)) == 1 and len(todo) == counts["calls_explained"]:
+            counts["score"] = self.score
+            counts["score_from_calls"] = from_calls[0]
+        return placed, counts
+
+    def _place_by_replay(self, todo: set[int], call_map: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """The generic placement: the gradient of ``Σ_c Σ (E_c x)[:, :1] ⊙ M_c`` with respect to ``x``."""
+        objective: list[torch.Tensor] = []
 
         def place_call(k: int, call: LayerCall, inp: torch.Tensor) -> torch.Tensor:
             if k in todo:
-                if progress is not None:
-                    progress(counts["calls_explained"] / len(todo),
-                             f"layer map of network call {counts['calls_explained'] + 1} of {len(todo)}")
-                if call.acts is not None and call.out is not None:
-                    (g,) = torch.autograd.grad(call.out, call.acts, grad_outputs=call.share.to(call.out.dtype))
-                    m = self._upsampled(map_fn(call.acts.detach(), g.detach()), call.in_shape)
-                else:  # not kept in the forward pass: its network pass runs again now
-                    m = self._recompute(original_forward, inp.detach(), call, map_fn)
-                    counts["calls_recomputed"] += 1
-                objective.append((inp[:, :1] * m).sum())
-                counts["calls_explained"] += 1
+                objective.append((inp[:, :1] * call_map(k, call, lambda: inp)).sum())
             call.acts = call.out = None
             return torch.zeros(call.out_shape, dtype=call.out_dtype, device=inp.device)
 
         x = self.x.detach().clone().requires_grad_(True)
-        with frozen_parameters(self.model.network), torch.enable_grad():
-            try:
-                with self._replay(place_call):
-                    self._function(x)
-            finally:
-                self.release()
-            placed = torch.autograd.grad(torch.stack(objective).sum(), x)[0] if objective else torch.zeros_like(x)
-        return placed.detach()[0, :1].float(), counts
-
-    def _recompute(self, forward: Callable[..., torch.Tensor], inp: torch.Tensor, call: LayerCall,
-                   map_fn: MapFn) -> torch.Tensor:
-        with capture(self.layer, self.layer_name) as captured:
-            out = forward(inp)
-        if len(captured) != 1:
-            raise MethodError(_runs_message(self.layer_name, len(captured)))
-        (g,) = torch.autograd.grad(out, captured[0], grad_outputs=call.share.to(out.dtype))
-        return self._upsampled(map_fn(captured[0].detach(), g.detach()), call.in_shape)
+        with self._replay(place_call):
+            self._function(x)
+        placed = torch.autograd.grad(torch.stack(objective).sum(), x)[0] if objective else torch.zeros_like(x)
+        return placed.detach()[0, :1].float()
 
     @staticmethod
     def _upsampled(cam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
@@ -382,4 +412,17 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
             h.remove()
     if not record.calls:
         raise MethodError(f"layer {name!r}: the model function never ran the network that holds it")
+    record.layout = _call_windows(model, record, x) if exact else None
     return record
+
+
+def _call_windows(model: Model, record: LayerRecord, x: torch.Tensor) -> CallWindows | None:
+    """The windows of the model's sliding window behind the recorded calls, or None (see :func:`match_calls`)."""
+    try:
+        plan = model.window_plan(tuple(x.shape[2:]))
+    except MedXAIError:
+        return None
+    if plan is None:
+        return None
+    passes = model.tta_passes() if callable(getattr(model, "tta_passes", None)) else [()]
+    return match_calls(plan, passes, len(called_networks(model)), x, record.calls)

@@ -15,8 +15,8 @@ therefore the whole-grid maps; a flip-equivariant network gives the same CAM wit
 
 Cost: the prediction's own forward pass is reused (:meth:`_CAM.prediction`): while it runs, each call keeps its
 layer activations and the autograd graph of its tail (layer → output) only; the CAM then needs one backward pass
-through the tails and two passes of the inferer's blend without the network. Calls beyond ``cache_mb`` keep
-nothing and run again.
+through the tails (and, for functions that are not a plain sliding window, two passes of the blend without the
+network). Calls beyond ``cache_mb`` keep nothing and run again.
 
 - Grad-CAM (Selvaraju et al. 2017): ``w_k = mean(G_k)`` over the call's layer grid; map ``Σ_k w_k A_k``.
 - Grad-CAM++ (Chattopadhay et al. 2018), in its exponential-score closed form: ``α = G² / (2G² + Σ A · G³)``,
@@ -137,7 +137,7 @@ class _CAM(Method):
         if exact:
             ctx.function_logits = record.logits  # the engine records the explained score from these
         ctx.progress(0.4, f"{self.name}: each network call's share of the target")
-        record.compute_shares(ctx.score_of_logits)
+        record.compute_shares(ctx.score_of_logits, ctx.weights)
         passes = mirrored_passes(ctx.model)
 
         def map_fn(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
