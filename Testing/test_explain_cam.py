@@ -199,3 +199,31 @@ def test_bundle_cam_equals_autograd_through_its_own_batched_inferer(tmp_path):
                           prepared.tensor, e.target.weights(model, prepared), (16, 16, 16), 0.5, COMBINE["hirescam"])
     expected = model.to_input_grid(ref, prepared)[0]
     np.testing.assert_allclose(e.heatmap.array[0], expected, rtol=0, atol=2e-5 * float(np.abs(expected).max()))
+
+
+def test_convolution_input_gradients_as_forward_convolutions_equal_autograd():
+    """The tail's shortcut (:mod:`MedXAILib.explain.conv_adjoint`) against PyTorch's own backward, convolution by
+    convolution: stride-1 (padding, dilation), transposed (stride 2, output padding), 2D and 3D; a strided
+    convolution keeps PyTorch's backward."""
+    from MedXAILib.explain.conv_adjoint import fast_input_gradients
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.Conv3d(3, 4, (3, 1, 5), padding=(2, 0, 1), dilation=2),
+              torch.nn.ConvTranspose3d(3, 4, 3, stride=2, padding=1, output_padding=1),
+              torch.nn.ConvTranspose3d(3, 4, 2, stride=2), torch.nn.Conv2d(3, 4, 3, padding=1),
+              torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1), torch.nn.Conv3d(3, 4, 3, stride=2, padding=1)]
+    for layer in layers:
+        layer.requires_grad_(False)
+        shape = (2, 3, 9, 10, 11) if isinstance(layer, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) else (2, 3, 9, 10)
+        x = torch.randn(shape, requires_grad=True)
+        ref_out = torch.tanh(layer(x * 1.5))
+        go = torch.randn_like(ref_out)
+        (ref,) = torch.autograd.grad(ref_out, x, go)
+        with fast_input_gradients(layer, lambda: True):
+            out = torch.tanh(layer(x * 1.5))
+            swapped = out.grad_fn.next_functions[0][0].name() == "_InputGradientBackward"
+            (got,) = torch.autograd.grad(out, x, go)
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        assert swapped == (layer.stride[0] == 1 or isinstance(layer, (torch.nn.ConvTranspose2d,
+                                                                       torch.nn.ConvTranspose3d))), layer

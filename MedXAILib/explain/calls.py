@@ -33,7 +33,8 @@ Steps:
 A check comes free: the blend being linear, ``S = Σ_c Σ D_c ⊙ out_c``; the sidecar reports both sides (``score``,
 ``score_from_calls``, equal to float32 rounding — nnU-Net's float16 blend differs from it where its normaliser
 underflows) when one network makes every call. The cost over the prediction is one backward pass through the
-tails and the per-call maps; the number of calls, the kept bytes and the recomputed calls are reported.
+tails (convolutions there differentiated as forward convolutions, :mod:`.conv_adjoint`) and the per-call maps;
+the number of calls, the kept bytes and the recomputed calls are reported.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 
 from ..errors import MedXAIError, MethodError
 from ..models import Model
+from .conv_adjoint import fast_input_gradients
 from .windows import CallWindows, match_calls
 
 MapFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -227,7 +229,7 @@ class LayerRecord:
             if call.acts is not None and call.out is not None:
                 acts, out = call.acts, call.out
             else:  # not kept in the forward pass: its network pass runs again now
-                with capture(self.layer, self.layer_name) as captured:
+                with capture(self.layer, self.layer_name) as captured, fast_input_gradients(net_of_layer, lambda: True):
                     out = original_forward(inp().detach())
                 if len(captured) != 1:
                     raise MethodError(_runs_message(self.layer_name, len(captured)))
@@ -235,7 +237,7 @@ class LayerRecord:
                 counts["calls_recomputed"] += 1
             share = call.share.to(out.dtype)
             (g,) = torch.autograd.grad(out, acts, grad_outputs=share)
-            from_calls[0] += float((out.detach().double() * share.double()).sum())
+            from_calls[0] += float((out.detach() * share).sum(dtype=torch.float64))
             call.acts = call.out = None
             counts["calls_explained"] += 1
             return self._upsampled(map_fn(acts.detach(), g.detach()), call.in_shape)
@@ -348,7 +350,7 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
     net_of_layer = layer_network(model, layer)
     others = [n for n in called_networks(model) if n is not net_of_layer]
     record = LayerRecord(model, layer, name, x.detach(), exact, torch.empty(0), budget_bytes=budget_bytes)
-    state: dict[str, Any] = {"keep": False, "grad": False, "seen": set(), "bytes": 0, "last": 0}
+    state: dict[str, Any] = {"keep": False, "grad": False, "seen": set(), "bytes": 0, "last": 0, "tail": False}
 
     def pre(_m: torch.nn.Module, args: Any) -> None:
         inp = args[0]
@@ -370,6 +372,7 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
             return None
         call.acts = output.detach().requires_grad_(True)
         state["bytes"] += _storage_bytes(call.acts, state["seen"])
+        state["tail"] = True
         return call.acts.clone()
 
     def post(_m: torch.nn.Module, _args: Any, output: Any) -> Any:
@@ -380,6 +383,7 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
             raise MethodError("layer maps need a network that returns one tensor")
         call.out_shape, call.out_dtype = tuple(output.shape), output.dtype
         torch.set_grad_enabled(state["grad"])
+        state["tail"] = False
         if not state["keep"] or call.acts is None:
             call.acts = None
             return output.detach()
@@ -405,7 +409,7 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
     handles += [n.register_forward_hook(other_post(nets.index(n))) for n in others]
     try:
         with frozen_parameters(model.network), torch.no_grad(), torch.autograd.graph.saved_tensors_hooks(
-                pack, lambda t: t):
+                pack, lambda t: t), fast_input_gradients(net_of_layer, lambda: bool(state["tail"])):
             record.logits = model.run(x.detach(), exact=exact).detach()
     finally:
         for h in handles:

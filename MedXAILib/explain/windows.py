@@ -57,11 +57,12 @@ def window_weights(weights: torch.Tensor, plan: WindowPlan) -> dict[int, torch.T
     norm = torch.zeros(plan.padded, device=weights.device)
     for sl in plan.slices:
         norm[sl] += g
+    ratio = wp / norm.clamp_min(1e-12)  # W / N, once for all windows
     out: dict[int, torch.Tensor] = {}
     for i, sl in enumerate(plan.slices):
-        w = wp[(slice(None), slice(None)) + sl] * (g / norm[sl].clamp_min(1e-12))
-        if bool(w.abs().sum() > 0):
-            out[i] = w
+        r = ratio[(slice(None), slice(None)) + sl]
+        if bool(r.any()):
+            out[i] = r * g
     return out
 
 
