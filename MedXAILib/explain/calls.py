@@ -322,6 +322,22 @@ def capture(layer: torch.nn.Module, name: str, leaf: bool = True) -> Iterator[li
         handle.remove()
 
 
+def _graph_bytes(root: torch.Tensor, seen: set[int]) -> int:
+    """Bytes of the tensors the autograd graph behind ``root`` keeps for its backward pass (storages in ``seen``, e.g.
+    parameters, or counted before, are skipped)."""
+    total, stack, visited = 0, [root.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in visited:
+            continue
+        visited.add(id(node))
+        saved = list(getattr(node, "saved_tensors", ()) if hasattr(node, "_forward_cls") else ())
+        saved += [getattr(node, a) for a in dir(node) if a.startswith("_saved_")]
+        total += sum(_storage_bytes(t, seen) for t in saved if isinstance(t, torch.Tensor))
+        stack.extend(n for n, _ in node.next_functions)
+    return total
+
+
 def _storage_bytes(t: torch.Tensor, seen: set[int]) -> int:
     try:
         storage = t.untyped_storage()
@@ -351,12 +367,13 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
     others = [n for n in called_networks(model) if n is not net_of_layer]
     record = LayerRecord(model, layer, name, x.detach(), exact, torch.empty(0), budget_bytes=budget_bytes)
     state: dict[str, Any] = {"keep": False, "grad": False, "seen": set(), "bytes": 0, "last": 0, "tail": False}
+    params = {p.untyped_storage().data_ptr() for p in model.network.parameters()}  # the model's, not the tail's
 
     def pre(_m: torch.nn.Module, args: Any) -> None:
         inp = args[0]
         record.calls.append(LayerCall(_checksum(inp), tuple(inp.shape)))
         state["keep"] = budget_bytes > 0 and record.kept_bytes + state["last"] <= budget_bytes
-        state["seen"], state["bytes"] = set(), 0
+        state["seen"], state["bytes"] = set(params), 0
         state["grad"] = torch.is_grad_enabled()
         if state["keep"]:
             torch.set_grad_enabled(True)
@@ -388,14 +405,10 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
             call.acts = None
             return output.detach()
         call.out = output
-        state["bytes"] += _storage_bytes(output, state["seen"])
+        state["bytes"] += _storage_bytes(output, state["seen"]) + _graph_bytes(output, state["seen"])
         record.kept_bytes += state["bytes"]
         state["last"] = state["bytes"]
         return output.detach().clone()  # the inferer may weigh it in place; the kept graph's root stays intact
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        state["bytes"] += _storage_bytes(t, state["seen"])
-        return t
 
     def other_post(i: int) -> Callable[..., None]:
         def hook(_m: torch.nn.Module, _args: Any, output: Any) -> None:
@@ -408,8 +421,8 @@ def record_function(model: Model, x: torch.Tensor, layer_name: str | None, exact
     nets = called_networks(model)
     handles += [n.register_forward_hook(other_post(nets.index(n))) for n in others]
     try:
-        with frozen_parameters(model.network), torch.no_grad(), torch.autograd.graph.saved_tensors_hooks(
-                pack, lambda t: t), fast_input_gradients(net_of_layer, lambda: bool(state["tail"])):
+        with frozen_parameters(model.network), torch.no_grad(), fast_input_gradients(
+                net_of_layer, lambda: bool(state["tail"])):
             record.logits = model.run(x.detach(), exact=exact).detach()
     finally:
         for h in handles:
