@@ -79,7 +79,10 @@ def test_windowed_cams_equal_autograd_through_monai_sliding_window(method):
     expected = model.to_input_grid(ref, prepared)[0]
     scale = float(np.abs(expected).max())
     assert scale > 0
-    np.testing.assert_allclose(e.heatmap.array[0], expected, rtol=0, atol=2e-5 * scale)
+    # Grad-CAM++'s α = G² / (2G² + ΣA·G³) amplifies the float32 rounding of G (the backward passes sum in
+    # different orders), so its bar is looser
+    tol = 1e-4 if method == "gradcampp" else 2e-5
+    np.testing.assert_allclose(e.heatmap.array[0], expected, rtol=0, atol=tol * scale)
     with torch.no_grad():
         assert abs(e.details["function"]["score"] - float((monai(prepared.tensor) * weights).sum())) < 1e-4
 
