@@ -93,12 +93,12 @@ def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 
 def cache_budget(params: dict[str, Any]) -> int:
-    """Bytes the prediction's kept tails may hold: ``cache_mb`` MiB, or (0) a quarter of the available memory, at
-    most 8 GiB."""
+    """Bytes the prediction's kept tails may hold: ``cache_mb`` MiB, or (0) half the memory available now
+    (:func:`MedXAILib.memory.available_bytes`), at most 8 GiB."""
     mb = float(params.get("cache_mb") or 0)
     if mb < 0:
         raise MethodError(f"cache_mb={mb:g}: give a size in MiB (0: automatic)")
-    return int(mb * 1024**2) if mb > 0 else int(min(available_bytes() // 4, AUTO_CACHE_BYTES))
+    return int(mb * 1024**2) if mb > 0 else int(min(available_bytes() // 2, AUTO_CACHE_BYTES))
 
 
 class _CAM(Method):
