@@ -83,13 +83,17 @@ def gradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 
 def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s channel weights ``Σ α ReLU(G)``, ``α = G² / (2G² + Σ A · G³)`` (0 where that denominator is 0).
+
+    Where ``G > 0`` (the only voxels ReLU keeps) ``α = 1 / (2 + Σ A · G)``, so each weight is computed as
+    ``Σ_{G>0} G / (2 + Σ A · G)`` elementwise in the tensors' precision, summed in float64 (no float64 copies of
+    ``(B, K, *layer grid)`` tensors: a BraTS-size layer would need gigabytes)."""
     dims = tuple(range(2, grads.ndim))
-    g2 = grads.double() ** 2
-    g3 = g2 * grads.double()
-    sum_a = acts.double().sum(dim=dims, keepdim=True)
-    denom = 2.0 * g2 + sum_a * g3
-    alpha = torch.where(denom.abs() > 1e-30, g2 / torch.where(denom.abs() > 1e-30, denom, torch.ones_like(denom)), 0.0)
-    return (alpha * F.relu(grads.double())).sum(dim=dims, keepdim=True).to(grads.dtype)
+    sum_a = acts.sum(dim=dims, keepdim=True, dtype=torch.float64).to(grads.dtype)
+    denom = 2.0 + sum_a * grads
+    keep = (grads > 0) & ((grads * grads * denom).abs() > 1e-30)
+    terms = torch.where(keep, grads / torch.where(keep, denom, torch.ones_like(denom)), torch.zeros_like(grads))
+    return terms.sum(dim=dims, keepdim=True, dtype=torch.float64).to(grads.dtype)
 
 
 def cache_budget(params: dict[str, Any]) -> int:
