@@ -17,7 +17,9 @@ gets ``flip_p(W_w) / P``; with F folds averaged, each fold's network gets ``1/F`
   positions, the blend being a linear map without bias);
 - input gradients are the sum of the windows' (gradient methods simply differentiate :meth:`Model.infer`).
 
-Windows whose ``W_w`` is zero contribute nothing and are skipped (their CAM is 0: its channel weights are 0).
+Windows whose ``W_w`` is zero contribute nothing and are skipped (their CAM is 0: its channel weights are 0); the
+skip is by the bounding box of the target's weights, so a window inside it with a zero share is computed, at no
+harm but its cost.
 
 :class:`CallWindows` assigns the network calls recorded during a real run of the function to these windows and
 passes — in the inferer's order, ``sw_batch_size`` windows per call (MONAI) or one call per mirrored pass
@@ -47,8 +49,9 @@ class WindowTarget:
 
 
 def window_weights(weights: torch.Tensor, plan: WindowPlan) -> dict[int, torch.Tensor]:
-    """Each window's share ``W_w = (W · g / N)[w]`` ``(1, N, *roi)`` of target weights ``(1, N, *grid)``, for the
-    windows where it is non-zero (by window index)."""
+    """Each window's share ``W_w = (W · g / N)[w]`` ``(1, N, *roi)`` of target weights ``(1, N, *grid)``, by window
+    index, for the windows that meet the bounding box of the target's non-zero weights (the others' shares are 0;
+    a window inside the box may still get an all-zero share)."""
     flat: list[int] = []
     for a, b in reversed(plan.pad):
         flat.extend([a, b])
@@ -58,11 +61,15 @@ def window_weights(weights: torch.Tensor, plan: WindowPlan) -> dict[int, torch.T
     for sl in plan.slices:
         norm[sl] += g
     ratio = wp / norm.clamp_min(1e-12)  # W / N, once for all windows
+    nonzero = (wp != 0).any(dim=1)[0]  # (*padded) bool: where the target has weight
+    box = []  # per axis, the first and last index with weight (windows outside the box get no share)
+    for axis in range(nonzero.ndim):
+        hits = torch.nonzero(nonzero.any(dim=tuple(a for a in range(nonzero.ndim) if a != axis))).flatten()
+        box.append((int(hits[0]), int(hits[-1])) if hits.numel() else (1, 0))
     out: dict[int, torch.Tensor] = {}
     for i, sl in enumerate(plan.slices):
-        r = ratio[(slice(None), slice(None)) + sl]
-        if bool(r.any()):
-            out[i] = r * g
+        if all(s.start <= hi and s.stop > lo for s, (lo, hi) in zip(sl, box)):
+            out[i] = ratio[(slice(None), slice(None)) + sl] * g
     return out
 
 
