@@ -209,6 +209,7 @@ def test_convolution_input_gradients_as_forward_convolutions_equal_autograd():
 
     torch.manual_seed(0)
     layers = [torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.Conv3d(3, 4, (3, 1, 5), padding=(2, 0, 1), dilation=2),
+              torch.nn.Conv3d(3, 8, 3, padding=1), torch.nn.Conv2d(3, 8, 3, padding=1),
               torch.nn.ConvTranspose3d(3, 4, 3, stride=2, padding=1, output_padding=1),
               torch.nn.ConvTranspose3d(3, 4, 2, stride=2), torch.nn.Conv2d(3, 4, 3, padding=1),
               torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1), torch.nn.Conv3d(3, 4, 3, stride=2, padding=1)]

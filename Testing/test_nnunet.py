@@ -178,6 +178,7 @@ def test_cams_equal_the_reference_built_from_nnunets_predictor(nnunet_folder: Pa
     for m in methods:
         assert ours[m].details["network_calls"] == len(model.window_plan(prepared.model_shape).slices) * len(
             model.tta_passes())
+        assert ours[m].details["shares"] == "window plan" and ours[m].details["forward_reused"] is False
         expected = model.to_input_grid(refs[m], prepared)[0]
         scale = float(np.abs(expected).max())
         assert scale > 0

@@ -88,7 +88,7 @@ def mirrored_passes(model: Model) -> int:
 
 
 def _checksum(t: torch.Tensor) -> float:
-    return float(t.detach().double().sum())
+    return float(t.detach().sum(dtype=torch.float64))
 
 
 @dataclass
@@ -245,9 +245,11 @@ class LayerRecord:
         with frozen_parameters(self.model.network), torch.enable_grad():
             try:
                 if self.layout is not None:
-                    layout = self.layout
-                    maps = {k: call_map(k, self.calls[k], lambda k=k: layout.inputs(k)) for k in sorted(todo)}
-                    placed = layout.place(maps)
+                    layout, acc = self.layout, self.layout.canvas()
+                    for k in sorted(todo):
+                        layout.add(acc, k, call_map(k, self.calls[k], lambda k=k: layout.inputs(k)))
+                        self.calls[k].share = None
+                    placed = layout.crop(acc)
                 else:
                     placed = self._place_by_replay(todo, call_map)
             finally:
@@ -287,7 +289,6 @@ class LayerRecord:
         for call in self.calls:
             call.acts = call.out = None
         self.kept_bytes = 0
-
 
 
 def _same(a: float, b: float) -> bool:

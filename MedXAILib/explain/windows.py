@@ -145,14 +145,18 @@ class CallWindows:
             out.append(torch.cat(parts).reshape(shape))
         return out
 
-    def place(self, maps: dict[int, torch.Tensor]) -> torch.Tensor:
-        """``(1, *grid)``: per-call maps ``(B, 1, *call spatial)`` added at their windows, flipped back, cropped."""
-        acc = torch.zeros((1,) + self.plan.padded, device=self.xp.device)
-        for k, m in maps.items():
-            for b, (w, axes) in enumerate(self.units[k]):
-                acc[(slice(None),) + self.plan.slices[w]] += self._from_call(m[b:b + 1].float(), axes)[0]
-        crop = tuple(slice(a, a + g) for g, (a, _) in zip(self.plan.grid, self.plan.pad))
-        return acc[(slice(None),) + crop]
+    def canvas(self) -> torch.Tensor:
+        """A zero map ``(1, *padded)`` to :meth:`add` per-call maps to."""
+        return torch.zeros((1,) + self.plan.padded, device=self.xp.device)
+
+    def add(self, acc: torch.Tensor, k: int, m: torch.Tensor) -> None:
+        """Add call ``k``'s maps ``(B, 1, *call spatial)`` at their windows, flipped back."""
+        for b, (w, axes) in enumerate(self.units[k]):
+            acc[(slice(None),) + self.plan.slices[w]] += self._from_call(m[b:b + 1].float(), axes)[0]
+
+    def crop(self, acc: torch.Tensor) -> torch.Tensor:
+        """``(1, *padded)`` → ``(1, *grid)``: the inferer's padding cropped."""
+        return acc[(slice(None),) + tuple(slice(a, a + g) for g, (a, _) in zip(self.plan.grid, self.plan.pad))]
 
 
 def match_calls(plan: WindowPlan, passes: list[tuple[int, ...]], folds: int, x: torch.Tensor,
@@ -181,9 +185,11 @@ def match_calls(plan: WindowPlan, passes: list[tuple[int, ...]], folds: int, x: 
         return None  # the network changes the resolution: shares are not window-shaped
     squeeze = len(calls[0].in_shape) == len(plan.roi) + 1 and plan.roi[0] == 1
     layout = CallWindows(plan, list(passes), int(folds), units, squeeze, pad_for_plan(x.detach(), plan))
-    for k, call in enumerate(calls):
-        inp = layout.inputs(k)
-        total = float(inp.double().sum())
-        if tuple(inp.shape) != tuple(call.in_shape) or abs(total - call.checksum) > 1e-9 * max(1.0, abs(total)):
+    spatial = tuple(plan.roi[1:] if squeeze else plan.roi)
+    for call, unit in zip(calls, units):  # each call's input is its windows (sums are blind to the flips)
+        total = sum(float(layout.xp[(slice(None), slice(None)) + plan.slices[w]].sum(dtype=torch.float64))
+                    for w, _ in unit)
+        shape = (len(unit), int(layout.xp.shape[1])) + spatial
+        if shape != tuple(call.in_shape) or abs(total - call.checksum) > 1e-9 * max(1.0, abs(total)):
             return None
     return layout
