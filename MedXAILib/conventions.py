@@ -53,10 +53,11 @@ CONVENTIONS: tuple[Convention, ...] = (
         "always: the 6 fixed perturbations of earlier versions (2 noise, 2 rotations, 2 scalings)",
     ),
     Convention(
-        "max_sensitivity", "evaluate --max-sensitivity", "fixed", ("fixed", "yeh"),
-        "max relative ℓ2 change of the raw map over the fixed stability perturbations",
-        "yeh: Yeh et al. 2019 supremum over uniform noise in an r-ball, sampled as Quantus MaxSensitivity "
-        "(200 draws, r = 0.2 in units of each channel's std, maps rescaled by max |h|)",
+        "max_sensitivity", "evaluate --max-sensitivity", "fixed", ("fixed", "quantus", "yeh"),
+        "max ℓ2 change of the raw map over the fixed stability perturbations, divided by the map's norm",
+        "quantus: Quantus MaxSensitivity (200 uniform draws in [−r, r], r = 0.2 in units of each channel's std; "
+        "maps divided by max |h|; max ‖ĥ' − ĥ‖ / ‖x‖, the input's norm); yeh: Yeh et al. 2019 on the same draws, "
+        "raw maps, no denominator (max ‖h' − h‖)",
     ),
     Convention(
         "faithfulness_curve", "evaluate --faithfulness-curve", "normalised", ("normalised", "rise"),

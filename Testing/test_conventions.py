@@ -63,6 +63,29 @@ def test_hd95_brats_is_the_pooled_percentile_and_monai_the_larger_directed_one()
     assert hd95_mm(a, b, spacing, convention="monai") == pytest.approx(larger)
 
 
+def test_brats_hd95_is_bounded_by_the_next_order_statistic_not_by_monais() -> None:
+    """What docs/conventions.md states about the two HD95 conventions, on 150 small random anisotropic pairs
+    (distances by brute force): the pooled 95th percentile (brats) never exceeds the larger directed 95th percentile
+    taken at the next order statistic (numpy ``method="higher"``), it can exceed MONAI's interpolated value, and
+    it can fall below it."""
+    differences = []
+    for seed in range(150):
+        rng = np.random.default_rng(seed)
+        shape = tuple(int(v) for v in rng.integers(4, 10, size=3))
+        a, b = (rng.random(shape) > rng.uniform(0.6, 0.95) for _ in range(2))
+        if not a.any() or not b.any():
+            continue
+        spacing = tuple(float(v) for v in rng.uniform(0.5, 5.0, size=3))
+        d_ab, d_ba = _directed_by_brute_force(a, b, spacing)
+        brats, monai = hd95_mm(a, b, spacing, convention="brats"), hd95_mm(a, b, spacing, convention="monai")
+        assert brats == pytest.approx(np.percentile(np.concatenate([d_ab, d_ba]), 95))
+        assert monai == pytest.approx(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
+        bound = max(np.percentile(d_ab, 95, method="higher"), np.percentile(d_ba, 95, method="higher"))
+        assert brats <= bound + 1e-9
+        differences.append(brats - monai)
+    assert max(differences) > 0 and min(differences) < 0
+
+
 def test_hd95_empty_masks_follow_the_chosen_convention() -> None:
     a, _ = masks()
     z = np.zeros_like(a)
@@ -101,7 +124,8 @@ def test_relevance_mass_conventions_match_their_formulas() -> None:
     a = h / np.abs(h).max()
     assert relevance_mass(h, r, "signed") == pytest.approx(a[r].sum() / a.sum())
     assert relevance_mass(h, r, "absolute") == pytest.approx(4.0 / 10.5)  # CLEVR-XAI: |h|
-    assert relevance_mass(-np.abs(h), r) is None
+    assert relevance_mass(h, r, "signed") > 1  # signed mass can leave [0, 1]
+    assert relevance_mass(-np.abs(h), r) is None  # zero denominator: undefined
 
 
 # ---- stability ------------------------------------------------------------------------------------------------------
@@ -124,6 +148,7 @@ def test_stability_skips_intensity_scaling_for_a_z_scoring_model_and_says_so() -
     kept = evaluate_explanation(model, vol, e, metrics="stability", stability_options={"scaling": "always"})
     scaled = [r for r in kept["stability_perturbations"] if r["kind"] == "intensity_scale"]
     assert len(scaled) == 2 and all(r["ssim"] > 0.99999 for r in scaled)  # the invariance the skip relies on
+    assert len(kept["stability_perturbations"]) == 6  # 2 noise levels, 2 rotations, 2 scalings
     assert kept["stability_skipped"] == {}
     hu = Model(model.network, ModelDescription(
         name="ct", task="segmentation", spatial_dims=3, channel_names=["ct"], class_names=["bg", "x"],
@@ -140,30 +165,49 @@ def test_demo_model_is_recognised_as_scale_invariant() -> None:
     assert scale_invariance(load_model("demo-brain-tumour")) is not None
 
 
-def test_yeh_max_sensitivity_matches_quantus_formula() -> None:
-    from MedXAILib.quality.stability import stability, yeh_max_sensitivity
+def test_max_sensitivity_quantus_and_yeh_normalisations_by_hand() -> None:
+    """Quantus' MaxSensitivity divides the change of the max-normalised map by the input's norm; Yeh et al.'s has
+    no denominator and raw maps. Both are recomputed here from the perturbed inputs the explainer received."""
+    from MedXAILib.quality.stability import sampled_max_sensitivity, stability
 
     rng = np.random.default_rng(0)
-    vol = Volume(rng.normal(2.0, 1.0, size=(1, 3, 5, 6)).astype(np.float32), make_ijk_to_ras((1.0, 1.0, 2.0)))
+    arr = rng.normal(2.0, 1.0, size=(2, 3, 5, 6)).astype(np.float32)
+    arr[:, 0, 0, :] = 0.0  # a background row outside the object
+    vol = Volume(arr, make_ijk_to_ras((1.0, 1.0, 2.0)))
+    seen: list[np.ndarray] = []
 
     def explain_fn(v: Volume) -> np.ndarray:
-        return v.array[0].astype(np.float64) ** 2 - 1.0
+        seen.append(v.array.astype(np.float64))
+        return v.array[0].astype(np.float64) ** 2 - 1.0 + 0.5 * v.array[1]
 
     base = explain_fn(vol)
-    got = yeh_max_sensitivity(vol, explain_fn, base, n_samples=7, radius=0.2, seed=5)
-    x = vol.array.astype(np.float64)
-    a = base / np.abs(base).max()
-    sens = []
-    for n in range(7):  # Quantus: uniform noise in [-r, r] (here r · the channel's SD), normalise_by_max, fro norms
-        u = np.random.default_rng(5 + n).uniform(-0.2 * x[0].std(), 0.2 * x[0].std(), size=x[0].size)
-        xn = (x[0].ravel() + u).astype(np.float32).astype(np.float64).reshape(x[0].shape)
-        an = (xn**2 - 1.0) / np.abs(xn**2 - 1.0).max()
-        sens.append(np.linalg.norm(an - a) / np.linalg.norm(a))
-    assert got["max_sensitivity_yeh"] == pytest.approx(max(sens), rel=1e-6)
-    assert got["yeh_samples"] == 7 and got["yeh_radius"] == 0.2
-    out = stability(vol, explain_fn, base, rotations_deg=(), scales=(), sensitivity="yeh", yeh_samples=3)
-    assert out["max_sensitivity"] == out["max_sensitivity_yeh"] and out["max_sensitivity_convention"] == "yeh"
-    assert out["max_sensitivity_fixed"] is not None
+    seen.clear()
+    got = sampled_max_sensitivity(vol, explain_fn, base, n_samples=7, radius=0.2, seed=5)
+    x = arr.astype(np.float64)
+    obj = np.any(x != 0, axis=0)
+    quantus, yeh = [], []
+    for xn in seen:
+        u = xn - x
+        assert not u[:, ~obj].any()  # noise inside the object only
+        for c in range(2):  # uniform in [-r·σ_c, r·σ_c] (float32 rounding aside)
+            assert np.abs(u[c][obj]).max() <= 0.2 * x[c][obj].std() + 1e-5
+        phi = xn[0] ** 2 - 1.0 + 0.5 * xn[1]
+        yeh.append(np.sqrt(((phi - base) ** 2).sum()))
+        diff = phi / np.abs(phi).max() - base / np.abs(base).max()
+        quantus.append(np.sqrt((diff**2).sum()) / np.sqrt((x**2).sum()))
+    assert len(seen) == 7 and got["samples"] == 7 and got["radius"] == 0.2
+    assert got["max_sensitivity_yeh"] == pytest.approx(max(yeh), rel=1e-9)
+    assert got["max_sensitivity_quantus"] == pytest.approx(max(quantus), rel=1e-9)
+    assert got["mean_sensitivity_quantus"] == pytest.approx(np.mean(quantus), rel=1e-9)
+    assert got["input_norm"] == pytest.approx(np.sqrt((x**2).sum()))
+    for convention in ("quantus", "yeh"):
+        out = stability(vol, explain_fn, base, rotations_deg=(), scales=(), sensitivity=convention, samples=3)
+        assert out["max_sensitivity"] == out[f"max_sensitivity_{convention}"]
+        assert out["max_sensitivity_convention"] == convention and out["max_sensitivity_fixed"] is not None
+    seen.clear()
+    fixed = stability(vol, explain_fn, base, rotations_deg=(), scales=())  # relative to the map's norm
+    rel = [np.linalg.norm(xn[0] ** 2 - 1.0 + 0.5 * xn[1] - base) / np.linalg.norm(base) for xn in seen]
+    assert len(rel) == 2 and fixed["max_sensitivity"] == pytest.approx(max(rel), rel=1e-9)
 
 
 # ---- deletion / insertion --------------------------------------------------------------------------------------------
@@ -199,7 +243,12 @@ def test_rise_curves_are_unnormalised_with_zero_and_blur_baselines() -> None:
     assert out["faithfulness_settings"]["curve"] == "rise" and out["score_baseline_insertion"] != out["score_baseline"]
     normal = deletion_insertion(model, vol, heat, Target("class", 0, "a"), steps=3, score="logit",
                                 random_control=False)
-    assert normal["deletion_curve"][0] == pytest.approx(1.0)
+    assert normal["deletion_curve"][0] == pytest.approx(1.0)  # normalised by f(x)
+    # one baseline for both curves, the input blurred with σ = 8 mm
+    assert normal["faithfulness_settings"]["baseline"] == "blur"
+    assert normal["faithfulness_settings"]["blur_sigma_mm"] == 8.0 and "score_baseline_insertion" not in normal
+    assert normal["deletion_curve"][-1] == pytest.approx(f(blur) / f(x), abs=1e-4)
+    assert normal["insertion_curve"][0] == pytest.approx(f(blur) / f(x), abs=1e-4)
 
 
 # ---- Score-CAM -----------------------------------------------------------------------------------------------------
@@ -222,6 +271,14 @@ def test_scorecam_probability_weighting_is_the_masked_class_probability() -> Non
     p = np.asarray(probs)
     weights = np.array([fast.details["weights"][k] for k in range(len(p))])
     np.testing.assert_allclose(weights, p / p.sum(), atol=1e-6)
+    with torch.no_grad():  # softmax (pytorch-grad-cam): a softmax over channels of the masked target logit
+        soft = m.run(ctx, {**m.params, "weighting": "softmax", "batch_size": 3})
+        logits = []
+        for k in range(acts.shape[1]):
+            up = upsample_to_grid(acts[0, k:k + 1], model, (20, 20))[0]
+            logits.append(float(model.network(ctx.x * (up - up.min()) / (up.max() - up.min()))[0, 2]))
+    np.testing.assert_allclose([soft.details["weights"][k] for k in range(len(logits))],
+                               torch.softmax(torch.tensor(logits, dtype=torch.float64), 0).numpy(), atol=1e-6)
     ref, _ = scorecam_reference(ctx, weighting="probability")
     assert float((fast.maps - ref).abs().max() / ref.abs().max()) < 1e-5
     assert fast.details["weighting"] == "probability"
@@ -268,6 +325,12 @@ def test_box_per_connected_region() -> None:
     assert box_localisation(heat, reference)["iobb"] == 0.0  # largest region only (default)
     each = box_localisation(heat, reference, box_mode="each")
     assert each["iobb"] == 1.0 and each["box"] == [12.0, 12.0, 4.0, 3.0] and len(each["boxes"]) == 2
+    corner = np.zeros((1, 6, 6))
+    corner[0, 0:2, 0:2] = corner[0, 2:4, 2:4] = 1.0  # touching at a corner: one 8-connected region
+    assert boxes_from_map(corner) == [(0.0, 0.0, 4.0, 4.0)]
+    signed = np.zeros((1, 6, 6))
+    signed[0, 1, 1], signed[0, 4, 4] = 1.0, -3.0  # zero maps to 3 / 4 ≥ 0.5: the whole map but one pixel passes
+    assert boxes_from_map(signed) == [(0.0, 0.0, 6.0, 6.0)]
 
 
 # ---- map resampling ----------------------------------------------------------------------------------------------

@@ -137,6 +137,12 @@ def test_cli_writes_the_counterfactual_and_classify_confirms_it(chest, tmp_path,
     out = json.loads(capsys.readouterr().out)
     name = side["target"]["class_name"]
     assert out["probabilities"][name] < 0.5 and name not in out["predicted"]
+    # the requested margin holds on the written file, and the sidecar reports the margin it reaches there
+    p = out["probabilities"][name]
+    margin = -np.log(p / (1 - p))  # logit(0.5) − the class logit, from classify's probability
+    d = side["details"]
+    assert d["margin_requested"] == 0.5 and margin >= 0.5 - 1e-4
+    assert d["final_margin"] == pytest.approx(margin, abs=1e-3) and d["validity"]["margin_met"]
 
 
 @needs_demo
@@ -217,6 +223,19 @@ def test_brain_counterfactual_removes_the_tumour_and_segment_confirms_it(brain, 
     assert main(argv) == 0
     after = read_image(seg).array[0] > 0
     assert (after & before).sum() <= 0.1 * before.sum()  # ≥ 90 % of the tumour volume in the region is gone
+    # the margin on the written file: the per-voxel margin (best other logit − best tumour logit) of the voxel at the
+    # goal's tolerance, computed here from the model's logits on the counterfactual the files hold
+    from MedXAILib.io import read_volume
+    from MedXAILib.targets import resolve_target
+
+    written = read_volume(side["counterfactual_files"])
+    target = resolve_target(model, phantom.image, prediction=model.predict(phantom.image))
+    region = (target.weights(model, model.prepare(phantom.image)).abs().sum(1)[0] > 0).numpy()
+    logits = model.predict(written).logits_model_grid[0].numpy()
+    margins = np.sort((logits[0] - logits[1:].max(0))[region])
+    reached = margins[int(np.floor(0.02 * margins.size))]
+    d = side["details"]
+    assert reached >= d["margin_requested"] - 1e-3 and d["final_margin"] == pytest.approx(reached, abs=1e-3)
     edited = np.stack([read_image(p).array[0] for p in side["counterfactual_files"]])
     outside_head = ~foreground_of(phantom.image.array)
     assert np.array_equal(edited[:, outside_head], phantom.image.array[:, outside_head])  # background untouched
@@ -269,3 +288,30 @@ def test_a_voxel_target_flips_with_changes_only_near_it():
     mask[voxel[2], voxel[1], voxel[0]] = True
     dist = distance_transform_edt(~mask, sampling=vol.spacing_kji)
     assert changed.any() and dist[changed].max() <= 6.0 + 1e-6
+
+
+def test_goal_margin_is_the_margin_of_the_voxel_at_the_goals_fraction():
+    """:meth:`Goal.margin_of` by hand: segmentation, the per-voxel margin of the voxel at the goal's fraction (and
+    positive exactly when the goal is reached); classification, the logit's distance beyond the threshold."""
+    import math
+
+    from MedXAILib.explain.goals import Goal
+
+    rng = np.random.default_rng(4)
+    logits = torch.from_numpy(rng.normal(size=(1, 3, 4, 5, 6)).astype(np.float32))
+    region = torch.from_numpy(rng.random((4, 5, 6)) < 0.6)
+    positive = torch.tensor([False, True, True])
+    lg = logits[0].numpy()
+    z = (lg[1:].max(0) - lg[0])[region.numpy()]  # ≥ 0 where predicted in the positive set
+    n = z.size
+    expected = {"flip": np.sort(-z)[math.floor(0.1 * n)], "below": np.sort(-z)[math.ceil(0.3 * n) - 1],
+                "above": np.sort(z)[::-1][math.floor(0.4 * n)]}
+    for kind, level in (("flip", 0.1), ("below", 0.3), ("above", 0.4)):
+        goal = Goal(kind, level, positive, region, True, 0.5, kind)
+        m = float(goal.margin_of(logits)[0])
+        assert m == pytest.approx(float(expected[kind]), abs=1e-6)
+        assert (m > 0) == bool(goal.reached(logits)[0]) or m == 0
+        assert bool(goal.met(logits, margin=m)[0]) == bool(goal.reached(logits)[0])
+    sig = Goal("flip", 0.3, torch.tensor([True, False]), None, False, 0.5, "flip")
+    cls = torch.tensor([[-1.2, 0.4]])
+    assert float(sig.margin_of(cls)[0]) == pytest.approx(math.log(0.3 / 0.7) + 1.2, abs=1e-6)

@@ -149,3 +149,68 @@ def test_explain_command_writes_the_shap_plot_and_states_conventions(tmp_path) -
     side = json.loads((tmp_path / "h.nrrd.json").read_text())
     assert side["conventions"]["map_resampling"] == "interpolate" and len(side["details"]["feature_values"]) == 16
     assert main(argv[:5] + ["--method", "gradcam", "--output", str(out), "--shap-plot", str(png)]) == 2
+
+
+def brute_force_owen(f, linkage_matrix: np.ndarray, m: int) -> np.ndarray:
+    """Owen values of a binary hierarchy by their definition: for player i, the mean over every choice of which
+    sibling groups along its path from the root are present (each level: absent or present, probability 1/2) of
+    its marginal contribution f(C ∪ {i}) − f(C)."""
+    from scipy.cluster.hierarchy import to_tree
+
+    root = to_tree(linkage_matrix)
+
+    def path(node, i, siblings):
+        if node.is_leaf():
+            return siblings if node.id == i else None
+        for child, other in ((node.left, node.right), (node.right, node.left)):
+            found = path(child, i, siblings + [other.pre_order()])
+            if found is not None:
+                return found
+        return None
+
+    phi = np.zeros(m)
+    for i in range(m):
+        groups = path(root, i, [])
+        total = 0.0
+        for choice in itertools.product((0, 1), repeat=len(groups)):
+            z = np.zeros(m)
+            for present, group in zip(choice, groups):
+                z[group] = present
+            with_i = z.copy()
+            with_i[i] = 1
+            total += float(f(with_i[None])[0] - f(z[None])[0])
+        phi[i] = total / 2 ** len(groups)
+    return phi
+
+
+def test_partitionshap_full_budget_equals_shap_and_the_owen_values():
+    """With the budget the full expansion needs, our run is complete and equals shap's PartitionExplainer (called
+    directly with a generous budget) and the Owen values by their definition; with less it says it is truncated."""
+    from scipy.cluster.hierarchy import linkage
+
+    from MedXAILib.explain.partition import owen_evaluations_needed, partition_shap
+
+    m = 7
+    f = game(m, seed=3)
+    tree = linkage(np.random.default_rng(2).random((m, 3)), "ward")
+    needed = owen_evaluations_needed(tree, m)
+    ours, d = partition_shap(lambda z: f(z), m, tree, needed, batch_size=4)
+    assert d["complete"] and d["needed"] == needed and d["evaluations"] == needed and d["truncated"] is None
+    explainer = shap.PartitionExplainer(f, shap.maskers.Partition(np.zeros((1, m)), clustering=tree))
+    theirs = np.asarray(explainer(np.ones((1, m)), max_evals=10 * needed, silent=True).values).reshape(-1)
+    np.testing.assert_allclose(ours, theirs, atol=1e-12)
+    np.testing.assert_allclose(ours, brute_force_owen(f, tree, m), atol=1e-12)
+    short, ds = partition_shap(lambda z: f(z), m, tree, needed // 2, batch_size=4)
+    assert not ds["complete"] and ds["evaluations"] < needed and "not the Owen values" in ds["truncated"]
+    assert np.abs(short - ours).max() > 1e-3
+
+
+def test_partitionshap_default_budget_is_the_full_expansion_when_it_fits_the_time():
+    vol = volume_2d(12, seed=2)
+    model = classifier_model(LinearClassifier((1, 12, 12)))
+    params = {"segmentation": "grid", "supervoxel_mm": 4.0}
+    full = explain(model, vol, "partitionshap", label="a", params=params).details
+    assert full["complete"] and full["evaluations"] == full["needed"] and "fits" in full["budget_rule"]
+    short = explain(model, vol, "partitionshap", label="a", params={**params, "max_seconds": "1e-9"}).details
+    assert not short["complete"] and short["truncated"] and "more than max_seconds" in short["budget_rule"]
+    assert short["evaluations"] < short["needed"] == full["needed"]

@@ -8,8 +8,7 @@ import torch
 from helpers import oblique_volume, tiny_unet_model
 
 from MedXAILib.explain import explain
-from MedXAILib.explain.base import ExplainContext, get_method
-from MedXAILib.explain.cam import frozen_parameters, layer_capture, upsample_to_grid
+from MedXAILib.explain.base import ExplainContext
 from MedXAILib.explain.windows import window_context, window_targets
 from MedXAILib.targets import resolve_target, score
 
@@ -51,23 +50,74 @@ def test_window_shares_of_the_score_add_up_to_the_score():
     assert abs(sum(parts) - s) <= 1e-5 * max(1.0, abs(s))
 
 
-def test_windowed_gradcam_is_the_gradient_of_the_whole_function():
-    """The window-by-window CAM equals the CAM built from one autograd pass through MONAI's sliding window."""
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "hirescam", "layercam"])
+def test_windowed_cams_equal_autograd_through_monai_sliding_window(method):
+    """Each CAM of the sliding-window function equals the definition computed with MONAI's own
+    ``sliding_window_inference`` (padding on the first axis: grid 12 < roi 16; Gaussian blend) and autograd: the sum of
+    the per-window maps, each for the gradient of the whole score (its window's share), at MONAI's window positions.
+    Through ``explain`` the default target comes from the prediction whose forward pass the CAM reuses."""
+    from cam_reference import COMBINE, monai_reference
+    from monai.inferers import sliding_window_inference
+
+    model = tiny_unet_model()
+    model.description.patch_size = [16, 8, 8]
+    vol = oblique_volume(shape=(12, 20, 18))
+    e = explain(model, vol, method)
+    assert e.details["forward_reused"] and e.details["function"]["record_passes"] == 0
+    assert e.details["network_calls"] == e.details["function"]["n_windows"] > 1
+    assert e.details["shares"] == "window plan" and e.details["score_from_calls"] == pytest.approx(
+        e.details["score"], rel=1e-5)
+    prepared = model.prepare(vol)
+    weights = e.target.weights(model, prepared)
+
+    def monai(x):
+        return sliding_window_inference(x, (16, 8, 8), 1, model.network, overlap=0.25, mode="gaussian",
+                                        sigma_scale=0.125)
+
+    ref = monai_reference(monai, model.network, model.layer(None), prepared.tensor, weights, (16, 8, 8), 0.25,
+                          COMBINE[method])
+    expected = model.to_input_grid(ref, prepared)[0]
+    scale = float(np.abs(expected).max())
+    assert scale > 0
+    # Grad-CAM++'s α = G² / (2G² + ΣA·G³) amplifies the float32 rounding of G (the backward passes sum in
+    # different orders), so its bar is looser
+    tol = 1e-4 if method == "gradcampp" else 2e-5
+    np.testing.assert_allclose(e.heatmap.array[0], expected, rtol=0, atol=tol * scale)
+    with torch.no_grad():
+        assert abs(e.details["function"]["score"] - float((monai(prepared.tensor) * weights).sum())) < 1e-4
+
+
+def test_window_plan_shares_equal_autograd_through_the_function():
+    """The two ways to each call's share of the score agree: from the window plan (W·g/N at each window) and by
+    autograd through MONAI's blend with the network replaced by zeros; so do the CAMs they place."""
+    from MedXAILib.explain.calls import record_function
+
     model, vol = _windowed_model()
     ctx = _ctx(model, vol)
-    plan = model.window_plan(tuple(ctx.x.shape[2:]))
-    result = get_method("gradcam").run(ctx, {"layer": ""})
-    with frozen_parameters(model.network), layer_capture(model, None) as captured, torch.enable_grad():
-        s = score(model.infer(ctx.x), ctx.weights).sum()
-        grads = torch.autograd.grad(s, captured)
-    maps = []
-    for a, g in zip(captured, grads):
-        cam = (g.mean(dim=(2, 3, 4), keepdim=True) * a).sum(1, keepdim=True)[0]
-        maps.append(upsample_to_grid(cam.detach(), model, tuple(plan.roi)))
-    expected = plan.blend(maps)
-    assert len(captured) == len(plan.slices)
-    torch.testing.assert_close(result.maps, expected, rtol=1e-4, atol=1e-6)
-    assert result.details["windows"] == len(plan.slices)
+    maps, shares = [], []
+    for use_plan in (True, False):
+        record = record_function(model, ctx.x, None, True, 1 << 30)
+        assert record.layout is not None
+        if not use_plan:
+            record.layout = None
+        record.compute_shares(ctx.score_of_logits, ctx.weights)
+        shares.append([c.share for c in record.calls])
+        cam, counts = record.place(lambda a, g: (g * a).sum(1, keepdim=True))
+        maps.append(cam)
+        assert counts["score_from_calls"] == pytest.approx(counts["score"], rel=1e-5)
+    for a, b in zip(*shares):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(maps[0], maps[1], rtol=0, atol=1e-5 * float(maps[1].abs().max()))
+
+
+def test_cam_with_a_small_cache_recomputes_and_gives_the_same_map():
+    """``cache_mb`` bounds the kept tails; calls beyond it run their network pass again, with the same result."""
+    model, vol = _windowed_model()
+    full = explain(model, vol, "hirescam")
+    small = explain(model, vol, "hirescam", params={"cache_mb": "0.01"})
+    assert full.details["calls_recomputed"] == 0 and small.details["calls_recomputed"] > 0
+    np.testing.assert_allclose(small.heatmap.array, full.heatmap.array, rtol=0,
+                               atol=1e-6 * float(np.abs(full.heatmap.array).max()))
 
 
 def test_window_context_runs_one_network_pass():

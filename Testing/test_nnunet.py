@@ -7,6 +7,7 @@ and trainer checkpoint writer (untrained weights), on crops of the shared TotalS
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -51,13 +52,18 @@ def test_data_dir() -> Path:  # module-scoped twin of conftest's fixture
     return path
 
 
-def _reference(folder: Path, volume: Volume, folds: tuple[int, ...], mirroring: bool) -> tuple[np.ndarray, np.ndarray]:
-    """nnU-Net's own prediction (segmentation, probabilities) with its defaults and the same weights."""
+def _predictor(folder: Path, folds: tuple[int, ...], mirroring: bool):  # noqa: ANN202 - nnUNetPredictor
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
                         perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
     p.initialize_from_trained_model_folder(str(folder), use_folds=folds, checkpoint_name="checkpoint_final.pth")
+    return p
+
+
+def _reference(folder: Path, volume: Volume, folds: tuple[int, ...], mirroring: bool) -> tuple[np.ndarray, np.ndarray]:
+    """nnU-Net's own prediction (segmentation, probabilities) with its defaults and the same weights."""
+    p = _predictor(folder, folds, mirroring)
     props = {"spacing": [float(s) for s in volume.spacing_kji]}
     seg, probs = p.predict_single_npy_array(volume.array.astype(np.float32), props, None, None, True)
     return seg, probs
@@ -123,6 +129,81 @@ def test_infer_is_differentiable_and_network_pass_is_close(nnunet_folder: Path, 
     with torch.no_grad():
         approx = model.network_pass(x)
     assert approx.shape == logits.shape
+
+
+# ---- CAMs of nnU-Net's function --------------------------------------------------------------------------------
+def _region(ct: Volume) -> np.ndarray:
+    region = np.zeros(ct.shape, bool)
+    region[4:16, 8:24, 10:32] = True
+    return region
+
+
+@pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
+def test_cams_equal_the_reference_built_from_nnunets_predictor(nnunet_folder: Path, ct: Volume, configuration: str,
+                                                               one_torch_thread: None) -> None:
+    """Grad-CAM and HiResCAM of nnU-Net's function (windows, Gaussian, test-time mirroring) equal the definition
+    computed from nnU-Net's own predictor — its network, window slicers, Gaussian and mirror axes — with autograd.
+    The 2d configuration (a 2D network over one-slice windows, 4 mirrored passes) runs and matches the reference,
+    which is built slice by slice and stacked."""
+    from cam_reference import nnunet_reference
+
+    from MedXAILib.explain import explain
+
+    folder = nnunet_folder if configuration == "3d_fullres" else nnunet_folder.parent / "nnUNetTrainer__nnUNetPlans__2d"
+    model = load_model(folder, options={"folds": [0]})  # mirroring on, as the checkpoint allows
+    assert len(model.tta_passes()) == (8 if configuration == "3d_fullres" else 4)
+    methods = ["gradcam", "hirescam"]
+    ours = {m: explain(model, ct, m, label="liver", region=_region(ct)) for m in methods}
+    prepared = model.prepare(ct)
+    predictor = _predictor(folder, (0,), True)
+    weights = ours["gradcam"].target.weights(model, prepared)
+    refs, logits, norm = nnunet_reference(predictor, prepared.tensor, weights, str(model.default_cam_layer()),
+                                          methods)
+    theirs = predictor.predict_sliding_window_return_logits(prepared.tensor[0]).float()
+    valid = norm > 1e-2 * float(norm.max())  # nnU-Net's float16 blend underflows in the corners only one window reaches
+    assert float((logits[0] - theirs).abs()[:, valid].max()) <= 2e-2 * float(theirs.abs().max())  # it is nnU-Net's
+    for m in methods:
+        assert ours[m].details["network_calls"] == len(model.window_plan(prepared.model_shape).slices) * len(
+            model.tta_passes())
+        assert ours[m].details["shares"] == "window plan" and ours[m].details["forward_reused"] is False
+        expected = model.to_input_grid(refs[m], prepared)[0]
+        scale = float(np.abs(expected).max())
+        assert scale > 0
+        np.testing.assert_allclose(ours[m].heatmap.array[0], expected, rtol=0, atol=1e-4 * scale, err_msg=m)
+
+
+def _flip_equivariant_network(channels: int, classes: int) -> torch.nn.Module:
+    """Two 3×3×3 convolutions with kernels symmetric under every flip, zero padding: ``f(flip x) = flip f(x)``."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Conv3d(channels, 6, 3, padding=1), torch.nn.Tanh(),
+                              torch.nn.Conv3d(6, classes, 3, padding=1))
+    flips = [d for n in range(4) for d in itertools.combinations((2, 3, 4), n)]
+    with torch.no_grad():
+        for conv in (net[0], net[2]):
+            conv.weight.copy_(sum(torch.flip(conv.weight, list(d)) if d else conv.weight for d in flips) / len(flips))
+    return net
+
+
+def test_a_flip_equivariant_network_gives_the_same_cam_with_and_without_mirroring(
+        nnunet_folder: Path, ct: Volume, one_torch_thread: None) -> None:
+    """nnU-Net's function is the same with and without mirroring for a flip-equivariant network, and so is every
+    CAM (mirrored passes each carry 1/8 of the target; their maps are summed, not averaged again)."""
+    from MedXAILib.explain import explain
+
+    base = load_model(nnunet_folder, options={"folds": [0]})
+    net = _flip_equivariant_network(1, base.label_manager.num_segmentation_heads)
+    mirrored, plain = base.with_network(net), base.with_network(net)
+    plain.tta = False
+    assert len(mirrored.tta_passes()) == 8 and len(plain.tta_passes()) == 1
+    x = base.prepare(ct).tensor
+    with torch.no_grad():
+        torch.testing.assert_close(mirrored.infer(x), plain.infer(x), rtol=0, atol=1e-2)  # float16 accumulation
+    for m in ("gradcam", "gradcampp", "hirescam", "layercam"):
+        kwargs = {"label": "liver", "region": _region(ct), "params": {"layer": "1"}}
+        a, b = explain(mirrored, ct, m, **kwargs), explain(plain, ct, m, **kwargs)
+        scale = float(np.abs(b.heatmap.array).max())
+        assert scale > 0
+        np.testing.assert_allclose(a.heatmap.array, b.heatmap.array, rtol=0, atol=1e-4 * scale, err_msg=m)
 
 
 def test_checkpoint_loads_with_weights_only_and_numpy_allow_list(nnunet_folder: Path) -> None:

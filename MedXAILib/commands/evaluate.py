@@ -93,8 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stability-scaling", choices=("auto", "always", "never"), default="auto",
                         help="intensity-scaling perturbations: auto skips them when the model's normalisation makes "
                         "the map invariant (default)")
-    parser.add_argument("--max-sensitivity", choices=("fixed", "yeh"), default="fixed",
-                        help="fixed perturbations (default) or Yeh et al.'s 200 uniform draws in an r=0.2 ball")
+    parser.add_argument("--max-sensitivity", choices=("fixed", "quantus", "yeh"), default="fixed",
+                        help="fixed perturbations, relative to the map's norm (default); or 200 uniform draws in an "
+                        "r=0.2 ball: quantus (max-normalised maps, divided by the input's norm) or yeh (raw maps, "
+                        "no denominator)")
     parser.add_argument("--faithfulness-curve", choices=("normalised", "rise"), default="normalised",
                         help="deletion/insertion curves divided by f(x) (default) or unnormalised as RISE")
     parser.add_argument("--faithfulness-baseline", choices=("blur", "mean", "noise", "rise"), default="blur",

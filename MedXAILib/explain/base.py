@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import MethodError
-from ..models import Model, PreparedInput
+from ..models import Model, Prediction, PreparedInput
 from ..progress import ProgressCallback, no_progress
 from ..targets import Target, score
 from ..volume import Volume
@@ -94,6 +94,7 @@ class ExplainContext:
         self.backward_passes = 0
         self.window: tuple[slice, ...] | None = None
         self.exact = True
+        self.function_logits: torch.Tensor | None = None  # the function's logits on ``x``, if a method computed them
 
     def for_window(self, window: tuple[slice, ...], progress: ProgressCallback) -> ExplainContext:
         """A context over one window of the model grid: the input and the target weights cropped to it."""
@@ -106,6 +107,7 @@ class ExplainContext:
         sub.forward_passes = sub.backward_passes = 0
         sub.window = window
         sub.exact = False
+        sub.function_logits = None
         return sub
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,6 +167,12 @@ class Method:
     def windowable_for(self, params: dict[str, Any]) -> bool:
         """Whether the engine may cut the grid into patches for this run (see ``windowable``)."""
         return self.windowable
+
+    def prediction(self, model: Model, volume: Volume, params: dict[str, Any], exact: bool
+                   ) -> tuple[Prediction, PreparedInput | None]:
+        """The prediction a default target is resolved from: :meth:`Model.predict`. A method that can reuse that
+        forward pass (the CAMs) runs it itself and also returns the prepared input, which the engine then reuses."""
+        return model.predict(volume), None
 
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         """Forward and backward passes a run will need (for the cost estimate)."""

@@ -1,23 +1,33 @@
 """The CAM family: one mechanism (activations and gradients at a layer), each variant only weighs channels.
 
-Mechanism: a forward hook on the chosen layer replaces its output ``A`` (``(1, K, *layer grid)``) with a detached
-leaf tensor that requires grad, and every parameter's ``requires_grad`` is switched off for the run. The forward pass
-then records nothing before the layer, and the backward pass from the target score stops at ``A`` — the cost is one
-forward plus a partial backward. Each variant turns ``(A, dS/dA)`` into a map on the layer grid; the map is upsampled
-(bi/trilinear, align_corners=False) to the model grid and the engine brings it to the input grid.
+Definition (``docs/methods.md``). The model function is a linear combination of network calls,
+``F(x) = Σ_c T_c(net(E_c x))`` — the windows of a sliding window, nnU-Net's mirrored passes and folds, or one
+whole-grid pass (:mod:`MedXAILib.explain.calls`). For a target score ``S = Σ W ⊙ F(x)``, call ``c`` has the layer
+activations ``A_c`` (``(B, K, *layer grid)``) and the gradient ``G_c = ∂S/∂A_c``, which is the gradient of the
+call's own share of the target (``T_cᵀ W``: the inferer's weights enter once). The CAM is the **sum over calls** of
+the per-call maps, each upsampled (bi/trilinear, align_corners=False) to the call's input and placed where that input
+came from (flipped back for a mirrored pass; constant padding dropped)::
+
+    CAM = Σ_c E_cᵀ up( combine(A_c, G_c) )
+
+On a network whose windowed function equals one whole-grid pass (a pointwise network), HiResCAM and LayerCAM are
+therefore the whole-grid maps; a flip-equivariant network gives the same CAM with and without mirroring.
+
+Cost: the prediction's own forward pass is reused (:meth:`_CAM.prediction`): while it runs, each call keeps its
+layer activations and the autograd graph of its tail (layer → output) only; the CAM then needs one backward pass
+through the tails (and, for functions that are not a plain sliding window, two passes of the blend without the
+network). Calls beyond ``cache_mb`` keep nothing and run again.
+
+- Grad-CAM (Selvaraju et al. 2017): ``w_k = mean(G_k)`` over the call's layer grid; map ``Σ_k w_k A_k``.
+- Grad-CAM++ (Chattopadhay et al. 2018), in its exponential-score closed form: ``α = G² / (2G² + Σ A · G³)``,
+  ``w_k = Σ α ReLU(G)``. Where the denominator vanishes (G = 0) α is 0, so no NaN appears in 3D sparse gradients;
+  the score is never exponentiated (MONAI's ``exp()`` overflows on region sums). α is not homogeneous in the
+  gradient, so with P mirrored passes each pass is weighed as a copy of its window's function (its gradient times
+  P) and the passes' maps are averaged — for the CAMs linear in ``G`` that is the plain sum.
+- HiResCAM (Draelos & Carin 2020): ``Σ_k G_k ⊙ A_k`` (element-wise; faithful for conv-only heads).
+- LayerCAM (Jiang et al. 2021): ``Σ_k ReLU(G_k) ⊙ A_k``.
 
 The raw map is kept signed (no ReLU) — the display view shows its positive part, as the CAM papers do.
-
-When the model function runs a sliding window (``ctx.exact`` and :meth:`Model.window_plan` gives a plan), the map is
-computed window by window — each window's ``(A_w, ∂S/∂A_w)`` with the window's share of the target
-(:mod:`MedXAILib.explain.windows`) — upsampled to the window and blended with the inferer's own importance weights.
-
-- Grad-CAM (Selvaraju et al. 2017): ``w_k = mean(dS/dA_k)``; map ``Σ_k w_k A_k``.
-- Grad-CAM++ (Chattopadhay et al. 2018), in its exponential-score closed form: ``α = g² / (2g² + Σ A · g³)``
-  with ``g = dS/dA``, ``w_k = Σ α ReLU(g)``. Where the denominator vanishes (g = 0) α is 0, so no NaN appears in 3D
-  sparse gradients; the score is never exponentiated (MONAI's ``exp()`` overflows on region sums).
-- HiResCAM (Draelos & Carin 2020): ``Σ_k g_k ⊙ A_k`` (element-wise; faithful for conv-only heads).
-- LayerCAM (Jiang et al. 2021): ``Σ_k ReLU(g_k) ⊙ A_k``.
 """
 
 from __future__ import annotations
@@ -29,21 +39,15 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MethodError
-from ..models import Model
+from ..memory import available_bytes
+from ..models import Model, Prediction, PreparedInput
+from ..volume import Volume
 from .base import ExplainContext, Method, MethodResult, register
+from .calls import LayerRecord, capture, frozen_parameters, mirrored_passes, record_function
 
+__all__ = ["frozen_parameters", "layer_capture", "upsample_to_grid", "gradcam_weights", "gradcampp_weights"]
 
-@contextlib.contextmanager
-def frozen_parameters(network: torch.nn.Module) -> Iterator[None]:
-    """Switch off ``requires_grad`` on every parameter for the block (restored afterwards)."""
-    flags = [(p, p.requires_grad) for p in network.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+AUTO_CACHE_BYTES = 8 * 1024**3
 
 
 @contextlib.contextmanager
@@ -55,53 +59,8 @@ def layer_capture(model: Model, layer_name: str | None, leaf: bool = True) -> It
     """
     if isinstance(model.network, torch.jit.ScriptModule):
         raise MethodError("layer methods need hooks, which TorchScript models do not support; load a state_dict model")
-    layer = model.layer(layer_name)
-    captured: list[torch.Tensor] = []
-
-    def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
-        if not isinstance(output, torch.Tensor):
-            raise MethodError(f"layer {layer_name or model.description.cam_layer!r} does not output a single tensor")
-        if leaf:
-            captured.append(output.detach().requires_grad_(True))
-            # the network gets a non-leaf copy: residual blocks add in place after a convolution (x += identity)
-            return captured[-1].clone()
-        captured.append(output)
-        return output
-
-    handle = layer.register_forward_hook(hook)
-    try:
+    with capture(model.layer(layer_name), layer_name or model.description.cam_layer or "", leaf) as captured:
         yield captured
-    finally:
-        handle.remove()
-
-
-def _flip(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
-    return torch.flip(t, [a + 2 for a in axes]) if axes else t
-
-
-def activations_and_gradients(ctx: ExplainContext, layer: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A`` and ``dS/dA`` at ``layer`` for the context's input and target, each ``(P, K, *layer grid)``.
-
-    The network runs once over ``ctx.x`` (one window, or a function without a sliding window) — or, for a model
-    with test-time mirroring (``model.tta_passes()``, e.g. nnU-Net), once per mirrored pass: pass ``p`` sees the
-    input flipped along its axes, so its ``A`` and ``dS/dA`` are flipped back and ``P`` = number of passes (the
-    function averages the passes' logits, so a CAM is the mean of the passes' CAMs, ``combine(...).mean(0)``)."""
-    model = ctx.model
-    passes = model.tta_passes() if hasattr(model, "tta_passes") else [()]
-    with frozen_parameters(model.network), layer_capture(model, layer) as captured:
-        with torch.enable_grad():
-            logits = model.run(ctx.x, exact=getattr(ctx, "exact", False))
-            ctx.forward_passes += len(passes)
-            if len(captured) != len(passes):
-                raise MethodError(
-                    f"layer {layer or model.default_cam_layer()!r} ran {len(captured)} times in one forward pass "
-                    f"({len(passes)} expected); choose a layer that runs once per network pass"
-                )
-            s = ctx.score_of_logits(logits).sum()
-            grads = torch.autograd.grad(s, captured)
-            ctx.count_backward()
-    acts = torch.cat([_flip(a.detach(), ax) for a, ax in zip(captured, passes)])
-    return acts, torch.cat([_flip(g.detach(), ax) for g, ax in zip(grads, passes)])
 
 
 def upsample_to_grid(cam: torch.Tensor, model: Model, grid: tuple[int, ...]) -> torch.Tensor:
@@ -124,55 +83,84 @@ def gradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 
 def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s channel weights ``Σ α ReLU(G)``, ``α = G² / (2G² + Σ A · G³)`` (0 where that denominator is 0).
+
+    Where ``G > 0`` (the only voxels ReLU keeps) ``α = 1 / (2 + Σ A · G)``, so each weight is computed as
+    ``Σ_{G>0} G / (2 + Σ A · G)`` elementwise in the tensors' precision, summed in float64 (no float64 copies of
+    ``(B, K, *layer grid)`` tensors: a BraTS-size layer would need gigabytes)."""
     dims = tuple(range(2, grads.ndim))
-    g2 = grads.double() ** 2
-    g3 = g2 * grads.double()
-    sum_a = acts.double().sum(dim=dims, keepdim=True)
-    denom = 2.0 * g2 + sum_a * g3
-    alpha = torch.where(denom.abs() > 1e-30, g2 / torch.where(denom.abs() > 1e-30, denom, torch.ones_like(denom)), 0.0)
-    return (alpha * F.relu(grads.double())).sum(dim=dims, keepdim=True).to(grads.dtype)
+    sum_a = acts.sum(dim=dims, keepdim=True, dtype=torch.float64).to(grads.dtype)
+    denom = 2.0 + sum_a * grads
+    keep = (grads > 0) & ((grads * grads * denom).abs() > 1e-30)
+    terms = torch.where(keep, grads / torch.where(keep, denom, torch.ones_like(denom)), torch.zeros_like(grads))
+    return terms.sum(dim=dims, keepdim=True, dtype=torch.float64).to(grads.dtype)
+
+
+def cache_budget(params: dict[str, Any]) -> int:
+    """Bytes the prediction's kept tails may hold: ``cache_mb`` MiB, or (0) half the memory available now
+    (:func:`MedXAILib.memory.available_bytes`), at most 8 GiB."""
+    mb = float(params.get("cache_mb") or 0)
+    if mb < 0:
+        raise MethodError(f"cache_mb={mb:g}: give a size in MiB (0: automatic)")
+    return int(mb * 1024**2) if mb > 0 else int(min(available_bytes() // 2, AUTO_CACHE_BYTES))
 
 
 class _CAM(Method):
     tasks = ("classification", "segmentation")
     display = "positive"
-    params = {"layer": ""}
-    cost_model = "1 forward + backward to the layer"
+    params = {"layer": "", "cache_mb": 0.0}
+    cost_model = "the prediction's forward pass (reused) + a backward pass through the layer's tail"
+    homogeneous = True  # combine(A, c·G) == c·combine(A, G): per-pass maps need no rescaling
+
+    def __init__(self) -> None:
+        self._record: LayerRecord | None = None
 
     def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """``(B, K, *layer grid)`` activations and gradients → ``(B, 1, *layer grid)`` map."""
         raise NotImplementedError
+
+    def prediction(self, model: Model, volume: Volume, params: dict[str, Any], exact: bool
+                   ) -> tuple[Prediction, PreparedInput | None]:
+        """The prediction, from a forward pass that keeps the layer's tails for :meth:`run` (exact function only)."""
+        if not exact or isinstance(model.network, torch.jit.ScriptModule):
+            return super().prediction(model, volume, params, exact)
+        prepared = model.prepare(volume)
+        self._record = record_function(model, prepared.tensor, params.get("layer") or None, True,
+                                       cache_budget(params))
+        return model.prediction_from_logits(self._record.logits, prepared), prepared
 
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         layer = params.get("layer") or None
-        grid = tuple(ctx.x.shape[2:])
-        plan = ctx.model.window_plan(grid) if getattr(ctx, "exact", False) else None
-        name = layer or ctx.model.default_cam_layer()
-        if plan is not None:
-            return self._run_windows(ctx, layer, plan, name)
-        ctx.progress(0.1, f"{self.name}: forward and backward to the layer")
-        acts, grads = activations_and_gradients(ctx, layer)
-        cam = self.combine(acts, grads).mean(0)  # (1, *layer grid), averaged over mirrored passes
-        maps = upsample_to_grid(cam, ctx.model, grid)
-        return MethodResult(maps, details={"layer": name, "layer_shape": list(acts.shape[1:])})
+        exact = bool(getattr(ctx, "exact", False))
+        record, reused = self._record, True
+        self._record = None
+        if record is None or not _same_input(record, ctx.x, exact):
+            ctx.progress(0.05, f"{self.name}: forward pass keeping the layer's activations")
+            record, reused = record_function(ctx.model, ctx.x, layer, exact, cache_budget(params)), False
+            ctx.forward_passes += 1
+        if exact:
+            ctx.function_logits = record.logits  # the engine records the explained score from these
+        ctx.progress(0.4, f"{self.name}: each network call's share of the target")
+        record.compute_shares(ctx.score_of_logits, ctx.weights)
+        passes = mirrored_passes(ctx.model)
 
-    def _run_windows(self, ctx: ExplainContext, layer: str | None, plan: Any, name: str | None) -> MethodResult:
-        from .windows import window_context, window_targets
+        def map_fn(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            if self.homogeneous or passes == 1:
+                return self.combine(acts, grads)
+            return self.combine(acts, grads * passes) / passes
 
-        targets = window_targets(ctx, plan)
-        window_maps = [torch.zeros((1,) + tuple(plan.roi), device=ctx.x.device) for _ in plan.slices]
-        shape: list[int] = []
-        for n, wt in enumerate(targets):
-            ctx.progress(0.05 + 0.9 * n / max(len(targets), 1), f"{self.name}: window {n + 1} of {len(targets)}")
-            sub = window_context(ctx, wt)
-            acts, grads = activations_and_gradients(sub, layer)
-            ctx.forward_passes += sub.forward_passes
-            ctx.backward_passes += sub.backward_passes
-            shape = list(acts.shape[1:])
-            window_maps[wt.index] = upsample_to_grid(self.combine(acts, grads).mean(0), ctx.model,
-                                                     tuple(plan.roi))
-        maps = plan.blend(window_maps)
-        return MethodResult(maps, details={"layer": name, "layer_shape": shape, "windows_explained": len(targets),
-                                           "windows": len(plan.slices)})
+        kept = record.kept_bytes
+        cam, counts = record.place(map_fn, lambda f, msg: ctx.progress(0.45 + 0.5 * f, f"{self.name}: {msg}"))
+        ctx.forward_passes += 1 if counts["calls_recomputed"] else 0
+        ctx.count_backward()
+        details: dict[str, Any] = {"layer": record.layer_name, "layer_shape": record.layer_shape,
+                                   "forward_reused": reused, "kept_mib": round(kept / 1024**2, 1), **counts}
+        return MethodResult(cam, details=details)
+
+
+def _same_input(record: LayerRecord, x: torch.Tensor, exact: bool) -> bool:
+    return (record.exact == exact and tuple(record.x.shape) == tuple(x.shape)
+            and record.x.data_ptr() == x.data_ptr())
 
 
 @register
@@ -190,6 +178,7 @@ class GradCAMPlusPlus(_CAM):
     name = "gradcampp"
     title = "Grad-CAM++"
     reference = "Chattopadhay et al., WACV 2018"
+    homogeneous = False
 
     def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return (gradcampp_weights(acts, grads) * acts).sum(dim=1, keepdim=True)

@@ -20,15 +20,20 @@ step of the L1 term, which keeps voxels whose goal gradient stays below ``l1`` o
 is sparse, not merely small). Normalising the goal gradient makes ``lr``, ``tv`` and ``l1`` mean the same on a tiny
 classifier and on a 3D U-Net. One forward and one backward pass per step; it stops as soon as the goal is reached.
 
-**Verified in the input.** When the goal is reached on the model grid, the change is mapped back to the input's
+**The margin.** The goal counts as met only ``margin`` (logit units) past the decision boundary
+(:meth:`~MedXAILib.explain.goals.Goal.margin_of`), so the written result does not sit on the boundary where rounding
+in the written file could undo it: the descent goes on until the margin is reached on the model grid.
+
+**Verified in the input.** When the goal is met on the model grid, the change is mapped back to the input's
 geometry and units (:class:`~MedXAILib.explain.goals.InputSpace`) and the model's own function is run on that
 counterfactual input — exactly what ``classify`` / ``segment`` will see in the written file, including the
-re-computed intensity normalisation. If the goal does not hold there, the margin is doubled and the descent goes on
-(at most ``verify_rounds`` verifications). The sidecar's validity numbers come from this verification.
+re-computed intensity normalisation. If the goal is not met there with the requested margin, the descent's margin is
+doubled and it goes on (at most ``verify_rounds`` verifications). The sidecar's validity numbers, and
+``final_margin`` (the margin the written result reaches), come from this verification.
 
-**Sparsified.** Once verified, the smallest changes are dropped while the goal still holds (:func:`sparsify`, a
-bisection over a magnitude quantile, ``sparsify_rounds`` forward passes) and the result verified again; the
-sparser change is kept only if the model's own function confirms it.
+**Sparsified.** Once verified, the smallest changes are dropped while the goal is still met with the descent's
+margin (:func:`sparsify`, a bisection over a magnitude quantile, ``sparsify_rounds`` forward passes) and the result
+verified again; the sparser change is kept only if the model's own function confirms it meets the requested margin.
 
 **Progressive series.** Besides the final counterfactual the method keeps ``series`` frames: the first step at which
 the target quantity crossed each of ``series − 1`` levels evenly spaced between its starting value and the goal, then
@@ -106,8 +111,9 @@ def optimise(
     """Proximal gradient descent toward ``goal`` (see the module docstring).
 
     Args:
-        accept: called with the change ``δ`` when the goal is reached on the model grid; returning False doubles the
-            margin and continues (at most ``verify_rounds`` calls). None accepts the model-grid result.
+        accept: called with the change ``δ`` when the goal is met (with the descent's margin) on the model grid;
+            returning False doubles the margin and continues (at most ``verify_rounds`` calls). None accepts the
+            model-grid result.
 
     Returns:
         the change ``δ`` on the input grid and the path's record.
@@ -124,7 +130,7 @@ def optimise(
             d = delta.clone().requires_grad_(True)
             logits = ctx.logits(space.to_model(d))
             q = float(goal.quantity(logits.detach())[0])
-            reached = bool(goal.reached(logits.detach())[0])
+            reached = bool(goal.met(logits.detach())[0])
             if step == 0:
                 q_start = q
                 levels = [float(v) for v in np.linspace(q, goal.level, max(int(n_series), 1) + 1)[1:-1]]
@@ -167,11 +173,12 @@ def optimise(
 
 def sparsify(ctx: ExplainContext, goal: Goal, space: InputSpace, delta: torch.Tensor, rounds: int = 6
              ) -> tuple[torch.Tensor, float]:
-    """Drop the smallest changes while the goal still holds on the model grid: a bisection over the quantile ``τ`` of
-    the per-voxel change magnitude ``max_c |δ_c|``; voxels below it are reset. ``rounds`` forward passes.
+    """Drop the smallest changes while the goal is still met with the descent's margin on the model grid: a bisection
+    over the quantile ``τ`` of the per-voxel change magnitude ``max_c |δ_c|``; voxels below it are reset. ``rounds``
+    forward passes.
 
     Returns:
-        the sparsest change found that still reaches the goal, and the quantile used (0 = nothing dropped).
+        the sparsest change found that still meets the goal, and the quantile used (0 = nothing dropped).
     """
     mag = delta.abs().amax(1, keepdim=True)
     vals = mag[mag > 0]
@@ -185,7 +192,7 @@ def sparsify(ctx: ExplainContext, goal: Goal, space: InputSpace, delta: torch.Te
         tau = float(torch.quantile(vals.float(), mid))
         cand = delta * (mag > tau)
         with torch.no_grad():
-            ok = bool(goal.reached(ctx.logits(space.to_model(cand)))[0])
+            ok = bool(goal.met(ctx.logits(space.to_model(cand)))[0])
         if ok:
             best, best_q, lo = cand, mid, mid
         else:
@@ -240,19 +247,25 @@ def check_goal_params(name: str, params: dict[str, Any]) -> None:
         raise MethodError(f"{name}: goal must be flip, below:P or above:P; got {goal!r}")
 
 
-Verified = tuple[Volume, dict[str, Any], bool, float]
+Verified = tuple[Volume, dict[str, Any], bool, float, float]
 
 
 def check_change(ctx: ExplainContext, goal: Goal, space: InputSpace, delta: torch.Tensor) -> Verified:
-    """The counterfactual input for ``δ`` and what the model's own function says about it (one forward pass)."""
+    """The counterfactual input for ``δ`` and what the model's own function says about it (one forward pass):
+    ``(input, quantity, goal reached, target score, margin past the boundary)``."""
     cf = space.counterfactual(ctx.prepared.volume, delta)
-    after, reached, score = verify(ctx, goal, cf)
-    return cf, after, reached, score
+    after, reached, score, margin = verify(ctx, goal, cf)
+    return cf, after, reached, score, margin
+
+
+def meets(goal: Goal, checked: Verified) -> bool:
+    """Whether a verified result reaches the goal with the requested margin."""
+    return bool(checked[2] and checked[4] >= goal.required)
 
 
 def start_record(ctx: ExplainContext, goal: Goal) -> dict[str, Any]:
     """The target before any change, as the model's own function says on the input (one forward pass)."""
-    before, _, score = verify(ctx, goal, ctx.prepared.volume)
+    before, _, score, _ = verify(ctx, goal, ctx.prepared.volume)
     return {"_before": before, "_score_before": score}
 
 
@@ -263,10 +276,12 @@ def finish(
     """Judge a change (verifying it if not done yet) and pack the :class:`MethodResult` (difference in input units)."""
     from .plausibility import plausibility
 
-    cf, after, reached, score_after = checked or check_change(ctx, goal, space, delta)
+    cf, after, reached, score_after, margin = checked or check_change(ctx, goal, space, delta)
     vol = ctx.prepared.volume
     details.update(report(ctx, goal, cf, details.pop("_before"), after, reached, details.pop("_score_before"),
-                          score_after))
+                          score_after, margin))
+    details["final_margin"] = margin  # the margin the written result reaches (logit units)
+    details["margin_requested"] = goal.required
     details["plausibility"] = plausibility(str(params.get("autoencoder", "")), ctx.model, vol, cf)
     diff = (cf.array.astype(np.float32) - vol.array.astype(np.float32)).astype(np.float32)
     with torch.no_grad():
@@ -326,17 +341,17 @@ class Counterfactual(Method):
 
         def accept(delta: torch.Tensor) -> bool:
             checked["result"], checked["delta"] = check_change(ctx, goal, space, delta), delta
-            return checked["result"][2]
+            return meets(goal, checked["result"])
 
         opt = optimise(ctx, goal, space, int(params["steps"]), float(params["lr"]), float(params["l1"]),
                        float(params["tv"]), int(params["series"]), accept, int(params["verify_rounds"]))
         last = checked.get("result") if checked.get("delta") is opt.delta else None
         delta, dropped = opt.delta, 0.0
-        if last is not None and last[2] and int(params["sparsify_rounds"]) > 0:
+        if last is not None and meets(goal, last) and int(params["sparsify_rounds"]) > 0:
             sparse, q = sparsify(ctx, goal, space, opt.delta, int(params["sparsify_rounds"]))
             if q > 0:
                 result_sparse = check_change(ctx, goal, space, sparse)
-                if result_sparse[2]:
+                if meets(goal, result_sparse):
                     delta, dropped, last = sparse, q, result_sparse
         details.update({
             "steps_run": opt.steps,
@@ -346,7 +361,7 @@ class Counterfactual(Method):
             "quantity_end_on_model_grid": opt.quantity_end,
             "verifications": opt.verifications,
             "sparsified_quantile": dropped,
-            "final_margin": opt.margin_final,
+            "descent_margin": opt.margin_final,
             "series": [{"step": f.step, "quantity": f.quantity} for f in opt.frames],
             "optimisation_seconds": round(time.perf_counter() - t0, 3),
         })

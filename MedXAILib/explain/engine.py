@@ -92,15 +92,17 @@ def explain(
     params = {**m.params, **parse_params(m, raw)}
     with measure(model.device) as cost_measure:
         extra_forward = 0
+        prepared = None
         if target is None:
             progress(0.0, "resolving the target")
             needs_prediction = label is None or (model.task == "segmentation" and region is None and voxel is None)
             if prediction is None and needs_prediction:
-                prediction = model.predict(volume)
+                prediction, prepared = m.prediction(model, volume, params, exact)
                 extra_forward = 1
             target = resolve_target(model, volume, label, region, voxel, prediction)
         m.check(model, target, params)
-        prepared = model.prepare(volume)
+        if prepared is None:
+            prepared = model.prepare(volume)
         ctx = ExplainContext(model, prepared, target, scaled(progress, 0.05, 0.95))
         ctx.exact = exact
         grid = tuple(prepared.model_shape)
@@ -165,10 +167,12 @@ def function_record(ctx: ExplainContext, exact: bool, windowed: bool) -> dict[st
     grid = tuple(ctx.x.shape[2:])
     record: dict[str, Any] = {"exact": exact, **model.function_info(grid)}
     with torch.no_grad():
-        exact_logits = model.infer(ctx.x)
+        logits = getattr(ctx, "function_logits", None)
+        reuse = exact and logits is not None  # the method already evaluated the function on ctx.x
+        exact_logits = logits if reuse else model.infer(ctx.x)
         s_exact = float(ctx.score_of_logits(exact_logits)[0])
         record["score"] = s_exact
-        record["record_passes"] = 1
+        record["record_passes"] = 0 if reuse else 1
         if exact:
             return record
         record["approximation"] = "patches of the grid, Gaussian-stitched" if windowed else "one whole-grid pass"

@@ -21,6 +21,14 @@ for segmentation, so voxels already flipped stop pulling: for ``flip`` on softma
 on sigmoid, ``relu(max_P z − logit(threshold) + m)``; for ``below:P`` / ``above:P`` the same with ``logit(P)`` (softmax
 classification: ``log softmax − log P``).
 
+**Margin.** :meth:`Goal.margin_of` says how far past the decision boundary a result is, in the hinge's units
+(positive once the goal is reached): classification, the logit's distance beyond the threshold (softmax ``flip``:
+``max_¬P z − max_P z``; softmax ``below``/``above``: the log-probability's distance from ``log P``); segmentation,
+the per-voxel margin (``max_¬P z − max_P z``, or ``−max_P z`` for sigmoid, sign reversed for ``above``) of the voxel
+at the goal's fraction — for ``flip`` with tolerance ``t`` the ``⌊t·n⌋+1``-th smallest over the region's ``n`` voxels,
+so every voxel but the ``⌊t·n⌋`` the goal lets remain is past the boundary by at least that much. A result *meets*
+the goal (:meth:`Goal.met`) when it reaches it with at least the requested ``margin``.
+
 **Judging it** (:func:`report`), all in the input's geometry and units, after mapping the change made on the model
 grid back (:class:`InputSpace`):
 
@@ -64,7 +72,8 @@ class Goal:
     Attributes:
         kind: ``flip``, ``below`` or ``above``. level: the ``P`` of below/above, or the flip level.
         positive: ``(N,)`` bool, the target's positive classes. region: ``(*grid)`` bool on the model grid, or None
-        (classification). softmax: output kind. margin: hinge margin in logit units.
+        (classification). softmax: output kind. margin: the hinge margin the descent uses (logit units; raised when
+        a result fails its verification). required: the margin the user asked for, which a result must meet.
     """
 
     kind: str
@@ -74,6 +83,7 @@ class Goal:
     softmax: bool
     margin: float
     text: str
+    required: float = 0.0
 
     # ---- per-voxel (or per-sample) logits ----------------------------------------------------------------------
     def _split(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +120,35 @@ class Goal:
         if self.kind == "flip":
             return q <= self.level
         return q < self.level if self.kind == "below" else q > self.level
+
+    def margin_of(self, logits: torch.Tensor) -> torch.Tensor:
+        """How far past the decision boundary each sample is, ``(B,)`` in logit units (see the module docstring)."""
+        logits = logits.float()
+        if self.region is None:
+            if self.softmax and self.kind != "flip":
+                logp = torch.log_softmax(logits, 1)
+                value = torch.logsumexp(torch.where(self.positive.to(logits.device)[None], logp, -math.inf), 1)
+                diff = value - math.log(self.level)
+                return diff if self.kind == "above" else -diff
+            best_pos, best_other = self._split(logits)
+            if self.softmax:
+                return best_other - best_pos
+            thr = _logit(self.level)
+            return best_pos - thr if self.kind == "above" else thr - best_pos
+        best_pos, best_other = self._split(logits)
+        z = best_pos - best_other if self.softmax else best_pos  # ≥ 0 where the voxel is predicted in P
+        inside = z.flatten(1)[:, self.region.reshape(-1).to(z.device)]
+        n = int(inside.shape[1])
+        if self.kind == "above":  # more than level·n voxels predicted: the r-th largest z, r = ⌊level·n⌋ + 1
+            r = min(int(math.floor(self.level * n)) + 1, n)
+            return inside.sort(dim=1, descending=True).values[:, r - 1]
+        allowed = int(math.floor(self.level * n)) if self.kind == "flip" else int(math.ceil(self.level * n)) - 1
+        return (-inside).sort(dim=1).values[:, min(max(allowed, 0), n - 1)]
+
+    def met(self, logits: torch.Tensor, margin: float | None = None) -> torch.Tensor:
+        """``(B,)`` bool: the goal is reached with at least ``margin`` (default: the descent's margin)."""
+        m = self.margin if margin is None else margin
+        return self.reached(logits) & (self.margin_of(logits) >= m)
 
     def loss(self, logits: torch.Tensor, margin: float | None = None) -> torch.Tensor:
         """Differentiable hinge per sample ``(B,)``; 0 once every voxel is past the goal by ``margin``."""
@@ -187,7 +226,7 @@ def parse_goal(ctx: ExplainContext, text: str, threshold: float, tolerance: floa
         region = (ctx.weights.abs().sum(1)[0] > 0).cpu()
         if not bool(region.any()):
             raise MethodError("the target region is empty on the model grid")
-    return Goal(kind, float(level), positive, region, d.output == "softmax", float(margin), text)
+    return Goal(kind, float(level), positive, region, d.output == "softmax", float(margin), text, float(margin))
 
 
 # ---- the input as the change acts on it --------------------------------------------------------------------
@@ -395,26 +434,26 @@ def reached_in_input(goal: Goal, q: dict[str, Any]) -> bool:
     return f < goal.level if goal.kind == "below" else f > goal.level
 
 
-def verify(ctx: ExplainContext, goal: Goal, cf: Volume) -> tuple[dict[str, Any], bool, float]:
+def verify(ctx: ExplainContext, goal: Goal, cf: Volume) -> tuple[dict[str, Any], bool, float, float]:
     """Run the model's own function on an input Volume (one forward pass, counted), as ``classify`` / ``segment`` do.
 
     Returns:
-        the target quantity there (:func:`quantity_in_input`), whether it reaches ``goal``, and the target score
-        (weighted logit sum on the model grid).
+        the target quantity there (:func:`quantity_in_input`), whether it reaches ``goal``, the target score
+        (weighted logit sum on the model grid) and the margin past the boundary (:meth:`Goal.margin_of`).
     """
     model = ctx.model
     ctx.forward_passes += 1
     prepared = model.prepare(cf)
     with torch.no_grad():
-        logits = model.forward(prepared.tensor)
+        logits = model.infer(prepared.tensor)
     pred = model.prediction_from_logits(logits, prepared)
     q = quantity_in_input(model, goal, ctx, pred)
-    return q, reached_in_input(goal, q), float(ctx.score_of_logits(logits)[0])
+    return q, reached_in_input(goal, q), float(ctx.score_of_logits(logits)[0]), float(goal.margin_of(logits)[0])
 
 
 def report(
     ctx: ExplainContext, goal: Goal, cf: Volume, before: dict[str, Any], after: dict[str, Any], reached: bool,
-    score_before: float, score_after: float,
+    score_before: float, score_after: float, margin_after: float = float("nan"),
 ) -> dict[str, Any]:
     """Validity, proximity and sparsity of a counterfactual (see the module docstring)."""
     x = ctx.prepared.volume.array.astype(np.float64)
@@ -431,6 +470,9 @@ def report(
         "after": after,
         "target_score_before": score_before,
         "target_score_after": score_after,
+        "margin": margin_after,
+        "margin_required": goal.required,
+        "margin_met": bool(reached and margin_after >= goal.required),
     }
     if "predicted_voxels" in before and before["predicted_voxels"] > 0:
         validity["region_volume_reduction"] = 1.0 - after["predicted_voxels"] / before["predicted_voxels"]

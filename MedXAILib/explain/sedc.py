@@ -84,7 +84,7 @@ class SetScorer:
             deltas = torch.cat([self.delta(s) for s in chunk])
             with torch.no_grad():
                 logits = self.ctx.logits(self.space.to_model(deltas))
-                reached = self.goal.reached(logits)
+                reached = self.goal.met(logits)  # reached, with the requested margin (default 0)
                 loss = self.goal.loss(logits, margin=0.0)
                 q = self.goal.quantity(logits)
             sign = -1.0 if self.goal.kind == "above" else 1.0

@@ -15,6 +15,10 @@ HD95 conventions (``hd95="monai"`` by default, or ``"brats"``; see ``docs/conven
   them: exactly one empty → ``373.0`` mm (the diameter of the SRI-24 atlas box, BraTS's maximum penalty); both empty
   → NaN (written as ``null`` in JSON, with a note).
 
+The two are not ordered: with numpy's linear interpolation between order statistics the pooled value can exceed
+``monai``'s as well as fall below it. It never exceeds the larger directed 95th percentile taken at the next order
+statistic (numpy ``method="higher"``), so any excess is below one gap between consecutive distances.
+
 Dice and IoU with empty masks (both conventions): both empty → ``1.0``; exactly one empty → ``0.0``. The per-label
 result carries a ``"note"`` saying which mask is empty.
 """

@@ -1,4 +1,4 @@
-"""The model function's sliding window, described so that per-window quantities can be blended like its logits.
+"""The model function's sliding window, described so that explainers know each window's place and share.
 
 A model whose function runs a sliding window (MONAI's ``sliding_window_inference`` / ``SlidingWindowInferer``)
 computes, on a grid padded symmetrically up to the window size where it is smaller::
@@ -7,8 +7,9 @@ computes, on a grid padded symmetrically up to the window size where it is small
 
 with windows ``w`` at offsets ``o_w`` (MONAI's ``dense_patch_slices`` with its scan interval for the overlap) and the
 importance map ``g`` (``constant`` or ``gaussian``, MONAI's ``compute_importance_map``). :class:`WindowPlan` holds
-exactly those pieces, computed with MONAI's own helpers, so that an explainer can blend one map per window
-(a CAM, a layer's relevance) with the very weights the function blends the logits with (:meth:`WindowPlan.blend`).
+exactly those pieces, computed with MONAI's own helpers, so that an explainer can give each window its share of a
+target (``W · g / N``) and place one map per window (a CAM, a layer's relevance) where the window lies
+(:mod:`MedXAILib.explain.windows`).
 Windows are listed in the order the inferer runs them, so the k-th layer activation captured during a real inferer
 call belongs to ``plan.slices[k]``.
 """
@@ -60,25 +61,6 @@ class WindowPlan:
             "padding_mode": self.padding_mode,
             "n_windows": len(self.slices),
         }
-
-    def blend(self, window_maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Blend one ``(M, *roi)`` map per window into ``(M, *grid)`` with the inferer's weights, padding cropped.
-
-        Voxels no window covers (none, for MONAI's dense windows) get 0.
-        """
-        if len(window_maps) != len(self.slices):
-            raise ValueError(f"{len(window_maps)} window maps for {len(self.slices)} windows")
-        m = int(window_maps[0].shape[0])
-        dev = window_maps[0].device
-        acc = torch.zeros((m,) + self.padded, device=dev, dtype=torch.float32)
-        norm = torch.zeros(self.padded, device=dev, dtype=torch.float32)
-        g = self.importance.to(dev, torch.float32)
-        for sl, wm in zip(self.slices, window_maps):
-            acc[(slice(None),) + sl] += wm.float() * g
-            norm[sl] += g
-        out = torch.where(norm > 0, acc / norm.clamp_min(1e-12), torch.zeros_like(acc))
-        crop = tuple(slice(a, a + n) for n, (a, _) in zip(self.grid, self.pad))
-        return out[(slice(None),) + crop]
 
 
 def make_window_plan(

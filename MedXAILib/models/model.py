@@ -20,8 +20,9 @@ else in MedXAI needs to know the format:
     (Δ score, Dice of the argmax; see :func:`MedXAILib.explain.exactness.deviation`).
 ``window_plan(grid) -> WindowPlan | None``
     When :meth:`infer` runs a sliding window over a grid of that shape, the plan it follows (window slices, padding,
-    the importance map it blends with; :mod:`.function`), so per-window CAMs and relevances can be blended exactly as
-    the logits are. ``None`` when :meth:`infer` is one pass (then layer maps cover the whole grid).
+    the importance map it blends with; :mod:`.function`), so each window's share of a target is known and per-window
+    CAMs and relevances are placed where their windows lie (``docs/methods.md``). ``None`` when :meth:`infer` is one
+    pass (then layer maps cover the whole grid).
 ``to_input_grid(maps, prepared)`` / ``mask_to_model_grid(masks, prepared)`` / ``prediction_from_logits(...)``
     The framework's inverse back to the input geometry (maps with linear interpolation; the prediction with the
     framework's own activation and inverse), and the forward mapping of input-grid masks (targets) onto the model grid.

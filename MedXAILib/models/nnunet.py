@@ -21,8 +21,9 @@ Explanation maps on the model grid go back with nnU-Net's probability resampling
 Explainers: ``window_plan`` gives nnU-Net's windows and Gaussian (:class:`~.function.WindowPlan`; 2D configurations
 as 3D windows one slice deep), ``network_pass`` is the per-window step (mirrors and folds included), and
 ``tta_passes()`` lists the flips each network call runs, in order, so per-pass layer maps can be flipped back and
-averaged (CAMs, LRP). Several folds are one :class:`FoldEnsemble` module (layers ``folds.K.…``); a CAM layer lies in
-one fold (default ``folds.0.decoder.stages.<last>``), so a CAM of an ensemble shows that fold's route to the score.
+summed, each pass carrying 1/P of the target (CAMs, LRP; ``docs/methods.md``). Several folds are one
+:class:`FoldEnsemble` module (layers ``folds.K.…``); a CAM layer lies in one fold (default
+``folds.0.decoder.stages.<last>``), so a CAM of an ensemble shows that fold's route to the score.
 
 Unsupported (clear errors): cascades (``3d_cascade_fullres`` needs the low-res prediction as input), readers other than
 SimpleITKIO/NibabelIO (e.g. NibabelIOWithReorient, 2D natural images), architectures that need timm (Primus).

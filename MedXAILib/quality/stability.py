@@ -23,16 +23,23 @@ target region is re-resolved on x′ when it is the model's predicted foreground
 - SSIM (Wang et al. 2004; :func:`MedXAILib.metrics.similarity.ssim`, each map min–max normalised);
 - Spearman rank correlation of the voxel values (:func:`MedXAILib.metrics.similarity.spearman`);
 - max-sensitivity (Yeh et al., "On the (in)fidelity and sensitivity of explanations", NeurIPS 2019), by
-  ``sensitivity``:
+  ``sensitivity`` (the normalisation is named, because the tools disagree on it):
 
-  - ``fixed`` (default): ``max_{x′} ‖Φ(x′) − Φ(x)‖₂ / ‖Φ(x)‖₂`` over the perturbations above, raw signed maps;
-  - ``yeh``: Yeh's definition — the supremum over uniform noise in an r-ball — sampled as Quantus'
-    ``MaxSensitivity`` does by default: ``yeh_samples = 200`` draws of i.i.d. uniform noise in ``[−r, r]`` per voxel
-    (an ℓ∞ ball, ``yeh_radius`` r = 0.2), each map rescaled by its ``max |Φ|`` (Quantus' ``normalise_by_max``), then
-    ``max_n ‖Φ̂(x + u_n) − Φ̂(x)‖_F / ‖Φ̂(x)‖_F``. Our inputs are raw scanner intensities, not Quantus' normalised
-    images, so r is in units of each channel's standard deviation over the object (r = 0.2 is Quantus' radius on a
-    z-scored input), and the noise is added inside the object only (as for ``noise`` above). The fixed-perturbation
-    value stays beside it as ``max_sensitivity_fixed``. Cost: ``yeh_samples`` more explanations.
+  - ``fixed`` (default): ``max_{x′} ‖Φ(x′) − Φ(x)‖₂ / ‖Φ(x)‖₂`` over the perturbations above, raw signed maps —
+    MedXAI's relative change, divided by the *explanation's* norm (a unit-free number);
+  - ``quantus``: Quantus' ``MaxSensitivity`` with its defaults — ``samples = 200`` draws ``u_n`` of i.i.d. uniform
+    noise in ``[−r, r]`` per voxel (an ℓ∞ ball, ``radius`` r = 0.2), each map divided by its ``max |Φ|``
+    (``normalise_by_max``, giving ``Φ̂``), then ``max_n ‖Φ̂(x + u_n) − Φ̂(x)‖_F / ‖x‖_F``: divided by the *input's*
+    norm (the Frobenius norm of the input volume as given, all channels, in its intensity units — so the number
+    depends on those units, as Quantus' does on its input's);
+  - ``yeh``: Yeh et al.'s definition, ``max_{‖u‖ ≤ r} ‖Φ(x + u) − Φ(x)‖``, on the same draws: raw maps, **no
+    denominator** (in the map's units).
+
+  Our inputs are raw scanner intensities, not Quantus' normalised images, so r is in units of each channel's
+  standard deviation over the object (r = 0.2 is Quantus' radius on a z-scored input), and the noise is added inside
+  the object only (as for ``noise`` above). Both sampled conventions come from the same draws and are both reported
+  (``max_sensitivity_quantus``, ``max_sensitivity_yeh``); ``max_sensitivity`` is the chosen one and the
+  fixed-perturbation value stays beside it as ``max_sensitivity_fixed``. Cost: ``samples`` more explanations.
 
 ``stability_ssim`` and ``stability_spearman`` are means over the perturbations. Array layout: maps ``(K, J, I)``.
 """
@@ -60,9 +67,9 @@ DEFAULT_ROTATIONS_DEG = (-5.0, 5.0)
 DEFAULT_SCALES = (0.9, 1.1)
 MAX_ROTATION_DEG = 5.0
 SCALING_MODES = ("auto", "always", "never")
-SENSITIVITY_MODES = ("fixed", "yeh")
-YEH_SAMPLES = 200
-YEH_RADIUS = 0.2
+SENSITIVITY_MODES = ("fixed", "quantus", "yeh")
+SENSITIVITY_SAMPLES = 200  # Quantus MaxSensitivity's nr_samples
+SENSITIVITY_RADIUS = 0.2  # Quantus MaxSensitivity's uniform-noise bound (lower_bound)
 #: Per-channel normalisations after which a positive intensity scaling leaves the network input unchanged.
 SCALE_INVARIANT_NORMALIZERS = ("zscore", "zscore_foreground", "percentile", "minmax")
 
@@ -181,28 +188,40 @@ def max_normalised(a: np.ndarray) -> np.ndarray:
     return a / peak if peak > 0 else a
 
 
-def yeh_max_sensitivity(
-    volume: Volume, explain_fn: ExplainFn, base: np.ndarray, n_samples: int = YEH_SAMPLES,
-    radius: float = YEH_RADIUS, seed: int = 0,
+def sampled_max_sensitivity(
+    volume: Volume, explain_fn: ExplainFn, base: np.ndarray, n_samples: int = SENSITIVITY_SAMPLES,
+    radius: float = SENSITIVITY_RADIUS, seed: int = 0,
 ) -> dict[str, Any]:
-    """Yeh et al.'s max-sensitivity sampled as Quantus does (see the module docstring); draw n uses ``seed + n``.
+    """Max-sensitivity over uniform draws in an r-ball, in Quantus' and in Yeh et al.'s normalisation (see the module
+    docstring); draw n uses ``seed + n``.
 
-    Returns ``{"max_sensitivity_yeh", "mean_sensitivity_yeh", "yeh_samples", "yeh_radius"}``.
+    Args:
+        volume: the input ``(C, K, J, I)``. base: its map ``(K, J, I)``. radius: r in units of each channel's SD.
+
+    Returns:
+        ``max_sensitivity_quantus`` (``max_n ‖Φ̂_n − Φ̂‖_F / ‖x‖_F``, Φ̂ = Φ / max|Φ|), ``max_sensitivity_yeh``
+        (``max_n ‖Φ_n − Φ‖_F``), their means over the draws, ``input_norm`` (‖x‖_F), ``samples`` and ``radius``.
     """
     if n_samples < 1 or radius <= 0:
-        raise InputError(f"max-sensitivity needs yeh_samples ≥ 1 and yeh_radius > 0; got {n_samples}, {radius}")
-    ref = max_normalised(base)
-    den = float(np.linalg.norm(ref))
-    values: list[float] = []
+        raise InputError(f"max-sensitivity needs samples ≥ 1 and radius > 0; got {n_samples}, {radius}")
+    x_norm = float(np.linalg.norm(volume.array.astype(np.float64)))
+    ref = np.asarray(base, dtype=np.float64)
+    ref_hat = max_normalised(ref)
+    quantus: list[float] = []
+    yeh: list[float] = []
     for n in range(int(n_samples)):
-        other = max_normalised(_map(explain_fn(uniform_ball_noise(volume, radius, seed + n))))
-        if den > 0:
-            values.append(float(np.linalg.norm(other - ref)) / den)
+        other = _map(explain_fn(uniform_ball_noise(volume, radius, seed + n)))
+        yeh.append(float(np.linalg.norm(other - ref)))
+        if x_norm > 0:
+            quantus.append(float(np.linalg.norm(max_normalised(other) - ref_hat)) / x_norm)
     return {
-        "max_sensitivity_yeh": max(values) if values else None,
-        "mean_sensitivity_yeh": float(np.mean(values)) if values else None,
-        "yeh_samples": int(n_samples),
-        "yeh_radius": float(radius),
+        "max_sensitivity_quantus": max(quantus) if quantus else None,
+        "mean_sensitivity_quantus": float(np.mean(quantus)) if quantus else None,
+        "max_sensitivity_yeh": max(yeh),
+        "mean_sensitivity_yeh": float(np.mean(yeh)),
+        "input_norm": x_norm,
+        "samples": int(n_samples),
+        "radius": float(radius),
     }
 
 
@@ -303,8 +322,8 @@ def stability(
     scaling: str = "auto",
     invariant_reason: str | None = None,
     sensitivity: str = "fixed",
-    yeh_samples: int = YEH_SAMPLES,
-    yeh_radius: float = YEH_RADIUS,
+    samples: int = SENSITIVITY_SAMPLES,
+    radius: float = SENSITIVITY_RADIUS,
 ) -> dict[str, Any]:
     """Stability of an explanation under noise, small rotations and intensity scaling (see the module docstring).
 
@@ -317,7 +336,8 @@ def stability(
         ssim_sigma_mm: SSIM window σ in mm (default: 1.5 voxels, as Wang et al.).
         scaling: ``auto`` (skip the intensity scalings when ``invariant_reason`` is given), ``always`` or ``never``.
         invariant_reason: why the model is scale-invariant (:func:`scale_invariance`), or None.
-        sensitivity: ``fixed`` or ``yeh`` (see the module docstring); yeh_samples, yeh_radius: Yeh's draws and r.
+        sensitivity: ``fixed``, ``quantus`` or ``yeh`` (see the module docstring); samples, radius: the uniform
+            draws of ``quantus`` and ``yeh`` and their r.
 
     Returns:
         ``stability_ssim``, ``stability_spearman`` (means), ``max_sensitivity`` (by ``sensitivity``), the same per
@@ -385,10 +405,10 @@ def stability(
         out[f"stability_spearman{suffix}"] = _mean([r["spearman"] for r in recs])
     sens = [r["sensitivity"] for r in records if r["sensitivity"] is not None]
     out["max_sensitivity"] = max(sens) if sens else None
-    if sensitivity == "yeh":
+    if sensitivity != "fixed":
         out["max_sensitivity_fixed"] = out["max_sensitivity"]
-        out.update(yeh_max_sensitivity(volume, explain_fn, base, yeh_samples, yeh_radius, seed + 1000))
-        out["max_sensitivity"] = out["max_sensitivity_yeh"]
+        out.update(sampled_max_sensitivity(volume, explain_fn, base, samples, radius, seed + 1000))
+        out["max_sensitivity"] = out[f"max_sensitivity_{sensitivity}"]
     out["max_sensitivity_convention"] = sensitivity
     out["stability_perturbations"] = records
     out["stability_skipped"] = skipped
@@ -425,8 +445,8 @@ __all__ = [
     "rotate",
     "rotate_back",
     "rotation_matrix",
+    "sampled_max_sensitivity",
     "scale_invariance",
     "stability",
     "uniform_ball_noise",
-    "yeh_max_sensitivity",
 ]
