@@ -206,29 +206,93 @@ def _linear_op(module: nn.Module, like: torch.Tensor) -> Callable[[torch.Tensor,
     return lambda x, w: F.linear(x, w)
 
 
-def rule_forward(module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``z_rule(x)``: the rule's modified pre-activation (no bias), differentiable in ``x`` (ε, z⁺, γ)."""
+def rule_forward(
+    module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor, gamma: float, signed: bool | None = None,
+) -> torch.Tensor:
+    """``z_rule(x)``: the rule's modified pre-activation (no bias), differentiable in ``x`` (ε, z⁺, γ).
+
+    ``signed``: whether ``x`` has negative values; computed from ``x`` when None (on a ``meta`` tensor, a memory
+    simulation, it is the hint given or else True)."""
     op = _linear_op(module, y)
     w = module.weight
     if rule == "epsilon":
         return op(x, w)
-    signed = bool((x < 0).any())
-    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    signed = _signed(x, signed)
+    # x ≥ 0 (after a ReLU): x⁺ is x itself, and no copy of it is made (a convolution saves its input)
+    xp, xn = (x.clamp(min=0), x.clamp(max=0)) if signed else (x, x)
 
     def split(w_pos_in: torch.Tensor, w_neg_in: torch.Tensor) -> torch.Tensor:
         out = op(xp, w_pos_in)
         return out + op(xn, w_neg_in) if signed else out
 
-    wpos, wneg = w.clamp(min=0), w.clamp(max=0)
+    pairs = rule_weights(w, rule, gamma)
     if rule == "zplus":
-        return split(wpos, wneg)
-    if rule != "gamma":
-        raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+        return split(*pairs[0])
     # sign-aware γ: boost the contributions that share the output's sign, so |z_γ| ≥ |z| never crosses 0
-    up = split(w + gamma * wpos, w + gamma * wneg)
-    down = split(w + gamma * wneg, w + gamma * wpos)
+    up, down = split(*pairs[0]), split(*pairs[1])
     z = op(x, w).detach()
     return torch.where(z >= 0, up, down)
+
+
+def _signed(x: torch.Tensor, hint: bool | None) -> bool:
+    if x.is_meta:
+        return True if hint is None else bool(hint)
+    return bool((x < 0).any())
+
+
+def rule_weights(w: torch.Tensor, rule: str, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(weight on x⁺, weight on x⁻)`` pairs of a rule: z⁺ one pair; sign-aware γ the pair for outputs
+    ``z ≥ 0`` and the pair for ``z < 0``."""
+    wpos, wneg = w.clamp(min=0), w.clamp(max=0)
+    if rule == "zplus":
+        return [(wpos, wneg)]
+    if rule != "gamma":
+        raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+    return [(w + gamma * wpos, w + gamma * wneg), (w + gamma * wneg, w + gamma * wpos)]
+
+
+def linear_vjp(module: nn.Module, w: torch.Tensor, delta: torch.Tensor, x_shape: tuple[int, ...]) -> torch.Tensor:
+    """``∂op(x, w)/∂xᵀ δ`` for the module's linear map (no bias): a transposed convolution for a Conv (no forward
+    pass, nothing saved), ``δ W`` for a Linear, autograd of the map for the rest."""
+    nd = len(x_shape) - 2
+    if isinstance(module, CONV_TYPES) and getattr(module, "padding_mode", "zeros") == "zeros" \
+            and not isinstance(module.padding, str):
+        fn = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}[nd]
+        return fn(x_shape, w, delta, module.stride, module.padding, module.dilation, module.groups)
+    if isinstance(module, nn.Linear):
+        return delta @ w
+    op = _linear_op(module, delta)
+    with torch.enable_grad():
+        u = torch.zeros(x_shape, dtype=delta.dtype, device=delta.device, requires_grad=True)
+        (g,) = torch.autograd.grad(op(u, w), u, delta)
+    return g
+
+
+def rule_vjp(
+    module: nn.Module, rule: str, x: torch.Tensor, delta: torch.Tensor, gamma: float, signed: bool | None = None,
+) -> torch.Tensor:
+    """``∂z_rule/∂xᵀ δ`` — the gradient :func:`rule_forward` would give through autograd, without storing the
+    rule's intermediate tensors (the clamps of ``x``)."""
+    w = module.weight.detach()
+    shape = tuple(x.shape)
+    if rule == "epsilon":
+        return linear_vjp(module, w, delta, shape)
+    signed = _signed(x, signed)
+
+    def split_vjp(pair: tuple[torch.Tensor, torch.Tensor], d: torch.Tensor) -> torch.Tensor:
+        g = linear_vjp(module, pair[0], d, shape)
+        if not signed:
+            return g
+        g.mul_(x >= 0)  # clamp(min=0) passes the gradient where x ≥ 0, clamp(max=0) where x ≤ 0
+        return g.add_(linear_vjp(module, pair[1], d, shape).mul_(x <= 0))
+
+    pairs = rule_weights(w, rule, gamma)
+    if rule == "zplus":
+        return split_vjp(pairs[0], delta)
+    with torch.no_grad():
+        positive = _linear_op(module, delta)(x, w) >= 0
+    g = split_vjp(pairs[0], delta * positive)
+    return g.add_(split_vjp(pairs[1], delta * ~positive))
 
 
 def rule_bias(module: nn.Module, rule: str, z: torch.Tensor, gamma: float) -> torch.Tensor | float:
