@@ -57,9 +57,9 @@ from .perturbation import model_grid_spacing
 from .recompute import MemoryPlan, parse_checkpoint
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid")
-#: Input-sized float32 tensors IG holds beside its passes: the float64 accumulator (2), x − baseline, the baseline,
-#: the batch of path points and its gradient (at batch 1; the planned batch's own inputs are in the simulated pass).
-IG_BUFFERS = 6.0
+#: Input-sized float32 tensors IG allocates beside its passes after planning them: the float64 accumulator (2),
+#: x − baseline, the batch of path points and its gradient (the baseline exists before: it is resident memory).
+IG_BUFFERS = 5.0
 BASELINES = ("zeros", "blurred", "counterfactual")
 
 

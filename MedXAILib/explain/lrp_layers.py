@@ -186,17 +186,38 @@ def _factor(y: torch.Tensor, base: torch.Tensor | None, eps: float) -> tuple[tor
     return den.reciprocal_().mul_(y), positive
 
 
+#: Elements per chunk of the bookkeeping sums (a few MB of temporaries instead of full-size ones).
+_CHUNK = 1 << 21
+
+
+def _chunked_sum(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``Σ a ⊙ b`` (same shape, ``b`` may be boolean) without a full-size temporary."""
+    total = 0.0
+    for pa, pb in zip(a.reshape(-1).split(_CHUNK), b.reshape(-1).split(_CHUNK)):
+        total += float((pa * pb).sum(dtype=torch.float64))
+    return total
+
+
 def _record(rec: LayerRecord | None, delta: torch.Tensor, offset: torch.Tensor, positive: torch.Tensor, eps: float,
             m: torch.Tensor, y: torch.Tensor | None) -> None:
     """Add ``Σ δ (offset + ε·sign)`` (``δ = m ⊙ factor``) to what the layer absorbed, and ``Σ m ⊙ y`` to its
-    relevance when ``y`` is given."""
+    relevance when ``y`` is given; sums by chunk or per channel, never with a full-size temporary."""
     if rec is None or m.is_meta:
         return
-    signed_sum = float(torch.where(positive, delta, -delta).sum())
-    rec.absorbed += float((delta * offset).sum()) if offset.numel() > 1 else float(offset) * float(delta.sum())
-    rec.absorbed += eps * signed_sum
+    total = float(delta.sum(dtype=torch.float64))
+    signed = 2.0 * _chunked_sum(delta, positive.expand_as(delta)) - total  # Σ δ·sign, sign = ±1
+    if offset.numel() <= 1:
+        absorbed = float(offset) * total
+    elif delta.ndim == 2:  # a linear layer's (B, N) output
+        absorbed = float((delta.double() * offset.double()).sum())
+    elif offset.shape[2:] == (1,) * (delta.ndim - 2):  # one value per channel (and sample)
+        absorbed = float((delta.sum(tuple(range(2, delta.ndim)), keepdim=True, dtype=torch.float64)
+                          * offset.double()).sum())
+    else:
+        absorbed = _chunked_sum(delta, offset.expand_as(delta))
+    rec.absorbed += absorbed + eps * signed
     if y is not None:
-        rec.relevance += float((m * y).sum())
+        rec.relevance += _chunked_sum(m, y)
 
 
 class StoredRelevance(torch.autograd.Function):

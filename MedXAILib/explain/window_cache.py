@@ -21,7 +21,8 @@ Scores (``kind``):
 The result is the sliding-window function's, computed with the same per-window outputs and blend (equal to MONAI's
 ``sliding_window_inference`` on the perturbed input up to float rounding; ``Testing/test_window_cache.py``). For a
 model whose function is not MONAI's sliding window, or with ``exact=False``, every input is scored by one call of the
-function (nothing to reuse). ``stats`` counts the window passes run and those an uncached evaluation would have run.
+function (nothing to reuse; a 2D classifier's network runs on a channels-last copy, oneDNN's preferred layout).
+``stats`` counts the window passes run and those an uncached evaluation would have run.
 """
 
 from __future__ import annotations
@@ -88,8 +89,23 @@ class WindowCache:
         self.stats = CacheStats()
         self.windows: list[_Window] = []
         self._cache: dict[tuple[int, int], Any] = {}
+        self._channels_last = self._channels_last_copy() if self.plan is None else None
         if self.plan is not None:
             self._prepare()
+
+    def _channels_last_copy(self) -> torch.nn.Module | None:
+        """A channels-last copy of a 2D classifier's network (oneDNN's preferred layout on CPU: about 1.5× faster
+        per batch, the same function to float rounding), when the model's function is its plain network pass."""
+        model = self.model
+        if model.spatial_dims != 2 or model.task != "classification":
+            return None
+        if isinstance(model.network, torch.jit.ScriptModule):
+            return None
+        if type(model).infer is not Model.infer or type(model).network_pass is not Model.network_pass:
+            return None
+        import copy
+
+        return copy.deepcopy(model.network).to(memory_format=torch.channels_last).eval()
 
     # ---- the windows and their shares of the target
     def _prepare(self) -> None:
@@ -143,7 +159,10 @@ class WindowCache:
         self.stats.evaluations += b
         if self.plan is None:
             with torch.inference_mode():
-                logits = self.model.run(x, exact=self.exact).as_subclass(torch.Tensor)
+                if self._channels_last is not None:
+                    logits = self._channels_last(x.contiguous(memory_format=torch.channels_last))
+                else:
+                    logits = self.model.run(x, exact=self.exact).as_subclass(torch.Tensor)
             return self._score(logits, self.weights)
         self.stats.uncached_window_passes += b * len(self.plan.slices)
         values: list[list[Any]] = [[None] * len(self.windows) for _ in range(b)]
