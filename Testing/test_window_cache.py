@@ -96,3 +96,18 @@ def test_kernelshap_coalitions_score_as_monai_does() -> None:
     ours = MaskedScorer(ContextScorer(ctx, [ctx.x, base], 2), ctx.x, base, index, 2)(z)
     masked = MaskedScorer(lambda b: _monai_scores(ctx, b, "logit"), ctx.x, base, index, 5)
     np.testing.assert_allclose(ours, masked(z), rtol=1e-5)
+
+
+def test_exact_scorecam_masks_score_as_the_plain_loop_through_monai() -> None:
+    """Batched Score-CAM through the window cache equals the one-channel loop, whose masked scores are MONAI's
+    ``sliding_window_inference`` (``Model.infer``) of each masked input."""
+    from MedXAILib.explain.scorecam import ScoreCAM, scorecam_reference
+
+    ctx = _case(seed=3)
+    ctx.exact = True
+    ref, _ = scorecam_reference(ctx, weighting="increase")
+    method = ScoreCAM()
+    with torch.no_grad():
+        ours = method.run(_case(seed=3), {**method.params, "weighting": "increase", "batch_size": 3}).maps
+    assert ours.shape == ref.shape == (1, 12, 6, 14)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
