@@ -103,7 +103,11 @@ class _Nested(nn.Module):
 
 
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat", "first=zplus,conv=gamma,linear=epsilon"])
-def test_recomputed_layers_in_a_checkpointed_segment_equal_the_hand_computation(composite: str) -> None:
+def test_recomputed_layers_in_a_checkpointed_segment_equal_the_hand_computation(composite: str, monkeypatch) -> None:
+    """Also with the recomputed convolutions and their input gradients cut into slabs of one row."""
+    from MedXAILib.explain import lrp_rules
+
+    monkeypatch.setattr(lrp_rules, "VJP_SLAB_ELEMENTS", 10)
     torch.manual_seed(3)
     net = _Nested(_Small().double().eval())
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64)

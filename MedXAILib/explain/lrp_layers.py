@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .lrp_rules import BN_TYPES, rule_bias, rule_forward, rule_vjp
+from .lrp_rules import BN_TYPES, layer_output, rule_bias, rule_forward, rule_vjp
 
 
 @dataclass
@@ -154,13 +154,13 @@ class LayerRule:
         a normalisation's ``z`` is not computed without ``need_z`` (its shift has a closed form)."""
         m = self.module
         if self.kind == "weighted" and self.rule == "epsilon":
-            y = m.forward(x) if y is None else y
+            y = layer_output(m, x) if y is None else y
             b = getattr(m, "bias", None)
             offset = y.new_zeros(()) if b is None else b.detach().reshape((1, -1) + (1,) * (y.ndim - 2))
             return y, y.detach(), None, offset
         if y is None:
             with torch.no_grad():
-                y = m.forward(x.detach())
+                y = layer_output(m, x.detach())
         yd = y.detach()
         if self.kind == "weighted":
             z = rule_forward(m, self.rule, x, yd, self.gamma, self.signed)
