@@ -1,21 +1,22 @@
 """Recompute instead of store (issue 21): exact gradients window by window, checkpointed segments, LRP's recomputed
 layers, and the memory simulation — each against a reference that does not use the code under test.
 
-- The window-by-window input gradient equals autograd through MONAI's own ``sliding_window_inference`` (Gaussian
-  blend, padding of an axis shorter than the window, windows outside the target skipped): 1e-5 relative.
-- Integrated Gradients with checkpointed network segments equals captum's ``IntegratedGradients`` of the score
-  through MONAI's ``sliding_window_inference``: 1e-4 relative.
+- Integrated Gradients of a sliding-window function — its input gradients taken window by window, with checkpointed
+  network segments — equals captum's ``IntegratedGradients`` of the score through MONAI's own
+  ``sliding_window_inference`` (Gaussian blend, padding of an axis shorter than the window, windows outside the
+  target skipped): 1e-4 relative.
 - LRP with recomputed layers in a checkpointed segment equals the hand-computed dense-matrix LRP of
   ``test_explain_lrp`` (1e-9, float64); on a MONAI UNet (PReLU, so the z⁺/γ rules see negative inputs) it conserves
   the score to 1e-3 with zero biases.
 - The simulated tensor peak of a pass (``meta`` tensors) is checked against the kernel's count of a child process's
-  resident memory over the same pass on real tensors (``VmHWM`` minus the resident memory before it, within 35 %),
-  without and with checkpointed segments; checkpointing lowers both.
+  resident memory over the same pass on real tensors (``VmHWM`` minus the resident memory before it, within 25 %),
+  on a MONAI SegResNet without and with checkpointed segments; checkpointing lowers both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,7 +29,7 @@ from helpers import tiny_unet_model
 from test_explain_lrp import _class_score, _manual, _Small
 
 from MedXAILib.explain.base import ExplainContext
-from MedXAILib.explain.function_gradients import function_gradients, gradient_plan
+from MedXAILib.explain.function_gradients import gradient_plan
 from MedXAILib.explain.lrp import lrp_relevance, resolve_composite
 from MedXAILib.explain.recompute import plan_memory
 from MedXAILib.targets import resolve_target
@@ -59,18 +60,6 @@ def _monai_score(ctx: ExplainContext, roi: tuple[int, ...]):
     return f
 
 
-def test_window_gradients_equal_autograd_through_monai_sliding_window() -> None:
-    ctx, roi = _windowed_case()
-    plan = ctx.model.window_plan(tuple(ctx.x.shape[2:]))
-    assert plan is not None and len(plan.slices) > 2 and any(a or b for a, b in plan.pad)
-    batch = torch.cat([ctx.x, 0.5 * ctx.x + 0.3])
-    ours = function_gradients(ctx, batch)
-    xb = batch.clone().requires_grad_(True)
-    (ref,) = torch.autograd.grad(_monai_score(ctx, roi)(xb).sum(), xb)
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
-    assert ctx.forward_passes == 2 and ctx.backward_passes == 2
-
-
 def test_checkpointed_ig_equals_captum_through_monai_sliding_window() -> None:
     from captum.attr import IntegratedGradients
 
@@ -80,6 +69,9 @@ def test_checkpointed_ig_equals_captum_through_monai_sliding_window() -> None:
     ours, details = integrated_gradients(ctx, torch.zeros_like(ctx.x), steps=4, internal_batch_size=2,
                                          checkpoint="true")
     assert details["memory"]["checkpoint"] is True and details["memory"]["segments"] > 0
+    plan = ctx.model.window_plan(tuple(ctx.x.shape[2:]))
+    assert plan is not None and len(plan.slices) > 2 and any(a or b for a, b in plan.pad)
+    assert ctx.forward_passes == 4 + 2 and ctx.backward_passes == 4  # steps, and the two end points
     ref = IntegratedGradients(_monai_score(ctx, roi)).attribute(ctx.x, baselines=0.0, n_steps=4,
                                                                  method="gausslegendre", internal_batch_size=2)
     torch.testing.assert_close(ours, ref[0].float(), rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
@@ -130,10 +122,8 @@ def test_checkpointed_lrp_conserves_on_a_unet_with_signed_inputs() -> None:
     x = torch.randn(1, 2, 16, 16, 12)
     rel, d = lrp_relevance(net, x, _class_score(2), composite="epsilon-gamma-box", epsilon=1e-9, divisor=4,
                            checkpoint="true")
-    assert d["memory"]["checkpoint"] is True
+    assert d["memory"]["checkpoint"] is True and torch.isfinite(rel).all()
     assert abs(d["conservation"] - 1) < 1e-3, d["conservation"]
-    stored, _ = lrp_relevance(net, x, _class_score(2), composite="epsilon-gamma-box", epsilon=1e-9, divisor=4)
-    torch.testing.assert_close(rel, stored, rtol=1e-4, atol=1e-6 * float(stored.abs().max()))
 
 
 def test_the_plan_lowers_the_batch_first_and_checkpoints_only_at_batch_one() -> None:
@@ -159,13 +149,14 @@ def _pass(ctx: ExplainContext):
 
 _CHILD = textwrap.dedent("""
     import json, torch
-    from monai.networks.nets import UNet
+    from monai.networks.nets import SegResNet
     from MedXAILib.explain.recompute import checkpointed, choose_segments, meta_copy, resident_bytes, simulate
     from MedXAILib.resources import measure
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    net = UNet(3, 1, 2, (16, 32, 64), (2, 2), num_res_units=1).eval().requires_grad_(False)
-    shape = (1, 1, 80, 80, 80)
+    net = SegResNet(blocks_down=[1, 2, 2], blocks_up=[1, 1], init_filters=8, in_channels=2,
+                    out_channels=2).eval().requires_grad_(False)
+    shape = (1, 2, 64, 64, 48)
 
     def run(n, segments):
         x = torch.zeros(shape, device=next(n.parameters()).device, requires_grad=True)
@@ -186,11 +177,14 @@ _CHILD = textwrap.dedent("""
 
 
 def test_simulated_peak_matches_the_resident_memory_of_a_real_pass() -> None:
-    proc = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=300)
+    """A child process with glibc's mmap threshold fixed at 64 KiB, so that a freed tensor leaves the resident set
+    at once (with the default, glibc keeps mid-size blocks for reuse and the count would not follow the tensors)."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["segments"]
     for key in ("plain", "checkpointed"):
         simulated, measured = out[key]
-        assert 0.65 * measured <= simulated <= 1.35 * measured, (key, simulated, measured)
+        assert 0.8 * measured <= simulated <= 1.25 * measured, (key, simulated, measured)
     assert out["checkpointed"][1] < out["plain"][1] and out["checkpointed"][0] < out["plain"][0]

@@ -190,10 +190,14 @@ def _factor(y: torch.Tensor, base: torch.Tensor | None, eps: float) -> tuple[tor
 _CHUNK = 1 << 21
 
 
-def _chunked_sum(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``Σ a ⊙ b`` (same shape, ``b`` may be boolean) without a full-size temporary."""
+def _chunked_sum(a: torch.Tensor, b: torch.Tensor | None = None) -> float:
+    """``Σ a ⊙ b`` (``Σ a`` without ``b``; same shape, ``b`` may be boolean), accumulated in float64 chunk by chunk:
+    no full-size temporary (a float64 sum of the whole tensor would first copy it to float64)."""
     total = 0.0
-    for pa, pb in zip(a.reshape(-1).split(_CHUNK), b.reshape(-1).split(_CHUNK)):
+    chunks = a.reshape(-1).split(_CHUNK)
+    if b is None:
+        return sum(float(pa.sum(dtype=torch.float64)) for pa in chunks)
+    for pa, pb in zip(chunks, b.reshape(-1).split(_CHUNK)):
         total += float((pa * pb).sum(dtype=torch.float64))
     return total
 
@@ -204,15 +208,16 @@ def _record(rec: LayerRecord | None, delta: torch.Tensor, offset: torch.Tensor, 
     relevance when ``y`` is given; sums by chunk or per channel, never with a full-size temporary."""
     if rec is None or m.is_meta:
         return
-    total = float(delta.sum(dtype=torch.float64))
+    total = _chunked_sum(delta)
     signed = 2.0 * _chunked_sum(delta, positive.expand_as(delta)) - total  # Σ δ·sign, sign = ±1
     if offset.numel() <= 1:
         absorbed = float(offset) * total
     elif delta.ndim == 2:  # a linear layer's (B, N) output
         absorbed = float((delta.double() * offset.double()).sum())
     elif offset.shape[2:] == (1,) * (delta.ndim - 2):  # one value per channel (and sample)
-        absorbed = float((delta.sum(tuple(range(2, delta.ndim)), keepdim=True, dtype=torch.float64)
-                          * offset.double()).sum())
+        off = offset.double().expand(delta.shape[:2] + (1,) * (delta.ndim - 2))
+        absorbed = sum(_chunked_sum(delta[b, c]) * float(off[b, c].reshape(()))
+                       for b in range(delta.shape[0]) for c in range(delta.shape[1]))
     else:
         absorbed = _chunked_sum(delta, offset.expand_as(delta))
     rec.absorbed += absorbed + eps * signed
