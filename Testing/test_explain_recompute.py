@@ -188,3 +188,22 @@ def test_simulated_peak_matches_the_resident_memory_of_a_real_pass() -> None:
         simulated, measured = out[key]
         assert 0.8 * measured <= simulated <= 1.25 * measured, (key, simulated, measured)
     assert out["checkpointed"][1] < out["plain"][1] and out["checkpointed"][0] < out["plain"][0]
+
+
+def test_dry_run_reports_the_memory_plan_without_running_the_method() -> None:
+    """``explain --dry-run``'s estimate for LRP and IG is the plan the method follows (same simulated peak), and
+    making it runs no explanation pass."""
+    from MedXAILib.explain.estimate import estimate_cost
+    from MedXAILib.explain.gradients import integrated_gradients
+
+    ctx, _ = _windowed_case(seed=4)
+    vol, target = ctx.prepared.volume, ctx.target
+    for method in ("lrp", "ig"):
+        est = estimate_cost(ctx.model, vol, method, target=target, params={"checkpoint": "true", "steps": "2"}
+                            if method == "ig" else {"checkpoint": "true"})
+        memory = est["memory"]
+        assert memory["checkpoint"] is True and memory["segments"] > 0
+        assert est["estimated_peak_memory_bytes"] == memory["estimated_process_peak_bytes"] > 0
+        assert est["calibration"]["passes_per_function"] == len(ctx.model.window_plan((12, 6, 14)).slices)
+    _, details = integrated_gradients(ctx, torch.zeros_like(ctx.x), steps=2, checkpoint="true")
+    assert details["memory"]["estimated_tensor_peak_bytes"] == memory["estimated_tensor_peak_bytes"]

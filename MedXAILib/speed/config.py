@@ -32,7 +32,8 @@ class BenchConfig:
             ``real_2d`` is off or the real radiograph is absent (:func:`~MedXAILib.speed.cases.chest_case`).
         runs_long: timed runs of the long rows (:data:`LONG_METHODS` and their references); the median is reported.
         single_run_methods: methods timed by one run without warm-up (a counterfactual search takes minutes and has
-            no reference implementation to be compared with).
+            no reference implementation to be compared with). single_run_shape_3d: with a shape, they are timed on a
+            brain phantom of that (K, J, I) size instead of the 3D case (``3d-small``); None: on the 3D case.
         full_shape: the BraTS-size case (K, J, I) at 1 mm.
         occlusion_window_3d / _stride_3d, occlusion_window_2d / _stride_2d: voxels per axis.
         occlusion_batch: masked inputs per forward pass (ours and captum's ``perturbations_per_eval``).
@@ -68,6 +69,7 @@ class BenchConfig:
     real_2d: bool = True
     runs_long: int = 3
     single_run_methods: tuple[str, ...] = ("counterfactual", "sedc", "partitionshap")
+    single_run_shape_3d: tuple[int, int, int] | None = None
     full_shape: tuple[int, int, int] = (155, 240, 240)
     occlusion_window_3d: int = 32
     occlusion_stride_3d: int = 32
@@ -134,7 +136,7 @@ class BenchConfig:
 
 def quick_config() -> BenchConfig:
     """``speed --quick``: under 25 minutes on 2 CPU cores (long rows timed once)."""
-    return BenchConfig(quick=True, runs_long=1)
+    return BenchConfig(quick=True, runs_long=1, single_run_shape_3d=(64, 64, 64))
 
 
 def full_config() -> BenchConfig:

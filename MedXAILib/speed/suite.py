@@ -120,6 +120,8 @@ class Bench:
         names = sorted(available_methods())
         if cfg.methods is not None:
             names = [n for n in names if n in cfg.methods]
+        if is3d and cfg.single_run_shape_3d:  # timed on the smaller case instead (run_single)
+            names = [n for n in names if n not in cfg.single_run_methods]
         # the rows whose ratios are targets run interleaved (see time_interleaved): floors, Grad-CAM(++), captum's
         group: list[tuple[str, str, Callable[[], Any]]] = [
             ("forward", "torch", lambda: ref.forward(ctx)),
@@ -271,6 +273,22 @@ class Bench:
                 r["spearman_to_reference"] = round(spearman(mine, b), 6)
                 r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(mine, b):.3g}")
 
+    # ---- the minutes-long methods on a smaller case -------------------------------------------------------------
+    def run_single(self, model: Model) -> None:
+        """The single-run methods (a counterfactual search, SEDC, PartitionSHAP) on a brain phantom of
+        ``single_run_shape_3d``, once each (``--quick``: one such search on the 128³ case takes minutes)."""
+        cfg = self.config
+        from ..explain import available_methods
+
+        case = brain_case(model, cfg.single_run_shape_3d, seed=cfg.seed, tag="3d-small")
+        self.log(f"[{case.label}] {case.note}; the single-run methods")
+        spacing = tuple(float(s) for s in model_grid_spacing(case.context().prepared.model_ijk_to_ras, 3))
+        for name in cfg.single_run_methods:
+            if name not in available_methods() or (cfg.methods is not None and name not in cfg.methods):
+                continue
+            params = cfg.method_params(name, case.tag, spacing)
+            self.time(case, name, "medxai", lambda n=name, p=params: run_medxai(case.context(), n, p), params)
+
     # ---- the full BraTS-size case -----------------------------------------------------------------------------
     def run_full(self, case: BenchCase) -> None:
         from ..errors import TargetError
@@ -326,6 +344,9 @@ def run_bench(config: BenchConfig, models: dict[str, Model], log: Log = print) -
         bench.run_case(case)
         del case
         gc.collect()
+        if config.single_run_shape_3d:
+            bench.run_single(models["3d"])
+            gc.collect()
     if "2d" in config.cases and "2d" in models:
         bench.run_case(chest_case(models["2d"], config.size_2d, seed=config.seed, real=config.real_2d))
     if "scaling" in config.cases and "3d" in models:
