@@ -8,7 +8,13 @@ folder the ``compare`` command produces::
     DIR/<method>.nrrd            each method's signed raw heat map (input geometry) and DIR/<method>.nrrd.json
     DIR/consensus.nrrd           the consensus map (mean normalised rank, [0, 1])
     DIR/consensus_agreement.nrrd the per-voxel agreement (1 − 2·SD of the normalised ranks, [0, 1])
-    DIR/agreement.json           {"methods", "spearman", "ssim", "topk_iou", "consensus", "mean_pairwise", …}
+    DIR/agreement.json           {"methods", "spearman", "ssim", "topk_iou", "consensus", "mean_pairwise",
+                                  "consensus_agreement_mean", "consensus_agreement_chance", …}
+
+The consensus agreement's mean is read against its chance level, ``consensus_agreement_chance`` (the same mean with
+each method's ranks drawn independently of the others', :func:`MedXAILib.metrics.agreement.consensus_chance`): with
+two methods and no ties, chance is 2/3, so a mean of 0.7 says little; ``consensus_agreement_above_chance`` is the
+difference. The command prints both.
     DIR/agreement.png            the maps side by side over the anatomy, and the three matrices as heat maps
 """
 

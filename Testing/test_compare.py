@@ -142,3 +142,36 @@ def test_object_mask_is_the_non_zero_input() -> None:
     m = object_mask(vol.with_array(arr))
     assert m.sum() == 6 * 4 + 1
     assert object_mask(vol.with_array(np.zeros_like(arr))).all()
+
+
+def test_consensus_agreement_is_reported_with_its_chance_level() -> None:
+    """Chance level: the agreement of independently ranked maps — 2/3 for two tie-free maps (E[1 − |U − V|] for
+    independent uniforms), and what unrelated maps actually score; identical maps score 1, far above it."""
+    rng = np.random.default_rng(5)
+    a, b, c = (rng.random((1, 40, 50)) for _ in range(3))
+    report, _, _ = agreement({"a": a, "b": b}, values="signed")
+    chance = report["consensus_agreement_chance"]
+    assert chance["mean"] == pytest.approx(2 / 3, abs=4 * chance["standard_error"] + 1e-3)
+    assert report["consensus_agreement_mean"] == pytest.approx(chance["mean"], abs=0.02)
+    assert abs(report["consensus_agreement_above_chance"]) < 0.02
+    three, _, _ = agreement({"a": a, "b": b, "c": c}, values="signed")
+    u = np.random.default_rng(11).random((3, 400_000))  # brute force: independent uniform ranks of three methods
+    expected = np.clip(1 - 2 * u.std(0), 0, 1).mean()
+    assert three["consensus_agreement_chance"]["mean"] == pytest.approx(expected, abs=0.005)
+    same, _, _ = agreement({"a": a, "b": a.copy()}, values="signed")
+    assert same["consensus_agreement_mean"] == pytest.approx(1.0)
+    assert same["consensus_agreement_above_chance"] > 0.3
+
+
+def test_ranks_by_counting_equal_scipys() -> None:
+    """Half-precision values (as a benchmark store keeps maps) are ranked by counting; scipy's rankdata agrees,
+    ties, signed zeros and infinities included; other values go through the sort."""
+    from scipy.stats import rankdata
+
+    from MedXAILib.metrics.similarity import average_ranks
+
+    rng = np.random.default_rng(2)
+    half = rng.normal(size=20_000).astype(np.float16).astype(np.float32)
+    edge = np.array([0.0, -0.0, np.inf, -np.inf, 65504, -65504, 1e-7, 3.0, 3.0], np.float32)
+    for values in (half, np.abs(half), edge.astype(np.float64), rng.normal(size=500)):
+        np.testing.assert_array_equal(average_ranks(values), rankdata(values, method="average"))

@@ -61,6 +61,13 @@ def test_targets_read_the_rows_as_the_issue_states() -> None:
         _row("3d", "lime", "medxai", 4.0, agreement_to_high_sample=0.7),
         _row("3d", "lime", "captum", 9.0, agreement_to_high_sample=0.8),
         _row("full", "segment+gradcam", "medxai", 12.0, peak_mb=9000.0),
+        _row("3d", "occlusion", "medxai-whole-grid", 4.0), _row("3d", "occlusion", "medxai-exact", 5.0),
+        _row("3d", "lime", "medxai-whole-grid", 4.0), _row("3d", "lime", "medxai-exact", 8.0),
+        {**_row("bundle", "inference", "medxai", 10.0), "model": "bundle:brats_mri_segmentation"},
+        {**_row("bundle", "predict+gradcam", "medxai", 14.0), "model": "bundle:brats_mri_segmentation"},
+        {**_row("bundle", "lrp", "medxai", 300.0, peak_mb=9000.0, estimated_peak_mb=8500.0, child_process=True),
+         "model": "bundle:brats_mri_segmentation"},
+        {**_row("agreement", "agreement", "medxai", 150.0, units=30), "model": "agreement:30-units"},
     ]
     verdicts = {(t["case"], t["target"].split(" ")[0], t["target"].split(" ")[1]): t["passed"]
                 for t in evaluate_targets(rows)}
@@ -75,6 +82,13 @@ def test_targets_read_the_rows_as_the_issue_states() -> None:
     assert ks["measured"].startswith("2.25x (exact)")
     assert verdicts[("3d", "lime", ">=")] is False  # faster, but agrees less than captum
     assert verdicts[("full", "full", "case")] is False  # 9000 MB ≥ 8 GiB
+    issue21 = {t["target"]: t["passed"] for t in evaluate_targets(rows)}
+    assert issue21["exact occlusion <= 1.5 x the whole-grid approximation"] is True  # 5 / 4
+    assert issue21["exact lime <= 1.5 x the whole-grid approximation"] is False  # 8 / 4
+    assert issue21["exact kernelshap <= 1.5 x the whole-grid approximation"] is None  # not timed exactly
+    assert issue21["brats_mri_segmentation: exact predict+gradcam <= 1.5 x inference"] is True  # 14 / 10
+    assert issue21["brats_mri_segmentation: lrp peak memory <= 8 GiB"] is False  # 9000 MB > 8192 MB
+    assert issue21["cohort agreement of 30 BraTS-size units < 2 min"] is False
     text = targets_table(evaluate_targets(rows))
     assert "PASS" in text and "FAIL" in text
     assert "speed-up" in ratio_table(rows)
@@ -91,6 +105,7 @@ def tiny_config() -> BenchConfig:
         shap_variants_3d=({}, {"score_scale": 0.5}), shap_samples_2d=8, shap_high_samples_2d=16,
         shap_segments_2d=4, ig_steps=2, gradientshap_samples=2, scaling_shapes=((16, 16, 16), (16, 16, 24)),
         methods=("gradcam", "gradcampp", "scorecam", "occlusion", "ig", "kernelshap", "lime", "random"),
+        real_2d=False, agreement_cases=2, agreement_shape=(6, 10, 12),
     )
 
 
@@ -121,6 +136,16 @@ def test_document_has_every_required_row_in_the_json_shape(document: dict) -> No
     assert pgc and (pgc[0]["median_s"] is not None or "import" in pgc[0]["skipped"])
     assert len(doc["scaling"]) == 6 and {r["method"] for r in doc["scaling"]} == {"forward", "forward_backward",
                                                                                    "gradcam"}
+    # the exact rows beside the whole-grid approximation, and the cohort agreement
+    for method, impl in [("inference", "function"), ("gradcam", "medxai-exact"), ("occlusion", "medxai-exact"),
+                         ("kernelshap", "medxai-exact"), ("lime", "medxai-exact"),
+                         ("deletion_insertion", "medxai-exact"), ("deletion_insertion", "medxai-whole-grid")]:
+        assert ("3d", method, impl) in have, (method, impl)
+    agree = [r for r in rows if r["method"] == "agreement"]
+    assert agree and agree[0]["units"] == 6 and agree[0]["spearman_vs_scipy"] < 1e-9
+    names = {t["target"] for t in doc["targets"]}
+    assert "exact occlusion <= 1.5 x the whole-grid approximation" in names
+    assert any(n.startswith("cohort agreement of 6") for n in names)
 
 
 def test_document_compares_maps(document: dict) -> None:
@@ -141,7 +166,7 @@ def test_document_compares_maps(document: dict) -> None:
             assert all("agreement_to_high_sample" in r for r in one(tag, m, "medxai") + one(tag, m, "captum"))
             variants = sorted(one(tag, m, "medxai"), key=lambda r: r["variant"])
             assert [r["params"].get("score_scale", 1.0) for r in variants] == [1.0, 0.5]
-    assert {t["case"] for t in document["targets"]} == {"3d", "2d", "full"}
+    assert {t["case"] for t in document["targets"]} == {"3d", "2d", "full", "agreement"}
 
 
 def test_cli_bench_writes_json(tmp_path, monkeypatch, capsys) -> None:

@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.progress != "json":
         mp = result.report["mean_pairwise"]
         print(f"wrote {args.output}: mean pairwise Spearman {_fmt(mp['spearman'])}, SSIM {_fmt(mp['ssim'])}, "
-              f"top-{args.topk:g}% IoU {_fmt(mp['topk_iou'])}")
+              f"top-{args.topk:g}% IoU {_fmt(mp['topk_iou'])}; consensus agreement "
+              f"{_fmt(result.report['consensus_agreement_mean'])} "
+              f"(chance {_fmt(result.report['consensus_agreement_chance']['mean'])})")
     return 0
 
 

@@ -18,9 +18,12 @@ HELP = "speed: time the explainers against captum, MONAI, pytorch-grad-cam and n
 DESCRIPTION = (
     "Time, in this one process, forward and forward+backward passes, every MedXAI method and the reference "
     "implementations (captum LayerGradCam / IntegratedGradients / Occlusion / KernelShap / Lime, MONAI GradCAM / "
-    "GradCAMpp, pytorch-grad-cam when it imports, a plain Score-CAM loop) on the demo 3D UNet at 4x128^3, the demo "
-    "2D classifier at 1x512^2 and a BraTS-size 4x155x240x240 case; report medians of >= 3 runs after a warm-up, "
-    "peak memory, map agreement, a scaling table and each target's pass/fail."
+    "GradCAMpp, pytorch-grad-cam when it imports, a plain Score-CAM loop) on the demo 3D UNet at 4x128^3 (also "
+    "exactly, through its sliding window, against the whole-grid approximation), the demo 2D classifier on a real "
+    "NIH radiograph and a BraTS-size 4x155x240x240 case; time benchmark's method agreement over 30 BraTS-size "
+    "units; with --bundles, the MONAI Model Zoo spleen and BraTS bundles at full size (exact Grad-CAM against "
+    "inference, LRP and IG peak memory). Report medians of runs after a warm-up, peak memory, map agreement, a "
+    "scaling table and each target's pass/fail."
 )
 
 
@@ -28,10 +31,18 @@ OUTPUTS = {"json": OutputSpec((".json",))}  # checked by the CLI before the (lon
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="fewer windows and samples (under 25 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer windows and samples, long rows timed once (under 25 min on 2 cores)")
+    parser.add_argument("--bundles", action="store_true",
+                        help="add the full-size Model Zoo bundle rows (spleen and BraTS: exact Grad-CAM / inference, "
+                             "LRP and IG peak memory; tens of minutes)")
+    parser.add_argument("--bundle-zoo", metavar="DIR", default=None,
+                        help="folder with spleen_ct_segmentation/ and brats_mri_segmentation/ (default: "
+                             "$MEDXAI_TEST_DATA/monai-model-zoo; configs without weights get seeded random weights)")
     parser.add_argument("--json", metavar="FILE", help="write {\"cases\": [...], \"targets\": [...], ...} to FILE")
     parser.add_argument("--cases", default=None,
-                        help="comma-separated subset of full,3d,2d,scaling (default: all)")
+                        help="comma-separated subset of full,3d,2d,scaling,agreement,bundles (default: all but "
+                             "bundles)")
     parser.add_argument("--methods", default=None, help="comma-separated MedXAI methods to run (default: all)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per row (default 3 quick, 5 full)")
     parser.add_argument("--untrained", action="store_true",
@@ -95,15 +106,22 @@ def untrained_model(name: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..speed import full_config, quick_config, run_bench
+    from ..speed.config import CASES
     from ..speed.report import ratio_table, scaling_table, targets_table
 
     config = quick_config() if args.quick else full_config()
     if args.cases:
         cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
-        unknown = set(cases) - {"full", "3d", "2d", "scaling"}
+        unknown = set(cases) - set(CASES)
         if unknown:
-            raise InputError(f"unknown case(s) {', '.join(sorted(unknown))}; choose from full, 3d, 2d, scaling")
+            raise InputError(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
         config.cases = cases
+    if args.bundles and "bundles" not in config.cases:
+        config.cases = tuple(config.cases) + ("bundles",)
+    if args.bundle_zoo:
+        if not Path(args.bundle_zoo).is_dir():
+            raise InputError(f"--bundle-zoo {args.bundle_zoo}: no such folder")
+        config.bundle_zoo = args.bundle_zoo
     if args.methods:
         from ..explain import available_methods
 
@@ -126,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     doc["machine"] = info
     doc["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     doc["total_seconds"] = round(time.perf_counter() - start, 1)
-    doc["command"] = "python -m MedXAILib speed" + (" --quick" if args.quick else "")
+    doc["command"] = "python -m MedXAILib speed" + (" --quick" if args.quick else "") + \
+        (" --bundles" if args.bundles else "")
     print()
     print(ratio_table(doc["cases"]))
     if doc["scaling"]:

@@ -26,7 +26,11 @@ with respect to the input only (parameters frozen), ``B`` samples per forward + 
     ``α ≲ sqrt(eps / var)``, so the path integrand has a near-delta at α ≈ 0 that no quadrature resolves. Use
     ``baseline=blurred`` on InstanceNorm networks; ``details["completeness_warning"]`` says so when the gap > 5 %.
 
-  Steps run ``internal_batch_size`` at a time (captum runs out of memory without it, [#245]).
+  Steps run ``internal_batch_size`` at a time (captum runs out of memory without it, [#245]), fewer when a simulation
+  of the pass says they would not fit the memory budget, and one at a time with the network's segments recomputed
+  instead of stored when even one would not (``checkpoint``: ``auto``, ``true``, ``false``;
+  :mod:`MedXAILib.explain.recompute`, ``details["memory"]``). Through a sliding window each step's gradient is taken
+  window by window (:mod:`MedXAILib.explain.function_gradients`): the memory of one window, whatever the grid.
 - **Saliency** (Simonyan et al. 2014) and **SmoothGrad** (Smilkov et al. 2017): ``mode`` ``abs`` = ``|∇f(x)|``,
   ``signed`` = ``∇f(x)``, ``grad_x_input`` = ``x ⊙ ∇f(x)``. With ``smoothgrad_samples = n > 0`` the attribution is
   averaged over ``n`` noisy copies ``x + ε``, ``ε ~ N(0, σ²)``, ``σ = noise_level × (max x − min x)`` (the paper's
@@ -48,21 +52,23 @@ import torch
 from ..errors import MethodError
 from ..models import Model, PreparedInput
 from .base import ExplainContext, Method, MethodResult, register
-from .cam import frozen_parameters
+from .function_gradients import function_gradients, gradient_plan
 from .perturbation import model_grid_spacing
+from .recompute import MemoryPlan, parse_checkpoint
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid")
+#: Input-sized float32 tensors IG allocates beside its passes after planning them: the float64 accumulator (2),
+#: x − baseline, the batch of path points and its gradient (the baseline exists before: it is resident memory).
+IG_BUFFERS = 5.0
 BASELINES = ("zeros", "blurred", "counterfactual")
 
 
-def input_gradients(ctx: ExplainContext, inputs: torch.Tensor) -> torch.Tensor:
-    """``∇_x f`` for a batch ``(B, C, *grid)`` → ``(B, C, *grid)``; counts B forward and B backward passes."""
-    with frozen_parameters(ctx.model.network), torch.enable_grad():
-        xb = inputs.detach().clone().requires_grad_(True)
-        s = ctx.score(xb)
-        (grad,) = torch.autograd.grad(s.sum(), xb)
-    ctx.count_backward(int(inputs.shape[0]))
-    return grad.detach()
+def input_gradients(ctx: ExplainContext, inputs: torch.Tensor, memory: MemoryPlan | None = None) -> torch.Tensor:
+    """``∇_x f`` for a batch ``(B, C, *grid)`` → ``(B, C, *grid)``; counts B forward and B backward passes.
+
+    With a ``memory`` plan, window by window and with the plan's checkpointed segments
+    (:func:`~MedXAILib.explain.function_gradients.function_gradients`)."""
+    return function_gradients(ctx, inputs, memory)
 
 
 def integration_rule(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,24 +133,32 @@ def integrated_gradients(
     steps: int = 32,
     method: str = "gausslegendre",
     internal_batch_size: int = 8,
+    checkpoint: str = "auto",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """IG on the model grid: ``(C, *grid)`` float32 attributions and the completeness diagnostics."""
+    """IG on the model grid: ``(C, *grid)`` float32 attributions and the completeness diagnostics.
+
+    ``internal_batch_size`` is the most path points per pass; the memory plan may lower it, and checkpoint the
+    network when one point alone would not fit (``checkpoint``: ``auto``, ``true``, ``false``; see
+    :mod:`MedXAILib.explain.recompute`)."""
     x = ctx.x.detach()
     alphas, weights = integration_rule(method, steps)
+    memory = gradient_plan(ctx, min(int(internal_batch_size), steps), checkpoint, buffers=IG_BUFFERS)
     diff = x - baseline
     acc = torch.zeros_like(x, dtype=torch.float64)
-    bs = max(1, int(internal_batch_size))
+    bs = memory.batch
     for start in range(0, steps, bs):
         a = torch.tensor(alphas[start : start + bs], dtype=x.dtype, device=x.device)
         w = torch.tensor(weights[start : start + bs], dtype=torch.float64, device=x.device)
         view = (-1,) + (1,) * (x.ndim - 1)
         points = baseline + a.reshape(view) * diff
-        grads = input_gradients(ctx, points)
+        grads = input_gradients(ctx, points, memory)
+        del points
         acc += (grads.double() * w.reshape(view)).sum(0, keepdim=True)
+        del grads
         ctx.progress(min(start + bs, steps) / steps, "ig: path gradients")
     attr = (diff.double() * acc)[0]
     with torch.no_grad():
-        ends = ctx.score(torch.cat([x, baseline])).double()
+        ends = torch.cat([ctx.score(x), ctx.score(baseline)]).double()
     delta = float(ends[0] - ends[1])
     total = float(attr.sum())
     gap = _gap(total, delta)
@@ -154,6 +168,7 @@ def integrated_gradients(
         "sum_attributions": total,
         "score_delta": delta,
         "completeness_gap": gap,
+        "memory": memory.describe(),
     }
     if gap > 0.05:
         details["completeness_warning"] = (
@@ -170,21 +185,27 @@ def saliency_map(
     noise_level: float = 0.15,
     batch_size: int = 8,
     seed: int = 0,
+    checkpoint: str = "auto",
+    memory_out: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Saliency or SmoothGrad on the model grid, ``(C, *grid)`` float32."""
+    """Saliency or SmoothGrad on the model grid, ``(C, *grid)`` float32 (``memory_out`` receives the memory plan)."""
     x = ctx.x.detach()
+    memory = gradient_plan(ctx, max(1, min(int(batch_size), int(smoothgrad_samples))), checkpoint,
+                           buffers=2.0 if smoothgrad_samples > 0 else 0.0)  # the float64 accumulator
+    if memory_out is not None:
+        memory_out.update(memory.describe())
     if smoothgrad_samples <= 0:
-        grads = input_gradients(ctx, x)
+        grads = input_gradients(ctx, x, memory)
         return _saliency_of(grads, x, mode)[0].float()
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     sigma = float(noise_level) * float(x.max() - x.min())
     acc = torch.zeros_like(x, dtype=torch.float64)
-    bs = max(1, int(batch_size))
+    bs = memory.batch
     for start in range(0, smoothgrad_samples, bs):
         b = min(bs, smoothgrad_samples - start)
         noise = torch.randn((b,) + tuple(x.shape[1:]), generator=gen).to(x.device, x.dtype) * sigma
         noisy = x + noise
-        acc += _saliency_of(input_gradients(ctx, noisy), noisy, mode).double().sum(0, keepdim=True)
+        acc += _saliency_of(input_gradients(ctx, noisy, memory), noisy, mode).double().sum(0, keepdim=True)
         ctx.progress((start + b) / smoothgrad_samples, "smoothgrad: noisy gradients")
     return (acc / smoothgrad_samples)[0].float()
 
@@ -206,9 +227,12 @@ def gradient_shap(
     stdev: float = 0.0,
     batch_size: int = 8,
     seed: int = 0,
+    checkpoint: str = "auto",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """GradientSHAP on the model grid: ``(C, *grid)`` float32 and the Monte-Carlo completeness gap."""
     x = ctx.x.detach()
+    memory = gradient_plan(ctx, max(1, min(int(batch_size), int(n_samples))), checkpoint,
+                           buffers=2.0 + len(baselines))
     rng = np.random.default_rng(int(seed))
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     choice = rng.integers(0, len(baselines), size=n_samples)
@@ -216,7 +240,7 @@ def gradient_shap(
     sigma = float(stdev) * float(x.max() - x.min())
     base = torch.cat(baselines)  # (nb, C, *grid)
     acc = torch.zeros_like(x, dtype=torch.float64)
-    bs = max(1, int(batch_size))
+    bs = memory.batch
     view = (-1,) + (1,) * (x.ndim - 1)
     for start in range(0, n_samples, bs):
         idx = torch.as_tensor(choice[start : start + bs], device=x.device)
@@ -225,12 +249,12 @@ def gradient_shap(
         xt = x.expand_as(b)
         if sigma > 0:
             xt = xt + torch.randn(tuple(b.shape), generator=gen).to(x.device, x.dtype) * sigma
-        grads = input_gradients(ctx, b + a * (xt - b))
+        grads = input_gradients(ctx, b + a * (xt - b), memory)
         acc += ((xt - b).double() * grads.double()).sum(0, keepdim=True)
         ctx.progress(min(start + bs, n_samples) / n_samples, "gradientshap: samples")
     attr = (acc / n_samples)[0]
     with torch.no_grad():
-        s = ctx.score(torch.cat([x, base])).double()
+        s = torch.cat([ctx.score(x)] + [ctx.score(bl) for bl in baselines]).double()
     expected_delta = float(np.mean([float(s[0] - s[1 + c]) for c in choice]))
     total = float(attr.sum())
     details = {
@@ -238,6 +262,7 @@ def gradient_shap(
         "sum_attributions": total,
         "expected_score_delta": expected_delta,
         "completeness_gap_estimate": _gap(total, expected_delta),
+        "memory": memory.describe(),
     }
     return attr.float(), details
 
@@ -261,12 +286,14 @@ class IntegratedGradients(Method):
         "baseline": "zeros",
         "blur_sigma_mm": 8.0,
         "internal_batch_size": 8,
+        "checkpoint": "auto",
     }
     cost_model = "steps forward + steps backward (internal_batch_size per pass) + 2 forwards for completeness"
 
     def check(self, model: Model, target: Any, params: dict[str, Any]) -> None:
         super().check(model, target, params)
         _check_positive(self.name, params, ("steps", "internal_batch_size"))
+        parse_checkpoint(params.get("checkpoint", "auto"))
         integration_rule(str(params.get("method", "gausslegendre")), int(params.get("steps", 32)))
         if params.get("baseline", "zeros") not in BASELINES:
             raise MethodError(f"ig: baseline must be one of {', '.join(BASELINES)}, got {params['baseline']!r}")
@@ -278,11 +305,17 @@ class IntegratedGradients(Method):
         n = int(params.get("steps", 32))
         return (n + 2, n)
 
+    def memory_plan(self, ctx: ExplainContext, params: dict[str, Any]) -> MemoryPlan:
+        """The batch and checkpointing :func:`integrated_gradients` will use (for ``--dry-run``)."""
+        batch = min(int(params["internal_batch_size"]), int(params["steps"]))
+        return gradient_plan(ctx, batch, parse_checkpoint(params["checkpoint"]), buffers=IG_BUFFERS)
+
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         info: dict[str, Any] = {}
         baseline = make_baseline(ctx, str(params["baseline"]), float(params["blur_sigma_mm"]), info)
         maps, details = integrated_gradients(
-            ctx, baseline, int(params["steps"]), str(params["method"]), int(params["internal_batch_size"])
+            ctx, baseline, int(params["steps"]), str(params["method"]), int(params["internal_batch_size"]),
+            parse_checkpoint(params["checkpoint"]),
         )
         details.update(info)
         details["baseline"] = params["baseline"]
@@ -296,12 +329,14 @@ class Saliency(Method):
     name = "saliency"
     title = "Saliency / SmoothGrad"
     reference = "Simonyan et al., ICLR-W 2014; Smilkov et al., 2017"
-    params = {"mode": "abs", "smoothgrad_samples": 0, "noise_level": 0.15, "batch_size": 8, "seed": 0}
+    params = {"mode": "abs", "smoothgrad_samples": 0, "noise_level": 0.15, "batch_size": 8, "seed": 0,
+              "checkpoint": "auto"}
     cost_model = "max(1, smoothgrad_samples) forward + backward (batch_size per pass)"
 
     def check(self, model: Model, target: Any, params: dict[str, Any]) -> None:
         super().check(model, target, params)
         _check_positive(self.name, params, ("batch_size",))
+        parse_checkpoint(params.get("checkpoint", "auto"))
         if params.get("mode", "abs") not in ("abs", "signed", "grad_x_input"):
             raise MethodError(f"saliency: mode must be abs, signed or grad_x_input, got {params['mode']!r}")
         if int(params.get("smoothgrad_samples", 0)) < 0 or float(params.get("noise_level", 0.0)) < 0:
@@ -311,12 +346,20 @@ class Saliency(Method):
         n = max(1, int(params.get("smoothgrad_samples", 0)))
         return (n, n)
 
+    def memory_plan(self, ctx: ExplainContext, params: dict[str, Any]) -> MemoryPlan:
+        """The batch and checkpointing :func:`saliency_map` will use (for ``--dry-run``)."""
+        n = int(params["smoothgrad_samples"])
+        return gradient_plan(ctx, max(1, min(int(params["batch_size"]), n)), parse_checkpoint(params["checkpoint"]),
+                             buffers=2.0 if n > 0 else 0.0)
+
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         n = int(params["smoothgrad_samples"])
+        memory: dict[str, Any] = {}
         maps = saliency_map(
-            ctx, str(params["mode"]), n, float(params["noise_level"]), int(params["batch_size"]), int(params["seed"])
+            ctx, str(params["mode"]), n, float(params["noise_level"]), int(params["batch_size"]), int(params["seed"]),
+            parse_checkpoint(params["checkpoint"]), memory,
         )
-        details = {"mode": params["mode"], "smoothgrad_samples": n}
+        details = {"mode": params["mode"], "smoothgrad_samples": n, "memory": memory}
         if n > 0:
             details["noise_sigma"] = float(params["noise_level"]) * float(ctx.x.max() - ctx.x.min())
         return MethodResult(maps, per_channel=True, details=details)
@@ -336,6 +379,7 @@ class GradientSHAP(Method):
         "blur_sigma_mm": 8.0,
         "batch_size": 8,
         "seed": 0,
+        "checkpoint": "auto",
     }
     cost_model = "n_samples forward + backward (batch_size per pass) + 1 + number of baselines forwards"
 
@@ -352,12 +396,19 @@ class GradientSHAP(Method):
     def check(self, model: Model, target: Any, params: dict[str, Any]) -> None:
         super().check(model, target, params)
         _check_positive(self.name, params, ("n_samples", "batch_size"))
+        parse_checkpoint(params.get("checkpoint", "auto"))
         self._kinds(params)
         if float(params.get("stdev", 0.0)) < 0:
             raise MethodError("gradientshap: stdev must be ≥ 0")
 
     def windowable_for(self, params: dict[str, Any]) -> bool:
         return "counterfactual" not in self._kinds(params)
+
+    def memory_plan(self, ctx: ExplainContext, params: dict[str, Any]) -> MemoryPlan:
+        """The batch and checkpointing :func:`gradient_shap` will use (for ``--dry-run``)."""
+        n = int(params["n_samples"])
+        return gradient_plan(ctx, max(1, min(int(params["batch_size"]), n)), parse_checkpoint(params["checkpoint"]),
+                             buffers=2.0 + len(self._kinds(params)))
 
     def passes(self, model: Model, prepared: PreparedInput, params: dict[str, Any]) -> tuple[int, int]:
         n = int(params.get("n_samples", 16))
@@ -369,7 +420,7 @@ class GradientSHAP(Method):
         baselines = [make_baseline(ctx, k, float(params["blur_sigma_mm"]), info) for k in kinds]
         maps, details = gradient_shap(
             ctx, baselines, int(params["n_samples"]), float(params["stdev"]), int(params["batch_size"]),
-            int(params["seed"]),
+            int(params["seed"]), parse_checkpoint(params["checkpoint"]),
         )
         details.update(info)
         details["baselines"] = kinds

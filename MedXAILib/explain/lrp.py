@@ -60,10 +60,20 @@ Other layers
   (LRP-0 = plain gradient; exact conservation).
 
 Implementation ("modified gradient", as zennit structures it, but without its gaps): every weighted or normalising
-layer gets a forward hook that returns ``y.detach() + (g − g.detach())`` with ``g = z_rule(x) ⊙ (y / stab(z)).detach()``
-— the forward value is unchanged and the backward pass computes ``m_x = ∂z_ruleᵀ (m_y ⊙ y / stab(z))``, so one
-autograd backward runs the whole propagation and ``R_x = x ⊙ m_x``. The first layers' inputs are cut from the graph,
-and their rule (flat, w², z^B need the raw output relevance) is applied explicitly afterwards.
+layer gets a forward hook that returns its output ``y`` through an autograd function (:mod:`.lrp_layers`) whose
+backward pass computes ``m_x = ∂z_ruleᵀ (m_y ⊙ y / stab(z))`` — the forward value is unchanged, one autograd backward
+runs the whole propagation and ``R_x = x ⊙ m_x``. The first layers' inputs are cut from the graph, and their rule
+(flat, w², z^B need the raw output relevance) is applied explicitly afterwards.
+
+Memory (``checkpoint``: ``auto``, ``true``, ``false``). Stored, the relevance pass keeps one tensor per layer more
+than a gradient; on a full-size BraTS case (SegResNet at 4 × 240 × 240 × 160) that is about 17 GB. With
+``checkpoint`` each rule layer keeps only its input and rebuilds its rule tensors when the backward pass reaches it
+(:class:`~MedXAILib.explain.lrp_layers.RecomputedRelevance`, the rule's input gradient in closed form), and the
+network's segments are checkpointed (:mod:`MedXAILib.explain.recompute`): two more forward passes, a third of the
+memory. ``auto`` does it when the simulated pass would not fit the memory budget
+(:func:`~MedXAILib.explain.recompute.memory_budget`); ``details["memory"]`` gives the plan and its estimate, which
+``explain --dry-run`` prints before anything runs. The relevance is the same either way (tested against the
+hand-computed rules).
 
 Conservation
 ------------
@@ -97,6 +107,7 @@ from ..errors import MethodError
 from ..models import Model
 from ..targets import Target
 from .base import ExplainContext, Method, MethodResult, register
+from .lrp_layers import LayerRecord, LayerRule, RecomputedRelevance, StoredRelevance, norm_mode
 from .lrp_rules import (
     BN_TYPES,
     NORM_TYPES,
@@ -107,30 +118,28 @@ from .lrp_rules import (
     check_network,
     first_layer_relevance,
     resolve_composite,
-    rule_bias,
-    rule_forward,
     stabilize,
 )
+from .recompute import MemoryPlan, Recompute, checkpointed, parse_checkpoint, plan_memory
 
 
 # ---- the propagation -------------------------------------------------------------------------------------------------
-@dataclass
-class _LayerRecord:
-    name: str
-    kind: str
-    rule: str
-    relevance: float = 0.0  # Σ R at the layer's output
-    absorbed: float = 0.0  # Σ R_y − Σ R_x of this layer (bias, ε, lost denominators)
-
-
 @dataclass
 class _State:
     x: torch.Tensor
     depth: int = 0
     stack: list[str] = field(default_factory=list)
     first: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    records: list[_LayerRecord] = field(default_factory=list)
-    kept: list[tuple[_LayerRecord, torch.Tensor]] = field(default_factory=list)
+    first_names: set[str] = field(default_factory=set)
+    records: list[LayerRecord] = field(default_factory=list)
+    recompute: Recompute = field(default_factory=Recompute)
+    layers: bool = False
+    recompute_layers: bool = False
+
+
+def _value(t: torch.Tensor) -> float:
+    """A scalar tensor's value (0.0 for a ``meta`` tensor: memory simulations have no values)."""
+    return 0.0 if t.is_meta else float(t)
 
 
 def _input_dependent(a: Any) -> bool:
@@ -153,7 +162,7 @@ _META_OPS = {
     "__get__", "size", "dim", "numel", "__len__", "is_floating_point", "is_complex", "__format__", "__repr__",
     "__bool__", "__iter__", "__setstate__", "__hash__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
     "item", "tolist", "detach_", "requires_grad_", "__contains__", "element_size", "nelement", "stride",
-    "is_contiguous", "data_ptr", "get_device", "__index__", "__int__", "__float__", "ndimension",
+    "is_contiguous", "data_ptr", "get_device", "__index__", "__int__", "__float__", "ndimension", "untyped_storage",
 }
 
 
@@ -203,12 +212,14 @@ class LRP:
         norm_rule: ``centered`` or ``affine`` (InstanceNorm / GroupNorm, see the module docstring).
         low, high: z^B bounds per input channel (``(C,)``), or None for the input's min / max.
         bias: keep the rule-modified bias in the z⁺ / γ denominators (the ``lrp_bias`` convention).
+        signed_hints: layer name → whether its input can be negative; used only on ``meta`` tensors (memory
+            simulations, :func:`signed_inputs`), where values are unknown.
     """
 
     def __init__(
         self, network: nn.Module, composite: dict[str, str], epsilon: float = 1e-6, gamma: float = 0.25,
         norm_rule: str = "centered", low: torch.Tensor | None = None, high: torch.Tensor | None = None,
-        bias: bool = False,
+        bias: bool = False, signed_hints: dict[str, bool] | None = None,
     ) -> None:
         if norm_rule not in ("centered", "affine"):
             raise MethodError(f"lrp: norm_rule must be centered or affine, got {norm_rule!r}")
@@ -219,6 +230,7 @@ class LRP:
         self.norm_rule = norm_rule
         self.low, self.high = low, high
         self.bias = bool(bias)
+        self.signed_hints = dict(signed_hints or {})
         self.modules = dict(network.named_modules())
 
     # -- hooks
@@ -272,81 +284,42 @@ class LRP:
         if not isinstance(y, torch.Tensor) or not isinstance(x, torch.Tensor) or not y.requires_grad:
             return None
         if isinstance(module, WEIGHTED_TYPES):
-            if x is state.x:  # a first layer: cut here, apply its rule explicitly after the backward pass
+            recomputing = state.recompute.active
+            if name in state.first_names if recomputing else x is state.x:
+                # a first layer: cut here, apply its rule explicitly after the backward pass (the cut made while a
+                # checkpointed segment is recomputed only rebuilds the graph the first forward made)
                 leaf = y.detach().requires_grad_(True)
-                state.first.append((name, module, x, leaf))
+                if not recomputing:
+                    state.first.append((name, module, x, leaf))
+                    state.first_names.add(name)
                 return leaf
-            rule = self.composite[self._kind(module)]
-            if rule == "epsilon":
-                z = y
-                b = module.bias
-                numer = y if b is None else y - b.reshape((1, -1) + (1,) * (y.ndim - 2))
-                den = stabilize(y, self.eps)
-            else:
-                z = rule_forward(module, rule, x, y, self.gamma)
-                numer = z
-                den = stabilize(z + rule_bias(module, rule, z.detach(), self.gamma) if self.bias else z, self.eps)
-            return self._modified(state, name, type(module).__name__, rule, y, z, numer, den)
+            rule = LayerRule(module, "weighted", self.composite[self._kind(module)], self.eps, self.gamma, self.bias,
+                             self.signed_hints.get(name))
+            return self._modified(state, name, rule, x, y)
         if isinstance(module, NORM_TYPES):
-            lin = self._norm_linear(module, x)
-            den = stabilize(y, self.eps)
-            return self._modified(state, name, type(module).__name__, f"epsilon/{self._norm_mode(module)}", y, lin,
-                                  lin, den)
+            return self._modified(state, name, LayerRule(module, "norm", norm_mode(module, self.norm_rule), self.eps),
+                                  x, y)
         if isinstance(module, RATIO_TYPES):
             ratio = (y / stabilize(x, self.eps)).detach()
             return y.detach() + (x - x.detach()) * ratio
         return None  # gradient pass
 
-    def _modified(
-        self, state: _State, name: str, kind: str, rule: str, y: torch.Tensor, z: torch.Tensor,
-        numer: torch.Tensor, den: torch.Tensor,
-    ) -> torch.Tensor:
-        factor = (y / den).detach()
-        g = z * factor
-        out = y.detach() + (g - g.detach())
-        rec = _LayerRecord(name, kind, rule)
-        state.records.append(rec)
-        keep = (numer / den).detach()
-        yd = y.detach()
-
-        def grad_hook(m: torch.Tensor) -> None:
-            r = yd * m
-            rec.relevance += float(r.sum())
-            rec.absorbed += float((r * (1 - keep)).sum())
-
-        out.register_hook(grad_hook)
-        return out
-
-    def _norm_mode(self, module: nn.Module) -> str:
-        if isinstance(module, BN_TYPES) or (getattr(module, "track_running_stats", False)
-                                            and module.running_mean is not None):
-            return "constant"
-        return self.norm_rule
-
-    def _norm_linear(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The linear part of a normalisation layer (its shift dropped), differentiable in ``x``."""
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        mode = self._norm_mode(module)
-        if mode == "constant" and module.running_var is not None and not module.training:
-            lin = x / torch.sqrt(module.running_var + module.eps).reshape(shape)
-        elif isinstance(module, nn.GroupNorm):
-            b, c = x.shape[:2]
-            xg = x.reshape(b, module.num_groups, -1)
-            std = torch.sqrt(xg.detach().var(-1, unbiased=False, keepdim=True) + module.eps)
-            mean = xg.mean(-1, keepdim=True)
-            lin = ((xg - mean) if mode == "centered" else xg) / std
-            lin = lin.reshape(x.shape)
-        else:
-            dims = tuple(range(2, x.ndim)) if not isinstance(module, BN_TYPES) else (0,) + tuple(range(2, x.ndim))
-            std = torch.sqrt(x.detach().var(dims, unbiased=False, keepdim=True) + module.eps)
-            lin = ((x - x.mean(dims, keepdim=True)) if mode == "centered" else x) / std
-        if getattr(module, "affine", False) and module.weight is not None:
-            lin = lin * module.weight.reshape(shape)
-        return lin
+    def _modified(self, state: _State, name: str, rule: LayerRule, x: torch.Tensor, y: torch.Tensor
+                  ) -> torch.Tensor:
+        """The layer's output with its modified gradient (:mod:`.lrp_layers`), stored or recomputed."""
+        rec = None
+        if not state.recompute.active:
+            rec = LayerRecord(name, type(rule.module).__name__, rule.label)
+            state.records.append(rec)
+        if state.recompute_layers:
+            return RecomputedRelevance.apply(x, y.detach(), rule, rec, state.layers)
+        z, yd, base, offset = rule.terms(x, y)
+        return StoredRelevance.apply(z, yd, base, offset, self.eps, rec, state.layers)
 
     # -- run
     def attribute(
         self, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor], support: torch.Tensor | None = None,
+        segments: list[str] | None = None, layers: bool = True, recompute_layers: bool | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Input relevance for ``score_fn(network(x))``.
 
@@ -355,16 +328,28 @@ class LRP:
             score_fn: logits → ``(1,)`` score (a weighted sum of logits, so ``R_out = W ⊙ logits``).
             support: ``(1, C, *grid)`` 1 on real voxels, 0 on padding (see :func:`first_layer_relevance`); None: all
                 real.
+            segments: modules of the network to checkpoint (:mod:`MedXAILib.explain.recompute`): their rule
+                tensors are recomputed during the relevance pass instead of stored.
+            layers: record the relevance reaching each layer's output (one more saved tensor per layer); the
+                relevance each layer absorbs is always recorded.
+            recompute_layers: save only each layer's input and rebuild its rule tensors in the backward pass
+                (:class:`~MedXAILib.explain.lrp_layers.RecomputedRelevance`); default: when ``segments`` are given.
 
         Returns:
             ``R`` shaped like ``x`` and a details dict (score, per-layer sums, absorbed relevance).
         """
-        xin = x.detach().clone().requires_grad_(True)
-        state = _State(x=xin)
-        with torch.enable_grad(), self._hooks(state), _OpCheck(state, self.modules):
-            logits = self.network(xin)
-        with torch.enable_grad():
+        # a plain tensor: a subclass (MONAI's MetaTensor) wraps every result, custom autograd functions' included
+        x = x.detach().as_subclass(torch.Tensor)
+        xin = x.clone().requires_grad_(True)
+        state = _State(x=xin, layers=layers,
+                       recompute_layers=bool(segments) if recompute_layers is None else recompute_layers)
+        # the hooks stay on through the backward pass: a checkpointed segment reruns its forward (hooks included)
+        with checkpointed(self.network, list(segments or [])) as recompute, self._hooks(state), torch.enable_grad():
+            state.recompute = recompute
+            with _OpCheck(state, self.modules):
+                logits = self.network(xin)
             s = score_fn(logits).sum()
+            del logits
             leaves = [f[3] for f in state.first]
             grads = torch.autograd.grad(s, [xin] + leaves, allow_unused=True)
         rel = torch.zeros_like(x) if grads[0] is None else (x * grads[0]).detach()
@@ -376,11 +361,11 @@ class LRP:
             r_in, absorbed = first_layer_relevance(module, rule, xi, r_out, self.eps, self.gamma, low, high, support,
                                                    self.bias)
             rel = rel + r_in
-            first_records.append(_LayerRecord(name, type(module).__name__, f"{rule} (first)", float(r_out.sum()),
-                                              float(absorbed)))
+            first_records.append(LayerRecord(name, type(module).__name__, f"{rule} (first)", _value(r_out.sum()),
+                                              _value(absorbed)))
         records = state.records + first_records
         details = {
-            "score": float(s.detach()),
+            "score": _value(s.detach()),
             "first_layers": [r.name for r in first_records],
             "layers": [{"name": r.name, "type": r.kind, "rule": r.rule, "relevance": r.relevance,
                         "absorbed": r.absorbed} for r in records],
@@ -417,7 +402,8 @@ def conservation_report(rel: torch.Tensor, details: dict[str, Any], real: torch.
 def lrp_relevance(
     network: nn.Module, x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor],
     composite: str = "epsilon-plus-flat", epsilon: float = 1e-6, gamma: float = 0.25, norm_rule: str = "centered",
-    divisor: int | tuple[int, ...] = 1, canonise: bool = True, bias: bool = False,
+    divisor: int | tuple[int, ...] = 1, canonise: bool = True, bias: bool = False, checkpoint: str = "false",
+    segments: list[str] | None = None, layers: bool = True,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """LRP relevance of ``score_fn(network(x))`` w.r.t. ``x`` — the whole pipeline, for tests and scripts.
 
@@ -426,9 +412,12 @@ def lrp_relevance(
         x: ``(1, C, *grid)`` input. divisor: zero-pad the grid at its end to a multiple of this (cropped after);
             one value per spatial axis when given as a tuple (e.g. nnU-Net's anisotropic strides).
         score_fn: logits → ``(1,)``.
+        checkpoint: ``auto`` / ``true`` / ``false``: plan the relevance pass's memory and recompute network segments
+            instead of storing them (:func:`lrp_memory_plan`); ``segments`` names them directly instead.
+        layers: record the relevance reaching every layer (``details["layers"]``).
 
     Returns:
-        ``R`` ``(1, C, *grid)`` and details with the conservation report.
+        ``R`` ``(1, C, *grid)`` and details with the conservation report (and ``memory``, the plan, when planned).
     """
     check_network(network)
     spatial = tuple(x.shape[2:])
@@ -449,13 +438,71 @@ def lrp_relevance(
         net, folded, n_fwd = copy.deepcopy(network).eval().requires_grad_(False), [], 0
     dims = (0,) + tuple(range(2, x.ndim))
     low, high = x.detach().amin(dims), x.detach().amax(dims)  # z^B bounds: each channel's range on real voxels
+    memory = None
+    if segments is None and parse_checkpoint(checkpoint) != "false":
+        memory = lrp_memory_plan(net, tuple(xp.shape[1:]), composite, epsilon, gamma, norm_rule, bias, checkpoint,
+                                 layers)
+        segments = memory.segments
     engine = LRP(net, resolve_composite(composite), epsilon, gamma, norm_rule, low, high, bias)
     # flat / w² spread relevance over padding voxels too (they are network inputs); it shows as padding_share
     rel, details = engine.attribute(xp, lambda logits: score_fn(logits[crop]) if any(pads) else score_fn(logits),
-                                    support=real.expand_as(xp))
+                                    support=real.expand_as(xp), segments=segments, layers=layers,
+                                    recompute_layers=memory.checkpoint if memory is not None else None)
     details = conservation_report(rel, details, real)
+    if memory is not None:
+        details["memory"] = memory.describe()
     details.update({"folded_batchnorms": folded, "canonisation_forward_passes": n_fwd})
     return rel[crop].detach(), details
+
+
+def lrp_memory_plan(
+    network: nn.Module, shape: tuple[int, ...], composite: str = "epsilon-plus-flat", epsilon: float = 1e-6,
+    gamma: float = 0.25, norm_rule: str = "centered", bias: bool = False, checkpoint: str = "auto",
+    layers: bool = True,
+) -> MemoryPlan:
+    """Whether one relevance pass of the (canonised) ``network`` on a ``(1, *shape)`` input is checkpointed, and
+    its simulated memory (:func:`~MedXAILib.explain.recompute.plan_memory`; the pass runs on ``meta`` tensors)."""
+    rules = resolve_composite(composite)
+    hints = signed_inputs(network, shape)
+
+    def pass_on(net: nn.Module, batch: int, segments: list[str] | None) -> Any:
+        x = torch.empty((batch,) + tuple(shape), device="meta")
+        engine = LRP(net, rules, epsilon, gamma, norm_rule, None, None, bias, hints)
+        return engine.attribute(x, lambda logits: logits.flatten(1).sum(1), segments=segments or [], layers=layers,
+                                recompute_layers=segments is not None)
+
+    # beside the pass: the relevance accumulator of the window grid, the window's input and its padding mask
+    extra = 3 * int(torch.Size(shape).numel()) * 4
+    return plan_memory(network, pass_on, parse_checkpoint(checkpoint), 1, extra_bytes=extra)
+
+
+def signed_inputs(network: nn.Module, shape: tuple[int, ...], size: int = 32) -> dict[str, bool]:
+    """Whether each weighted layer's input has negative values, from one forward pass on a small standard-normal
+    input ``(1, C, min(s, size)…)`` (a layer after a ReLU never does, whatever the input). Memory simulations use it
+    to count the z⁺ / γ rules' clamps of ``x`` only where they are made. Empty when the network refuses the size."""
+    found: dict[str, bool] = {}
+    handles = []
+
+    def probe(name: str) -> Any:
+        def hook(_m: nn.Module, inputs: Any) -> None:
+            if inputs and isinstance(inputs[0], torch.Tensor):
+                found[name] = found.get(name, False) or bool((inputs[0] < 0).any())
+        return hook
+
+    for name, m in network.named_modules():
+        if isinstance(m, WEIGHTED_TYPES):
+            handles.append(m.register_forward_pre_hook(probe(name)))
+    x = torch.randn((1, shape[0]) + tuple(min(int(s), size) for s in shape[1:]),
+                    generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            network(x.to(next(network.parameters()).device))
+    except Exception:  # a network that needs its own input size: no hints (the simulation counts every clamp)
+        return {}
+    finally:
+        for h in handles:
+            h.remove()
+    return found
 
 
 # ---- the registered method -------------------------------------------------------------------------------------------
@@ -468,12 +515,14 @@ class LayerwiseRelevancePropagation(Method):
     reference = "Bach et al., PLoS ONE 2015; Montavon et al., 2019"
     display = "signed"
     params = {"composite": "epsilon-plus-flat", "epsilon": 1e-6, "gamma": 0.25, "norm_rule": "centered",
-              "per_channel": True, "layers": False, "bias": False}
-    cost_model = "1 forward + 1 backward (modified rules, ~2× a gradient), +2 forwards to fold BatchNorms"
+              "per_channel": True, "layers": False, "bias": False, "checkpoint": "auto"}
+    cost_model = ("1 forward + 1 backward (modified rules, ~2× a gradient), +2 forwards to fold BatchNorms, "
+                  "+1 forward of the checkpointed segments when checkpointed")
 
     def check(self, model: Model, target: Target, params: dict[str, Any]) -> None:
         super().check(model, target, params)
         resolve_composite(str(params.get("composite", self.params["composite"])))
+        parse_checkpoint(params.get("checkpoint", "auto"))
         check_network(model.network)
         if getattr(model, "is_2d_config", False):
             raise MethodError(
@@ -485,12 +534,30 @@ class LayerwiseRelevancePropagation(Method):
         has_bn = any(isinstance(m, BN_TYPES) for m in model.network.modules())
         return (3 if has_bn else 1, 1)
 
+    def memory_plan(self, ctx: ExplainContext, params: dict[str, Any]) -> MemoryPlan:
+        """How one relevance pass will run (window or whole grid; for ``--dry-run``), on the uncanonised network
+        (folding BatchNorms changes no activation size)."""
+        model = ctx.model
+        plan = model.window_plan(tuple(ctx.x.shape[2:])) if ctx.exact else None
+        x = ctx.x if plan is None else ctx.x.new_empty((1, ctx.x.shape[1]) + tuple(plan.roi), device="meta")
+        return lrp_memory_plan(
+            model.network, _padded_shape(x, self._divisor(ctx)), str(params["composite"]), float(params["epsilon"]),
+            float(params["gamma"]), str(params["norm_rule"]), bool(params["bias"]),
+            parse_checkpoint(params["checkpoint"]), bool(params.get("layers")))
+
+    @staticmethod
+    def _divisor(ctx: ExplainContext) -> int | tuple[int, ...]:
+        model = ctx.model
+        if model.task != "segmentation":
+            return 1
+        if hasattr(model, "axis_divisors"):
+            return tuple(model.axis_divisors(ctx.x.ndim - 2))
+        return model.divisor()
+
     def run(self, ctx: ExplainContext, params: dict[str, Any]) -> MethodResult:
         model = ctx.model
         ctx.progress(0.1, "lrp: canonising and propagating relevance")
-        div: int | tuple[int, ...] = model.divisor() if model.task == "segmentation" else 1
-        if model.task == "segmentation" and hasattr(model, "axis_divisors"):
-            div = tuple(model.axis_divisors(ctx.x.ndim - 2))
+        div = self._divisor(ctx)
         plan = model.window_plan(tuple(ctx.x.shape[2:])) if getattr(ctx, "exact", False) else None
         if plan is not None:
             rel, details = self._relevance_by_window(ctx, params, plan, div)
@@ -498,7 +565,8 @@ class LayerwiseRelevancePropagation(Method):
             rel, details = lrp_relevance(
                 model.network, ctx.x, ctx.score_of_logits, composite=str(params["composite"]),
                 epsilon=float(params["epsilon"]), gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]),
-                divisor=div, bias=bool(params["bias"]),
+                divisor=div, bias=bool(params["bias"]), checkpoint=parse_checkpoint(params["checkpoint"]),
+                layers=bool(params.get("layers")),
             )
             ctx.forward_passes += 1 + int(details.pop("canonisation_forward_passes"))
             ctx.count_backward()
@@ -522,9 +590,16 @@ class LayerwiseRelevancePropagation(Method):
         total, absorbed = 0.0, 0.0
         folded: list[str] = []
         net = ctx.model.network
+        segments: list[str] = []
+        memory = None
         if targets:  # canonise once (on the first window), then every window uses the same folded copy
             net, folded, n_fwd = canonize(net, targets[0].x.detach())
             ctx.forward_passes += n_fwd
+            memory = lrp_memory_plan(
+                net, _padded_shape(targets[0].x, div), str(params["composite"]), float(params["epsilon"]),
+                float(params["gamma"]), str(params["norm_rule"]), bool(params["bias"]),
+                parse_checkpoint(params["checkpoint"]), bool(params.get("layers")))
+            segments = memory.segments
         for n, wt in enumerate(targets):
             ctx.progress(0.1 + 0.85 * n / max(len(targets), 1), f"lrp: window {n + 1} of {len(targets)}")
             # a model with test-time mirroring (nnU-Net) averages its passes over flipped inputs: each pass gets
@@ -538,7 +613,7 @@ class LayerwiseRelevancePropagation(Method):
                     net, fx, lambda logits, w=fw: score(logits, w),
                     composite=str(params["composite"]), epsilon=float(params["epsilon"]),
                     gamma=float(params["gamma"]), norm_rule=str(params["norm_rule"]), divisor=div, canonise=False,
-                    bias=bool(params["bias"]),
+                    bias=bool(params["bias"]), segments=segments, layers=bool(params.get("layers")),
                 )
                 rel[(slice(None), slice(None)) + wt.slices] += torch.flip(r, dims) if dims else r
                 total += float(det["score"])
@@ -550,4 +625,13 @@ class LayerwiseRelevancePropagation(Method):
         real[crop] = 1
         details = conservation_report(rel, {"score": total, "absorbed": absorbed}, real)
         details.update({"windows_explained": len(targets), "windows": len(plan.slices), "folded_batchnorms": folded})
+        if memory is not None:
+            details["memory"] = memory.describe()
         return rel[crop].detach(), details
+
+
+def _padded_shape(x: torch.Tensor, divisor: int | tuple[int, ...]) -> tuple[int, ...]:
+    """``(C, *grid)`` of ``x`` ``(1, C, *grid)`` zero-padded at the end to a multiple of ``divisor`` per axis."""
+    spatial = tuple(int(s) for s in x.shape[2:])
+    divs = tuple(divisor) if isinstance(divisor, (tuple, list)) else (int(divisor),) * len(spatial)
+    return (int(x.shape[1]),) + tuple(s + (-s) % d for s, d in zip(spatial, divs))

@@ -191,9 +191,14 @@ def canonize(network: nn.Module, x: torch.Tensor) -> tuple[nn.Module, list[str],
 
 # ---- rule forwards ---------------------------------------------------------------------------------------------------
 def _linear_op(module: nn.Module, like: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The module's linear map with a given weight and no bias: ``op(x, w)``."""
+    """The module's linear map with a given weight and no bias: ``op(x, w)`` (slab by slab when nothing needs its
+    gradient and the output is large, see :func:`conv_by_slab`)."""
     if isinstance(module, CONV_TYPES):
-        return lambda x, w: module._conv_forward(x, w, None)  # type: ignore[operator]
+        def conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            if _sliceable(module) and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
+                return conv_by_slab(module, x, w)
+            return module._conv_forward(x, w, None)  # type: ignore[operator]
+        return conv
     if isinstance(module, CONVT_TYPES):
         fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[module.weight.ndim - 2]
 
@@ -206,29 +211,162 @@ def _linear_op(module: nn.Module, like: torch.Tensor) -> Callable[[torch.Tensor,
     return lambda x, w: F.linear(x, w)
 
 
-def rule_forward(module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``z_rule(x)``: the rule's modified pre-activation (no bias), differentiable in ``x`` (ε, z⁺, γ)."""
+def rule_forward(
+    module: nn.Module, rule: str, x: torch.Tensor, y: torch.Tensor, gamma: float, signed: bool | None = None,
+) -> torch.Tensor:
+    """``z_rule(x)``: the rule's modified pre-activation (no bias), differentiable in ``x`` (ε, z⁺, γ).
+
+    ``signed``: whether ``x`` has negative values; computed from ``x`` when None (on a ``meta`` tensor, a memory
+    simulation, it is the hint given or else True)."""
     op = _linear_op(module, y)
     w = module.weight
     if rule == "epsilon":
         return op(x, w)
-    signed = bool((x < 0).any())
-    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    signed = _signed(x, signed)
+    # x ≥ 0 (after a ReLU): x⁺ is x itself, and no copy of it is made (a convolution saves its input)
+    xp, xn = (x.clamp(min=0), x.clamp(max=0)) if signed else (x, x)
 
     def split(w_pos_in: torch.Tensor, w_neg_in: torch.Tensor) -> torch.Tensor:
         out = op(xp, w_pos_in)
         return out + op(xn, w_neg_in) if signed else out
 
-    wpos, wneg = w.clamp(min=0), w.clamp(max=0)
+    pairs = rule_weights(w, rule, gamma)
     if rule == "zplus":
-        return split(wpos, wneg)
-    if rule != "gamma":
-        raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+        return split(*pairs[0])
     # sign-aware γ: boost the contributions that share the output's sign, so |z_γ| ≥ |z| never crosses 0
-    up = split(w + gamma * wpos, w + gamma * wneg)
-    down = split(w + gamma * wneg, w + gamma * wpos)
+    up, down = split(*pairs[0]), split(*pairs[1])
     z = op(x, w).detach()
     return torch.where(z >= 0, up, down)
+
+
+def _signed(x: torch.Tensor, hint: bool | None) -> bool:
+    if x.is_meta:
+        return True if hint is None else bool(hint)
+    return bool((x < 0).any())
+
+
+def rule_weights(w: torch.Tensor, rule: str, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(weight on x⁺, weight on x⁻)`` pairs of a rule: z⁺ one pair; sign-aware γ the pair for outputs
+    ``z ≥ 0`` and the pair for ``z < 0``."""
+    wpos, wneg = w.clamp(min=0), w.clamp(max=0)
+    if rule == "zplus":
+        return [(wpos, wneg)]
+    if rule != "gamma":
+        raise MethodError(f"lrp: rule {rule!r} is for the first layer only")
+    return [(w + gamma * wpos, w + gamma * wneg), (w + gamma * wneg, w + gamma * wpos)]
+
+
+def linear_vjp(module: nn.Module, w: torch.Tensor, delta: torch.Tensor, x_shape: tuple[int, ...]) -> torch.Tensor:
+    """``∂op(x, w)/∂xᵀ δ`` for the module's linear map (no bias): a transposed convolution for a Conv (no forward
+    pass, nothing saved), ``δ W`` for a Linear, autograd of the map for the rest."""
+    nd = len(x_shape) - 2
+    if isinstance(module, CONV_TYPES) and getattr(module, "padding_mode", "zeros") == "zeros" \
+            and not isinstance(module.padding, str):
+        fn = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}[nd]
+        if delta.numel() > VJP_SLAB_ELEMENTS and _sliceable(module):
+            return _conv_vjp_by_slab(fn, module, w, delta, x_shape)
+        return fn(x_shape, w, delta, module.stride, module.padding, module.dilation, module.groups)
+    if isinstance(module, nn.Linear):
+        return delta @ w
+    op = _linear_op(module, delta)
+    with torch.enable_grad():
+        u = torch.zeros(x_shape, dtype=delta.dtype, device=delta.device, requires_grad=True)
+        (g,) = torch.autograd.grad(op(u, w), u, delta)
+    return g
+
+
+#: A convolution's input gradient over more output elements than this is computed in slabs along the first spatial
+#: axis: oneDNN's working copies then hold a slab, not the whole tensor (two output-sized copies on a full case).
+VJP_SLAB_ELEMENTS = 1 << 24
+
+
+def _sliceable(module: nn.Module) -> bool:
+    return (isinstance(module, CONV_TYPES) and getattr(module, "padding_mode", "zeros") == "zeros"
+            and not isinstance(module.padding, str) and module.stride[0] == 1 and module.dilation[0] == 1)
+
+
+def conv_by_slab(module: nn.Module, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """``module``'s convolution of ``x`` with weight ``w`` (stride 1 along the first spatial axis), computed in slabs
+    of that axis when the output holds more than :data:`VJP_SLAB_ELEMENTS` values (each slab reads its rows of the
+    zero-padded input), so oneDNN's working copies hold a slab; the same values as one call."""
+    nd = x.ndim - 2
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    k, p = int(w.shape[2]), int(module.padding[0])
+    n_in = int(x.shape[2])
+    n_out = n_in + 2 * p - k + 1
+    row = int(x.shape[0]) * int(w.shape[0]) * int(torch.Size(x.shape[3:]).numel())
+    if n_out * row <= VJP_SLAB_ELEMENTS:
+        return fn(x, w, bias, module.stride, module.padding, module.dilation, module.groups)
+    step = max(1, VJP_SLAB_ELEMENTS // max(row, 1))
+    padding = (0,) + tuple(module.padding[1:])
+    out = x.new_empty((x.shape[0], w.shape[0], n_out) + tuple(
+        (s + 2 * q - (kk - 1) - 1) // st + 1 for s, q, kk, st in zip(x.shape[3:], module.padding[1:], w.shape[3:],
+                                                                     module.stride[1:])))
+    for lo in range(0, n_out, step):
+        hi = min(n_out, lo + step)
+        a, b = lo - p, hi + k - 1 - p
+        xs = x[:, :, max(a, 0) : min(b, n_in)]
+        if a < 0 or b > n_in:
+            xs = F.pad(xs, [0, 0] * (nd - 1) + [max(0, -a), max(0, b - n_in)])
+        out[:, :, lo:hi] = fn(xs, w, bias, module.stride, padding, module.dilation, module.groups)
+    return out
+
+
+def layer_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` without its hooks; a large stride-1 convolution outside autograd runs by slab."""
+    if _sliceable(module) and not torch.is_grad_enabled():
+        return conv_by_slab(module, x, module.weight, module.bias)
+    return module.forward(x)
+
+
+def _conv_vjp_by_slab(fn: Callable[..., torch.Tensor], module: nn.Module, w: torch.Tensor, delta: torch.Tensor,
+                      x_shape: tuple[int, ...]) -> torch.Tensor:
+    """The input gradient of a stride-1 convolution, slab by slab along its first spatial axis.
+
+    Along that axis the convolution is 'valid' on the zero-padded input: output ``o`` reads padded inputs
+    ``o … o + k − 1``, so a slab of outputs ``[lo, hi)`` sends its gradient to padded inputs ``[lo, hi + k − 1)``;
+    the slabs' gradients are added there, and the padding ``p`` is cropped at the end. Exact up to float rounding.
+    """
+    k, p = int(w.shape[2]), int(module.padding[0])
+    n_out = int(delta.shape[2])
+    step = max(1, VJP_SLAB_ELEMENTS // max(1, delta[:, :, :1].numel()))
+    full = torch.zeros((x_shape[0], x_shape[1], n_out + k - 1) + tuple(x_shape[3:]), dtype=delta.dtype,
+                       device=delta.device)
+    padding = (0,) + tuple(module.padding[1:])
+    for lo in range(0, n_out, step):
+        hi = min(n_out, lo + step)
+        shape = (x_shape[0], x_shape[1], hi - lo + k - 1) + tuple(x_shape[3:])
+        full[:, :, lo : hi + k - 1] += fn(shape, w, delta[:, :, lo:hi], module.stride, padding, module.dilation,
+                                           module.groups)
+    return full[:, :, p : p + int(x_shape[2])]
+
+
+def rule_vjp(
+    module: nn.Module, rule: str, x: torch.Tensor, delta: torch.Tensor, gamma: float, signed: bool | None = None,
+) -> torch.Tensor:
+    """``∂z_rule/∂xᵀ δ`` — the gradient :func:`rule_forward` would give through autograd, without storing the
+    rule's intermediate tensors (the clamps of ``x``)."""
+    w = module.weight.detach()
+    shape = tuple(x.shape)
+    if rule == "epsilon":
+        return linear_vjp(module, w, delta, shape)
+    signed = _signed(x, signed)
+
+    def split_vjp(pair: tuple[torch.Tensor, torch.Tensor], d: torch.Tensor) -> torch.Tensor:
+        g = linear_vjp(module, pair[0], d, shape)
+        if not signed:
+            return g
+        g.mul_(x >= 0)  # clamp(min=0) passes the gradient where x ≥ 0, clamp(max=0) where x ≤ 0
+        return g.add_(linear_vjp(module, pair[1], d, shape).mul_(x <= 0))
+
+    pairs = rule_weights(w, rule, gamma)
+    if rule == "zplus":
+        return split_vjp(pairs[0], delta)
+    with torch.no_grad():
+        positive = _linear_op(module, delta)(x, w) >= 0
+    g = split_vjp(pairs[0], delta * positive)
+    return g.add_(split_vjp(pairs[1], delta * ~positive))
 
 
 def rule_bias(module: nn.Module, rule: str, z: torch.Tensor, gamma: float) -> torch.Tensor | float:

@@ -22,6 +22,10 @@ the baseline (e.g. zero background of a skull-stripped MRI with baseline 0) chan
 (``d_W = 0``); the per-window drops are spread onto the grid with one transposed convolution of a box kernel, not
 with a Python loop over voxels; everything runs under ``torch.inference_mode``.
 
+Through a sliding-window model function (the default, exact), each masked input is scored with
+:class:`~MedXAILib.explain.window_cache.WindowCache`: only the windows that hold part of the target and whose input
+the occluded window changed are run; the others reuse the unoccluded input's window outputs.
+
 Memory: the batch buffer is ``batch_size × C × grid`` float32 (8 × 4 × 240·240·155 ≈ 1.1 GB for a full BraTS case on
 its own grid — lower ``batch_size`` there) plus the network's activations for that batch.
 """
@@ -38,6 +42,7 @@ import torch.nn.functional as F
 from ..errors import MethodError
 from ..models import Model, PreparedInput
 from .base import ExplainContext, Method, MethodResult, register
+from .window_cache import ContextScorer
 
 
 def model_grid_spacing(prepared: PreparedInput, spatial_dims: int) -> np.ndarray:
@@ -134,8 +139,9 @@ def occlusion_map(
                 continue
             jobs.append((ci, pi))
 
+    scorer = ContextScorer(ctx, [x], batch_size)
     with torch.inference_mode():
-        base_score = ctx.score(x).double()[0]
+        base_score = scorer(x)[0]
         bs = max(1, min(int(batch_size), len(jobs) or 1))
         buf = x.expand((bs,) + tuple(x.shape[1:])).clone()
         for start in range(0, len(jobs), bs):
@@ -143,7 +149,7 @@ def occlusion_map(
             regions = [region(ci, positions[pi]) for ci, pi in chunk]
             for b, reg in enumerate(regions):
                 buf[(b,) + reg] = baseline
-            scores = ctx.score(buf[: len(chunk)]).double()
+            scores = scorer(buf[: len(chunk)])
             for b, reg in enumerate(regions):
                 buf[(b,) + reg] = x[(0,) + reg]
             for (ci, pi), sc in zip(chunk, scores):
@@ -157,6 +163,7 @@ def occlusion_map(
         "windows_skipped_unchanged": skipped,
         "masked_passes": len(jobs),
         "unperturbed_score": float(base_score),
+        "window_cache": scorer.describe(),
     }
     return maps.float(), details
 

@@ -48,6 +48,12 @@ target) ``mask_scale = 0.5`` kept Spearman 0.998 to the plain loop at 6.7× its 
 setting), while on the random-weight UNet above it gave a score error of 90 % and Spearman 0.47 — and the report
 said so.
 
+Through a sliding window (the model function, ``exact``, MONAI's sliding window): ``A`` is the function's activation
+at the layer — each window's activation upsampled to its window and blended with the inferer's weights, exactly as
+the function blends its logits — so ``A_k`` lies on the model grid; ``s_k`` is the function's score of ``x ⊙ H_k``,
+scored with :class:`~MedXAILib.explain.window_cache.WindowCache` (windows holding none of the target are never run).
+A model that runs its own sliding window (nnU-Net) is refused: pass ``exact=false``.
+
 Speed: masked passes run batched (``batch_size`` masked inputs per forward, the batch buffer reused), under
 ``torch.inference_mode``, with masks upsampled per batch (memory ``batch_size × C × grid``, never ``K × grid``).
 :func:`scorecam_reference` is the plain one-channel-at-a-time loop, kept as the reference for tests and the benchmark.
@@ -65,19 +71,28 @@ from ..models import Model, PreparedInput
 from .base import ExplainContext, Method, MethodResult, register
 from .cam import layer_capture, upsample_to_grid
 from .coarse import CoarseScorer, check_scale, rescore_error
+from .window_cache import WindowCache
 
 WEIGHTINGS = ("auto", "softmax", "increase", "probability")
 PRUNE_BY = ("mean", "std")
 
 
 def capture_activations(ctx: ExplainContext, layer: str | None) -> torch.Tensor:
-    """Activations ``(1, K, *layer grid)`` at ``layer`` from one forward pass (counted) on the whole grid."""
+    """Activations at ``layer``: ``(1, K, *layer grid)`` from one forward pass (counted) on the whole grid, or —
+    when the model function is a sliding window (``ctx.exact``) — ``(1, K, *model grid)``, the windows' activations
+    each upsampled to its window and blended with the inferer's weights, as the function blends its logits."""
     model = ctx.model
-    if getattr(ctx, "exact", False) and model.window_plan(tuple(ctx.x.shape[2:])) is not None:
-        raise MethodError(
-            f"{model.name!r} runs a sliding window over this input; Score-CAM through it is not implemented "
-            "exactly. Pass --param exact=false to explain one whole-grid pass (its deviation is reported)"
-        )
+    if getattr(ctx, "exact", False):
+        from .function_gradients import sliding_window_function
+
+        plan = sliding_window_function(model, tuple(ctx.x.shape[2:]))
+        if plan is not None:
+            return _blended_activations(ctx, layer, plan)
+        if model.window_plan(tuple(ctx.x.shape[2:])) is not None:
+            raise MethodError(
+                f"{model.name!r} runs its own sliding window over this input; Score-CAM through it is not "
+                "implemented exactly. Pass --param exact=false to explain one whole-grid pass (its deviation is "
+                "reported)")
     with torch.no_grad(), layer_capture(model, layer, leaf=False) as captured:
         model.network_pass(ctx.x)
         ctx.forward_passes += 1
@@ -89,9 +104,41 @@ def capture_activations(ctx: ExplainContext, layer: str | None) -> torch.Tensor:
     return captured[0].detach()
 
 
+def _blended_activations(ctx: ExplainContext, layer: str | None, plan: Any) -> torch.Tensor:
+    from ..models.function import pad_for_plan
+
+    model = ctx.model
+    xp = pad_for_plan(ctx.x.detach().as_subclass(torch.Tensor), plan)
+    g = plan.importance.to(xp.device, torch.float32)
+    acc: torch.Tensor | None = None
+    norm = torch.zeros(plan.padded, device=xp.device)
+    for sl in plan.slices:
+        with torch.no_grad(), layer_capture(model, layer, leaf=False) as captured:
+            model.network(xp[(slice(None), slice(None)) + sl])
+        if len(captured) != 1:
+            raise MethodError(f"layer {layer or model.description.cam_layer!r} ran {len(captured)} times in one "
+                              "network pass; choose a layer that runs once")
+        up = upsample_to_grid(captured[0].detach()[0].float(), model, tuple(plan.roi))
+        if acc is None:
+            acc = torch.zeros((up.shape[0],) + plan.padded, device=xp.device)
+        acc[(slice(None),) + sl] += up * g
+        norm[sl] += g
+    ctx.forward_passes += 1  # one evaluation of the function
+    assert acc is not None
+    crop = tuple(slice(a, a + n) for n, (a, _) in zip(plan.grid, plan.pad))
+    return (acc[(slice(None),) + crop] / norm[crop].clamp_min(1e-12))[None]
+
+
+def on_grid(acts: torch.Tensor, model: Model, grid: tuple[int, ...]) -> torch.Tensor:
+    """``(b, *spatial)`` activations on the model grid: already there (blended windows), else upsampled."""
+    if tuple(acts.shape[1:]) == tuple(grid):
+        return acts
+    return upsample_to_grid(acts, model, grid)
+
+
 def channel_masks(acts: torch.Tensor, model: Model, grid: tuple[int, ...]) -> torch.Tensor:
     """``(1, b, *layer grid)`` activations → ``(b, 1, *grid)`` masks, upsampled and min-max normalised to [0, 1]."""
-    up = upsample_to_grid(acts[0], model, grid)  # (b, *grid)
+    up = on_grid(acts[0], model, grid)  # (b, *grid)
     flat = up.reshape(up.shape[0], -1)
     lo = flat.min(dim=1).values
     span = flat.max(dim=1).values - lo
@@ -131,8 +178,14 @@ class _Scorer(CoarseScorer):
         super().__init__(ctx, mask_scale)
         self.x = self.to_grid(ctx.x.detach())
         self.probability = probability
+        self.cache: WindowCache | None = None
+        if self.low is None and getattr(ctx, "exact", False):  # the model function, window by window
+            self.cache = WindowCache(ctx.model, ctx.weights, [], "probability" if probability else "logit", True)
 
     def score(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.cache is not None:
+            self.ctx.forward_passes += int(batch.shape[0])
+            return self.cache(batch)
         if not self.probability:
             return self.score_on_grid(batch)
         p = self.ctx.model.activation(self.ctx.logits(batch).float())
@@ -142,7 +195,7 @@ class _Scorer(CoarseScorer):
     def masks(self, acts: torch.Tensor) -> torch.Tensor:
         model = self.ctx.model
         div = model.divisor() if model.task == "segmentation" else 1
-        if self.low is not None and all(g % div == 0 for g in self.grid):
+        if self.low is not None and all(g % div == 0 for g in self.grid) and tuple(acts.shape[2:]) != self.grid:
             # the layer covers exactly the model grid (no divisor padding), so the masks can be upsampled straight
             # onto the scoring grid, without a full-size intermediate per channel
             return channel_masks(acts, model, self.low)
@@ -209,7 +262,7 @@ def scorecam_reference(
     scores = []
     with torch.no_grad():
         for k in range(acts.shape[1]):
-            up = upsample_to_grid(acts[0, k : k + 1], ctx.model, grid)[0]
+            up = on_grid(acts[0, k : k + 1], ctx.model, grid)[0]
             lo, hi = up.min(), up.max()
             mask = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
             if rule == "probability":  # the target class's probability of the masked input, plainly
@@ -227,7 +280,7 @@ def scorecam_reference(
             w = d / d.abs().sum() if float(d.abs().sum()) > 0 else torch.zeros_like(d)
         cam = torch.zeros(grid, dtype=torch.float64)
         for k in range(acts.shape[1]):
-            cam += w[k] * upsample_to_grid(acts[0, k : k + 1], ctx.model, grid)[0].double()
+            cam += w[k] * on_grid(acts[0, k : k + 1], ctx.model, grid)[0].double()
     return cam[None].float(), w
 
 
@@ -321,7 +374,7 @@ class ScoreCAM(Method):
         grid = tuple(ctx.x.shape[2:])
         a_kept = acts[0, kept].double()
         cam = (w_kept.reshape((-1,) + (1,) * (acts.ndim - 2)).to(a_kept.device) * a_kept).sum(0, keepdim=True)
-        maps = upsample_to_grid(cam.float(), ctx.model, grid)
+        maps = on_grid(cam.float(), ctx.model, grid)
         details: dict[str, Any] = {
             "layer": layer or ctx.model.description.cam_layer,
             "layer_shape": list(acts.shape[1:]),
@@ -405,8 +458,8 @@ class ScoreCAM(Method):
         z_kept = float(r_kept.abs().sum())
         z_full = z_kept + scale * float(r_sample.abs().sum())
         grid = tuple(ctx.x.shape[2:])
-        pruned_map = upsample_to_grid((u_kept / max(z_kept, 1e-300)).float(), ctx.model, grid).double()
-        full_map = upsample_to_grid(((u_kept + u_drop) / max(z_full, 1e-300)).float(), ctx.model, grid).double()
+        pruned_map = on_grid((u_kept / max(z_kept, 1e-300)).float(), ctx.model, grid).double()
+        full_map = on_grid(((u_kept + u_drop) / max(z_full, 1e-300)).float(), ctx.model, grid).double()
         rel = float((pruned_map - full_map).norm() / full_map.norm().clamp_min(1e-30))
         out.update(
             {

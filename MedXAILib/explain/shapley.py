@@ -67,6 +67,7 @@ from ..models import Model, PreparedInput
 from .base import ExplainContext, Method, MethodResult, register
 from .coarse import CoarseScorer, check_scale, rescore_error
 from .supervoxels import supervoxels
+from .window_cache import ContextScorer
 
 BASELINES = ("mean", "zero", "blur")
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -499,7 +500,9 @@ class _SupervoxelMethod(Method):
         feats = build_features(ctx, params)
         base = make_baseline(ctx.x, str(params["baseline"]), feats.spacing, float(params["blur_mm"]))
         coarse = CoarseScorer(ctx, float(params["score_scale"]))
-        score_fn = ctx.score if coarse.low is None else coarse
+        # exact scoring reuses the windows a coalition leaves equal to the input's or the baseline's (window_cache)
+        cached = ContextScorer(ctx, [ctx.x, base], int(params["batch_size"])) if coarse.low is None else None
+        score_fn = cached if cached is not None else coarse
         scorer = MaskedScorer(score_fn, ctx.x, base, feats.index, int(params["batch_size"]))
         phi, details = self.attribute(scorer, feats, params, ctx)
         grid = tuple(ctx.x.shape[2:])
@@ -507,6 +510,8 @@ class _SupervoxelMethod(Method):
         details = {**details, "n_supervoxels": feats.n_supervoxels, "segmentation": params["segmentation"],
                    "baseline": params["baseline"], "per_channel_groups": bool(params["per_channel_groups"]),
                    "score_grid": coarse.describe(), "feature_values": [float(v) for v in phi]}
+        if cached is not None:
+            details["window_cache"] = cached.describe()
         if coarse.low is not None and int(params["scale_error_samples"]) > 0:
             details["score_scale_error"] = score_scale_error(
                 ctx, scorer, feats.n_features, int(params["scale_error_samples"]), int(params["seed"]) + 1)

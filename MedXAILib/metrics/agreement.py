@@ -23,6 +23,11 @@ any input channel is non-zero (all voxels when none or all are zero) — so the 
 some methods are exactly zero and others are not, does not dominate the ranks. Spearman ρ, top-k IoU and the ranks of
 the consensus use the masked voxels only; SSIM, which needs a neighbourhood, is computed on the mask's bounding box.
 
+Cost. Everything a map contributes is computed once per map (:class:`MapSummary`): its average ranks (by counting,
+linear in the voxels, when half precision holds the values exactly, as for maps read from a benchmark store; else by
+one sort), its SSIM moments (two Gaussian filters) and its top-k membership; each pair then costs a dot product, one
+Gaussian filter and two element-wise passes.
+
 Consensus. Each importance map is turned into normalised ranks ``r_m(v) ∈ [0, 1]`` (average ranks of tied voxels,
 ``(rank − 1) / (N − 1)``), and the consensus is their mean over methods, ``c(v) = mean_m r_m(v)``. The per-voxel
 agreement is ``1 − 2 · std_m r_m(v)`` (population SD): 1 where every method gives the voxel the same rank, 0 where
@@ -31,22 +36,32 @@ reported with the same three measures — computed between the method's normalis
 SSIM compares like with like (Spearman and top-k IoU depend on ranks only). Because the consensus contains the
 method itself, the Spearman ρ with the consensus of the *other* methods is given too (``spearman_leave_one_out``;
 needs at least three methods).
+
+Chance level of the consensus agreement (``consensus_agreement_chance``). The mean per-voxel agreement depends on the
+number of methods and on how their ranks are distributed (ties, plateaus), so it is reported beside the agreement
+the methods would have by chance: the same measure with each method's normalised ranks drawn independently from
+its own ranks over the compared voxels (a random voxel per method, ``CHANCE_SAMPLES`` draws, seeded) — spatial
+correspondence removed, marginal rank distributions kept. Without ties it tends to the agreement of independent
+uniform ranks (2/3 for two methods). ``consensus_agreement_above_chance`` is the difference.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ..errors import InputError
 from .localisation import _top_n_weights
-from .similarity import spearman, ssim
+from .similarity import SSIMMoments, average_ranks, ssim_from_moments, ssim_moments
 
 VALUES = ("display", "signed")
 MEASURES = ("spearman", "ssim", "topk_iou")
 DEFAULT_TOPK_PERCENT = 5.0
+#: Random draws of the consensus agreement's chance level (standard error about 0.3 / sqrt(draws)).
+CHANCE_SAMPLES = 200_000
 
 
 def _spatial(a: np.ndarray) -> np.ndarray:
@@ -74,15 +89,23 @@ def importance(heatmap: np.ndarray, display: str = "signed", values: str = "disp
 
 def topk_iou(a: np.ndarray, b: np.ndarray, percent: float = DEFAULT_TOPK_PERCENT) -> float:
     """IoU of the top ``percent`` % voxels of two maps (tied voxels at the cut count fractionally; see above)."""
-    if not 0 < percent <= 100:
-        raise InputError(f"the top-k percentage must be in (0, 100]; got {percent}")
     x, y = _spatial(a), _spatial(b)
     if x.shape != y.shape:
         raise InputError(f"the two maps must share one (K, J, I) shape; got {x.shape} and {y.shape}")
-    n = max(1, int(round(percent / 100.0 * x.size)))
-    wa, wb = _top_n_weights(x.ravel(), n), _top_n_weights(y.ravel(), n)
-    union = float(np.maximum(wa, wb).sum())
-    return float(np.minimum(wa, wb).sum()) / union if union > 0 else 1.0
+    return _iou(_top_weights(x.ravel(), percent), _top_weights(y.ravel(), percent))
+
+
+def _top_weights(flat: np.ndarray, percent: float) -> np.ndarray:
+    if not 0 < percent <= 100:
+        raise InputError(f"the top-k percentage must be in (0, 100]; got {percent}")
+    n = max(1, int(round(percent / 100.0 * flat.size)))
+    return _top_n_weights(np.asarray(flat, dtype=np.float64), n).astype(np.float32)
+
+
+def _iou(wa: np.ndarray, wb: np.ndarray) -> float:
+    inter = float(np.minimum(wa, wb).sum(dtype=np.float64))
+    union = float(wa.sum(dtype=np.float64) + wb.sum(dtype=np.float64)) - inter
+    return inter / union if union > 0 else 1.0
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
@@ -90,34 +113,84 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
 
 
+@dataclass
+class MapSummary:
+    """What the pairwise measures need of one map, computed once (see the module docstring).
+
+    Attributes:
+        ranks: average ranks (1 … N) of the compared voxels, flat float64; centred: ``ranks − mean`` and norm its
+            length (0 for a constant map). moments: the SSIM moments of the map (or its mask's bounding box).
+        top: the top-k membership weights of the compared voxels (float32).
+    """
+
+    ranks: np.ndarray
+    centred: np.ndarray
+    norm: float
+    moments: SSIMMoments
+    top: np.ndarray
+
+    @property
+    def normalised_ranks(self) -> np.ndarray:
+        """``(rank − 1) / (N − 1)`` of the compared voxels (0.5 for a constant map)."""
+        n = self.ranks.size
+        if n < 2 or self.norm == 0:
+            return np.full(n, 0.5)
+        return (self.ranks - 1.0) / (n - 1.0)
+
+
+def summarise(values: np.ndarray, mask: np.ndarray | None = None, topk_percent: float = DEFAULT_TOPK_PERCENT,
+              ranks: np.ndarray | None = None) -> MapSummary:
+    """The :class:`MapSummary` of a ``(K, J, I)`` map over ``mask`` (all voxels when None); ``ranks`` may be given
+    when already known (a map of ranks is its own ranking)."""
+    x = _spatial(values)
+    if mask is not None and not np.asarray(mask, dtype=bool).all():
+        keep = np.asarray(mask, dtype=bool).reshape(x.shape)
+        flat, crop = x[keep], x[_bbox(keep)]
+    else:
+        flat, crop = x.ravel(), x
+    r = average_ranks(flat) if ranks is None else np.asarray(ranks, dtype=np.float64)
+    centred = r - r.mean()
+    norm = float(np.sqrt(np.dot(centred, centred)))
+    if flat.size and float(flat.min()) == float(flat.max()):
+        norm = 0.0
+    return MapSummary(r, centred, norm, ssim_moments(crop), _top_weights(flat, topk_percent))
+
+
+def pair_measures(a: MapSummary, b: MapSummary) -> dict[str, float | None]:
+    """Spearman ρ (None for a constant map), SSIM and top-k IoU of two summarised maps."""
+    rho = None if a.norm == 0 or b.norm == 0 else float(np.dot(a.centred, b.centred) / (a.norm * b.norm))
+    return {"spearman": rho, "ssim": ssim_from_moments(a.moments, b.moments), "topk_iou": _iou(a.top, b.top)}
+
+
 def pairwise(
-    maps: Sequence[np.ndarray], topk_percent: float = DEFAULT_TOPK_PERCENT, mask: np.ndarray | None = None
+    maps: Sequence[np.ndarray], topk_percent: float = DEFAULT_TOPK_PERCENT, mask: np.ndarray | None = None,
+    summaries: Sequence[MapSummary] | None = None,
 ) -> dict[str, list[list[Any]]]:
     """``{"spearman", "ssim", "topk_iou"}``: symmetric ``M × M`` matrices (lists) over the given maps.
 
     ``mask`` (``(K, J, I)`` bool) restricts the comparison (see the module docstring). A Spearman ρ that is undefined
-    (a constant map) is None.
+    (a constant map) is None. ``summaries`` (one per map, :func:`summarise`) skip the per-map work.
     """
-    arrs = [_spatial(m) for m in maps]
-    if mask is not None and not np.asarray(mask, dtype=bool).all():
-        keep = np.asarray(mask, dtype=bool).reshape(arrs[0].shape)
-        box = _bbox(keep)
-        flat = [a[keep][None, None] for a in arrs]
-        crops = [a[box] for a in arrs]
-    else:
-        flat = crops = arrs
-    m = len(arrs)
+    sums = list(summaries) if summaries is not None else parallel(
+        [lambda a=a: summarise(a, mask, topk_percent) for a in maps])
+    m = len(sums)
     out: dict[str, list[list[Any]]] = {k: [[None] * m for _ in range(m)] for k in MEASURES}
-    for i in range(m):
-        for j in range(i, m):
-            vals = {
-                "spearman": spearman(flat[i], flat[j]),
-                "ssim": ssim(crops[i], crops[j]),
-                "topk_iou": topk_iou(flat[i], flat[j], topk_percent),
-            }
-            for k, v in vals.items():
-                out[k][i][j] = out[k][j][i] = None if v is None else float(v)
+    pairs = [(i, j) for i in range(m) for j in range(i, m)]
+    for (i, j), values in zip(pairs, parallel([lambda i=i, j=j: pair_measures(sums[i], sums[j]) for i, j in pairs])):
+        for k, v in values.items():
+            out[k][i][j] = out[k][j][i] = None if v is None else float(v)
     return out
+
+
+def parallel(jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run independent array jobs on the machine's cores (NumPy and SciPy release the GIL), results in order."""
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    if workers == 1:
+        return [job() for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: job(), jobs))
 
 
 def normalised_ranks(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -130,8 +203,13 @@ def normalised_ranks(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
     if v.size < 2 or v.min() == v.max():
         out[keep] = 0.5
         return out
-    out[keep] = (rankdata(v, method="average") - 1.0) / (v.size - 1.0)
+    out[keep] = (average_ranks(v) - 1.0) / (v.size - 1.0)
     return out
+
+
+def _agreement_of(ranks: np.ndarray) -> np.ndarray:
+    """``clip(1 − 2 · SD over methods, 0, 1)`` of ``(M, …)`` normalised ranks."""
+    return np.clip(1.0 - 2.0 * ranks.std(0), 0.0, 1.0)
 
 
 def consensus(maps: Sequence[np.ndarray], mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +217,24 @@ def consensus(maps: Sequence[np.ndarray], mask: np.ndarray | None = None) -> tup
     if not maps:
         raise InputError("a consensus needs at least one map")
     ranks = np.stack([normalised_ranks(m, mask) for m in maps])
-    agree = np.clip(1.0 - 2.0 * ranks.std(0), 0.0, 1.0)
+    agree = _agreement_of(ranks)
     if mask is not None:
         agree[~np.asarray(mask, dtype=bool).reshape(agree.shape)] = 0.0
     return ranks.mean(0), agree
+
+
+def consensus_chance(ranks: Sequence[np.ndarray], samples: int = CHANCE_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """The mean per-voxel agreement of methods whose ranks are drawn independently (see the module docstring).
+
+    Args:
+        ranks: each method's normalised ranks over the compared voxels (flat).
+    """
+    rng = np.random.default_rng(seed)
+    draws = np.stack([np.asarray(r)[rng.integers(0, len(r), size=int(samples))] for r in ranks])
+    values = _agreement_of(draws)
+    return {"mean": float(values.mean()), "standard_error": float(values.std() / np.sqrt(values.size)),
+            "samples": int(samples), "seed": int(seed),
+            "method": "each method's normalised ranks drawn independently (one random compared voxel per method)"}
 
 
 def agreement(
@@ -164,7 +256,8 @@ def agreement(
     Returns:
         ``(report, consensus map, per-voxel agreement)``; the report is ``{"methods", "spearman", "ssim",
         "topk_iou", "consensus": {"spearman", "ssim", "topk_iou", "spearman_leave_one_out"}, "mean_pairwise",
-        "settings"}``.
+        "consensus_agreement_mean", "consensus_agreement_chance": {"mean", "standard_error", …},
+        "consensus_agreement_above_chance", "settings"}``.
     """
     names = list(maps)
     if len(names) < 2:
@@ -177,21 +270,38 @@ def agreement(
     keep = None if mask is None else np.asarray(mask, dtype=bool).reshape(vals[0].shape)
     if keep is not None and not keep.any():
         raise InputError("the agreement mask holds no voxel")
-    report: dict[str, Any] = {"methods": names, **pairwise(vals, topk_percent, keep)}
-    ranks = np.stack([normalised_ranks(v, keep) for v in vals])
-    cons, per_voxel = consensus(vals, keep)
+    sums = parallel([lambda v=v: summarise(v, keep, topk_percent) for v in vals])
+    report: dict[str, Any] = {"methods": names, **pairwise(vals, topk_percent, keep, sums)}
+    flat_ranks = [s.normalised_ranks for s in sums]
+    ranks = np.zeros((len(vals),) + vals[0].shape)
+    for k, r in enumerate(flat_ranks):
+        if keep is None:
+            ranks[k] = r.reshape(vals[0].shape)
+        else:
+            ranks[k][keep] = r
+    cons = ranks.mean(0)
+    per_voxel = _agreement_of(ranks)
+    if keep is not None:
+        per_voxel[~keep] = 0.0
+    cons_sum = summarise(cons, keep, topk_percent)
     total = ranks.sum(0)
     with_cons: dict[str, list[Any]] = {"spearman": [], "ssim": [], "topk_iou": [], "spearman_leave_one_out": []}
     for i in range(len(vals)):
-        one = pairwise([ranks[i], cons], topk_percent, keep)
-        for k in MEASURES:
-            with_cons[k].append(one[k][0][1])
-        loo = (pairwise([ranks[i], (total - ranks[i]) / (len(vals) - 1)], topk_percent, keep)["spearman"][0][1]
-               if len(vals) >= 3 else None)
+        # a map of ranks ranks like the map itself: its summary reuses the ranks
+        own = summarise(ranks[i], keep, topk_percent, ranks=sums[i].ranks)
+        for k, v in pair_measures(own, cons_sum).items():
+            with_cons[k].append(v)
+        loo = None
+        if len(vals) >= 3:
+            rest = summarise((total - ranks[i]) / (len(vals) - 1), keep, topk_percent)
+            loo = pair_measures(own, rest)["spearman"]
         with_cons["spearman_leave_one_out"].append(loo)
     report["consensus"] = with_cons
     report["mean_pairwise"] = {k: _mean_offdiag(report[k]) for k in MEASURES}
     report["consensus_agreement_mean"] = float(per_voxel[keep].mean() if keep is not None else per_voxel.mean())
+    chance = consensus_chance(flat_ranks)
+    report["consensus_agreement_chance"] = chance
+    report["consensus_agreement_above_chance"] = report["consensus_agreement_mean"] - chance["mean"]
     report["settings"] = {
         "values": values,
         "displays": {n: disp.get(n, "signed") for n in names},
@@ -200,6 +310,7 @@ def agreement(
         "voxels_total": int(vals[0].size),
         "ssim": "each map min-max normalised, Gaussian window sigma 1.5 voxels",
         "consensus": "mean over methods of normalised ranks; agreement = 1 - 2 * SD of the ranks",
+        "consensus_chance": "mean agreement with each method's ranks drawn independently (spatial link removed)",
     }
     return report, cons, per_voxel
 

@@ -29,7 +29,10 @@ mean for a z-scored model), insertion reveals them over the blurred image (``blu
 (insertion) and end (deletion) at different baseline scores, ``score_baseline_insertion`` and ``score_baseline``.
 All values are of the normalised input on the model grid (what the network sees).
 
-All masked passes are batched (``batch_size`` inputs per forward pass) and run under ``torch.inference_mode``.
+All masked passes are batched (``batch_size`` inputs per forward pass) and run under ``torch.inference_mode``; through
+a sliding-window model function only the windows that hold part of the target and whose input a step changed are
+run, the others reuse the input's or the baseline's window outputs (:mod:`MedXAILib.explain.window_cache`; the scores
+are the function's, ``faithfulness_settings["window_cache"]`` counts the passes).
 Array layouts: maps ``(K, J, I)`` on the input grid; the model grid is ``(K, J, I)`` in 3D and ``(J, I)`` in 2D.
 """
 
@@ -44,6 +47,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import InputError
+from ..explain.window_cache import WindowCache
 from ..models import Model, PreparedInput
 from ..targets import Target, resolve_target
 from ..volume import Volume
@@ -257,6 +261,8 @@ def deletion_insertion(
     scores: dict[str, float] = {}
     forward = 0
     bs = max(1, int(batch_size))
+    # the model function predict and explain use; through a sliding window only the windows a step changed are rerun
+    cache = WindowCache(model, weights, [x, base] + ([base_ins] if base_ins is not base else []), score, True, bs)
     with torch.inference_mode():
         for i in range(0, len(jobs), bs):
             chunk = jobs[i : i + bs]
@@ -274,9 +280,8 @@ def deletion_insertion(
                     flat[ordr[:c]] = True
                     mask = torch.from_numpy(flat.reshape((1, 1) + grid)).to(x.device)
                     batch.append(torch.where(mask, base, x) if kind == "deletion" else torch.where(mask, x, base_ins))
-            logits = model.infer(torch.cat(batch, 0))  # the model function predict and explain use
+            vals = cache(torch.cat(batch, 0)).float().cpu().numpy()
             forward += len(chunk)
-            vals = target_score(model, logits, weights, score).float().cpu().numpy()
             for (key, *_), v in zip(chunk, vals):
                 scores[key] = float(v)
 
@@ -319,6 +324,7 @@ def deletion_insertion(
         "y": "f(x_s) / f(x)" if normalised else ("f(x_s) (unnormalised, as RISE)" if curve == "rise"
                                                  else "f(x_s) (f(x) ~ 0: not normalised)"),
         "forward_passes": forward,
+        "window_cache": cache.stats.describe(),
         "seconds": round(time.perf_counter() - start, 4),
         "seed": int(seed),
     }

@@ -4,9 +4,10 @@
   spacing, so the model grid is the input grid. The phantom is skull-stripped: outside the brain every channel is 0
   (about 92 % of a 256 mm cube), as in BraTS. Target: the predicted foreground region (Seg-Grad-CAM style summed
   logits); if the model predicts none, the phantom's true lesion as a region of class 1.
-- ``2d``: the demo chest classifier (``demo-chest-xray``) on a chest phantom of ``1 × 512²`` pixels. The model's
-  description resizes inputs to 256²; the benchmark sets ``input_size`` to the image size so the network really runs
-  at 512² (the ResNet is size-agnostic). Target: the top class.
+- ``2d``: the demo chest classifier (``demo-chest-xray``) on a real NIH ChestX-ray14 radiograph
+  (``nih-chestxray14-256/images/00000100_000.png``, atelectasis, effusion and infiltration; 256² pixels, the model's
+  own input size) from ``MEDXAI_TEST_DATA``; where the data is absent, a chest phantom of ``1 × 256²`` (the note
+  says which). Target: the top class.
 - ``full``: the demo 3D UNet on a BraTS-size phantom, ``4 × 155 × 240 × 240`` (K, J, I) at 1 mm, run through the
   public API (resampled to the 2 mm model grid, sliding-window segmentation, Grad-CAM on the predicted foreground).
 """
@@ -58,13 +59,14 @@ class BenchCase:
             self._prepared = self.model.prepare(self.volume)
         return self._prepared
 
-    def context(self) -> ExplainContext:
+    def context(self, exact: bool = False) -> ExplainContext:
         """A fresh context (pass counters at 0) on the case's prepared model-grid input.
 
-        Its function is one whole-grid network pass (``exact=False``), the function the captum / MONAI references
-        are given, so that every row compares the same computation (the README's speed table says so)."""
+        By default its function is one whole-grid network pass (``exact=False``), the function the captum / MONAI
+        references are given, so that those rows compare the same computation; ``exact=True`` explains the model
+        function itself (its sliding window), as ``explain`` does by default."""
         ctx = ExplainContext(self.model, self.prepared(), self.target)
-        ctx.exact = False
+        ctx.exact = exact
         return ctx
 
     @property
@@ -110,15 +112,32 @@ def at_input_size(model: Model, size: Sequence[int]) -> Model:
     return Model(model.network, dataclasses.replace(desc, preprocessing=pre), device=str(model.device))
 
 
-def chest_case(model: Model, size: int = 512, seed: int = 0) -> BenchCase:
-    """A chest phantom of ``size²`` pixels, the model run at that size; target the top class."""
+#: The real radiograph of the 2D case (NIH ChestX-ray14, 256² in ``nih-chestxray14-256``).
+CHEST_IMAGE = "00000100_000.png"
+
+
+def chest_case(model: Model, size: int = 256, seed: int = 0, real: bool = True) -> BenchCase:
+    """The real NIH radiograph :data:`CHEST_IMAGE` at the model's input size when ``real`` and ``MEDXAI_TEST_DATA``
+    has it, else a chest phantom of ``size²`` pixels (the network run at that size); target the top class."""
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("MEDXAI_TEST_DATA", "")) / "nih-chestxray14-256" / "images" / CHEST_IMAGE
+    if real and path.is_file():
+        from ..io import read_volume
+
+        vol = read_volume([str(path)])
+        vol = Volume(vol.array[:1], vol.ijk_to_ras, list(model.description.channel_names))
+        target = resolve_target(model, vol)
+        note = f"real NIH radiograph {CHEST_IMAGE} ({vol.shape[1]}×{vol.shape[2]}); target class {target.class_name}"
+        return BenchCase("2d", model, vol, target, note)
     from ..phantoms import make_chest_phantom
 
     ph = make_chest_phantom(seed, size=size)
     model = at_input_size(model, (size, size))
     vol = ph.image
     target = resolve_target(model, vol)
-    note = (f"chest phantom seed {seed}, 1×{size}² (network run at {size}², not resized); "
+    note = (f"chest phantom seed {seed}, 1×{size}² (the real radiograph is not in MEDXAI_TEST_DATA); "
             f"target class {target.class_name}")
     return BenchCase("2d", model, vol, target, note)
 

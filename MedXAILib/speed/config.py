@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-LONG_METHODS = ("occlusion", "kernelshap", "lime", "ig", "gradientshap", "scorecam")
+LONG_METHODS = ("occlusion", "kernelshap", "lime", "ig", "gradientshap", "scorecam", "deletion_insertion")
 """Methods whose runs are tens of network passes each (see ``BenchConfig.warmup_long``)."""
+CASES = ("full", "3d", "2d", "scaling", "agreement", "bundles")
+"""Every case name; ``bundles`` (the full-size Model Zoo bundles, tens of minutes) runs only when asked for."""
 
 
 @dataclass
@@ -26,7 +28,12 @@ class BenchConfig:
         warmup_long: warm-up runs of the long rows (:data:`LONG_METHODS`: each run is tens of network passes). With
             0 they rely on the case warm-up (one forward at every batch size the case's rows use, one forward +
             backward), which loads the same kernels; a first-call cost of ~0.1 s does not move a run of 10-60 s.
-        shape_3d: the 3D case (K, J, I) voxels at 2 mm. size_2d: the 2D case side (pixels).
+        shape_3d: the 3D case (K, J, I) voxels at 2 mm. size_2d: the 2D phantom's side (pixels), used when
+            ``real_2d`` is off or the real radiograph is absent (:func:`~MedXAILib.speed.cases.chest_case`).
+        runs_long: timed runs of the long rows (:data:`LONG_METHODS` and their references); the median is reported.
+        single_run_methods: methods timed by one run without warm-up (a counterfactual search takes minutes and has
+            no reference implementation to be compared with). single_run_shape_3d: with a shape, they are timed on a
+            brain phantom of that (K, J, I) size instead of the 3D case (``3d-small``); None: on the 3D case.
         full_shape: the BraTS-size case (K, J, I) at 1 mm.
         occlusion_window_3d / _stride_3d, occlusion_window_2d / _stride_2d: voxels per axis.
         occlusion_batch: masked inputs per forward pass (ours and captum's ``perturbations_per_eval``).
@@ -42,7 +49,14 @@ class BenchConfig:
             the masked inputs on a coarser grid (its agreement with the full-grid reference decides whether it counts).
         ig_steps, ig_batch: Integrated Gradients steps and internal batch size (ours and captum's).
         scaling_shapes: the (K, J, I) volumes of the scaling table.
-        cases: which cases to run (``full``, ``3d``, ``2d``). methods: MedXAI methods to run (None = all).
+        cases: which cases to run (``full``, ``3d``, ``2d``, ``scaling``, ``agreement``, ``bundles``; see
+            :data:`CASES`). methods: MedXAI methods to run (None = all).
+        exact_3d: time the exact rows of the 3D case (the model function, its sliding window) beside the
+            whole-grid approximation: ``inference``, Grad-CAM, occlusion, KernelSHAP, LIME and the deletion /
+            insertion curves.
+        agreement_cases, agreement_methods, agreement_shape: the cohort-agreement case (cases × methods stored maps
+            of that (K, J, I) shape).
+        bundle_zoo: the Model Zoo folder of the ``bundles`` case (None: ``$MEDXAI_TEST_DATA/monai-model-zoo``).
     """
 
     quick: bool = True
@@ -51,7 +65,11 @@ class BenchConfig:
     warmup_long: int = 0
     interleaved_min_s: float = 40.0
     shape_3d: tuple[int, int, int] = (128, 128, 128)
-    size_2d: int = 512
+    size_2d: int = 256
+    real_2d: bool = True
+    runs_long: int = 3
+    single_run_methods: tuple[str, ...] = ("counterfactual", "sedc", "partitionshap")
+    single_run_shape_3d: tuple[int, int, int] | None = None
     full_shape: tuple[int, int, int] = (155, 240, 240)
     occlusion_window_3d: int = 32
     occlusion_stride_3d: int = 32
@@ -78,7 +96,12 @@ class BenchConfig:
     ig_batch: int = 2
     gradientshap_samples: int = 2
     scaling_shapes: tuple[tuple[int, int, int], ...] = ((64, 64, 64), (96, 96, 96), (128, 128, 128))
-    cases: tuple[str, ...] = ("full", "3d", "2d", "scaling")
+    cases: tuple[str, ...] = ("full", "3d", "2d", "scaling", "agreement")
+    exact_3d: bool = True
+    agreement_cases: int = 10
+    agreement_methods: tuple[str, ...] = ("gradcam", "ig", "occlusion")
+    agreement_shape: tuple[int, int, int] = (155, 240, 240)
+    bundle_zoo: str | None = None
     methods: tuple[str, ...] | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -112,8 +135,8 @@ class BenchConfig:
 
 
 def quick_config() -> BenchConfig:
-    """``speed --quick``: under 25 minutes on 2 CPU cores."""
-    return BenchConfig(quick=True)
+    """``speed --quick``: under 25 minutes on 2 CPU cores (long rows timed once)."""
+    return BenchConfig(quick=True, runs_long=1, single_run_shape_3d=(64, 64, 64))
 
 
 def full_config() -> BenchConfig:
@@ -126,5 +149,5 @@ def full_config() -> BenchConfig:
         shap_samples_3d=128, shap_high_samples_3d=1024, shap_segmentation_3d="slic", shap_segments_3d=64,
         shap_variants_3d=({}, {"score_scale": 0.5}), shap_samples_2d=512, shap_high_samples_2d=8192,
         shap_segments_2d=64, ig_steps=32, gradientshap_samples=16,
-        scaling_shapes=((64, 64, 64), (96, 96, 96), (128, 128, 128), (160, 160, 160)),
+        scaling_shapes=((64, 64, 64), (96, 96, 96), (128, 128, 128), (160, 160, 160)), runs_long=5,
     )

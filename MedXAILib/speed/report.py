@@ -13,6 +13,11 @@ Targets (issue 6), judged on one run's rows, per case (``3d``, ``2d``; ``full`` 
       high-sample full-grid reference ≥ captum's — judged on the fastest MedXAI setting (exact or coarser scoring)
       whose agreement is at least captum's;
     - ``segment+gradcam`` on ``full``: < 30 s and peak RSS < 8 GiB.
+
+Targets (issue 21): on ``3d``, the exact occlusion, KernelSHAP, LIME and deletion / insertion curves (the model
+function's sliding window, with :mod:`MedXAILib.explain.window_cache`) ≤ 1.5 × the whole-grid approximation; with
+``--bundles``, ``predict+gradcam`` ≤ 1.5 × ``inference`` on each bundle and LRP / IG peak ≤ 8 GiB on the BraTS bundle;
+the cohort agreement of the ``agreement`` case < 2 minutes.
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(_target(name, tag, q >= 2.0 and agree,
                                f"{q:.2f}x ({shap_setting(ours)}), rho {ra} vs captum {rb}",
                                ">= 2, rho_ours >= rho_captum"))
+    out += _issue21_targets(rows)
     full = _one(rows, "full", "segment+gradcam", "medxai")
     if full is None:
         out.append(_target("full case segment+gradcam < 30 s, peak RSS < 8 GiB", "full", None, "not measured",
@@ -159,6 +165,45 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(_target("full case segment+gradcam < 30 s, peak RSS < 8 GiB", "full", ok,
                            f"{full['median_s']:.1f} s, {peak if peak is None else round(peak / GIB_MB, 2)} GiB",
                            "< 30 s, < 8 GiB"))
+    return out
+
+
+def _issue21_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 21: exact and affordable — the exact perturbation rows against the whole-grid approximation, the
+    bundles' exact Grad-CAM against their inference, LRP and IG memory on the full BraTS bundle, the cohort
+    agreement's time."""
+    from .exact import exact_ratios
+
+    out: list[dict[str, Any]] = []
+    ratios = exact_ratios(rows)
+    for name in ("occlusion", "kernelshap", "lime", "deletion_insertion"):
+        q = ratios.get(name)
+        out.append(_target(f"exact {name} <= 1.5 x the whole-grid approximation", "3d",
+                           None if q is None else q <= 1.5, "not measured" if q is None else f"{q:.3f}", "<= 1.5"))
+    labels = sorted({r["model"] for r in rows if r["model"].startswith("bundle:")})
+    for label in labels:
+        inf = [r for r in rows if r["model"] == label and r["method"] == "inference" and r.get("median_s")]
+        cam = [r for r in rows if r["model"] == label and r["method"] == "predict+gradcam" and r.get("median_s")]
+        name = f"{label.split(':', 1)[1]}: exact predict+gradcam <= 1.5 x inference"
+        if inf and cam:
+            q = cam[0]["median_s"] / inf[0]["median_s"]
+            out.append(_target(name, "bundle", q <= 1.5, f"{q:.3f}", "<= 1.5"))
+        else:
+            out.append(_target(name, "bundle", None, "not measured", "<= 1.5"))
+        for method in ("lrp", "ig"):
+            mem = [r for r in rows if r["model"] == label and r["method"] == method and r.get("child_process")]
+            if not mem:
+                continue
+            peak = mem[0].get("peak_mb")
+            est = mem[0].get("estimated_peak_mb")
+            text = "failed" if peak is None else f"{peak / GIB_MB:.2f} GiB (dry-run estimate {est / GIB_MB:.2f} GiB)"
+            out.append(_target(f"{label.split(':', 1)[1]}: {method} peak memory <= 8 GiB", "bundle",
+                               None if peak is None else peak <= 8 * GIB_MB, text, "<= 8 GiB"))
+    agree = [r for r in rows if r["method"] == "agreement" and r.get("median_s") is not None]
+    if agree:
+        r = agree[0]
+        out.append(_target(f"cohort agreement of {r.get('units')} BraTS-size units < 2 min", "agreement",
+                           r["median_s"] < 120.0, f"{r['median_s']:.1f} s", "< 120 s"))
     return out
 
 

@@ -60,26 +60,36 @@ class Bench:
     # ---- one row ----------------------------------------------------------------------------------------------
     def time(self, case: BenchCase, method: str, implementation: str, fn: Callable[[], Any],
              params: dict[str, Any] | None = None, runs: int | None = None) -> tuple[dict[str, Any], Any]:
+        return self.time_row(case.label, case.input_shape, method, implementation, fn, params, runs,
+                             case.model_grid, case.model.network)
+
+    def time_row(self, label: str, input_shape: list[int], method: str, implementation: str, fn: Callable[[], Any],
+                 params: dict[str, Any] | None = None, runs: int | None = None, model_grid: list[int] | None = None,
+                 network: torch.nn.Module | None = None) -> tuple[dict[str, Any], Any]:
+        """Time one row (see the module docstring); ``network``'s train/eval mode is restored if ``fn`` flips it."""
         long = method in LONG_METHODS and implementation != "torch"
         warmup = self.config.warmup_long if long else self.config.warmup
-        row: dict[str, Any] = {
-            "model": case.label, "input_shape": case.input_shape, "model_grid": case.model_grid,
-            "method": method, "implementation": implementation,
-        }
+        runs = runs or (self.config.runs_long if long else self.config.runs)
+        row: dict[str, Any] = {"model": label, "input_shape": input_shape, "method": method,
+                               "implementation": implementation}
+        if model_grid is not None:
+            row["model_grid"] = model_grid
+        if method in self.config.single_run_methods and implementation.startswith("medxai"):
+            runs, warmup = 1, 0
+            row["note"] = "one run, no warm-up (a search of minutes with no reference implementation)"
         if params:
             row["params"] = params
-        net = case.model.network
-        was_training = net.training
+        was_training = network.training if network is not None else None
         try:
-            t: Timing = time_call(fn, runs=runs or self.config.runs, warmup=warmup)
+            t: Timing = time_call(fn, runs=runs, warmup=warmup)
         except (MedXAIError, RuntimeError, ValueError, NotImplementedError) as exc:
             row.update({"median_s": None, "peak_mb": None, "error": f"{type(exc).__name__}: {exc}"[:300]})
             self.rows.append(row)
             self.log(f"  {method:<18} {implementation:<17} FAILED {row['error']}")
             return row, None
         finally:
-            if net.training != was_training:  # a library switched the mode: switch it back and say so
-                net.train(was_training)
+            if network is not None and network.training != was_training:  # a library switched the mode
+                network.train(bool(was_training))
                 row["note"] = "this implementation left the network in the other train/eval mode; restored"
         row.update({"median_s": round(t.median_s, 4), "peak_mb": None if t.peak_mb is None else round(t.peak_mb, 1),
                     "times_s": [round(v, 4) for v in t.times], "warmup_runs": warmup})
@@ -110,6 +120,8 @@ class Bench:
         names = sorted(available_methods())
         if cfg.methods is not None:
             names = [n for n in names if n in cfg.methods]
+        if is3d and cfg.single_run_shape_3d:  # timed on the smaller case instead (run_single)
+            names = [n for n in names if n not in cfg.single_run_methods]
         # the rows whose ratios are targets run interleaved (see time_interleaved): floors, Grad-CAM(++), captum's
         group: list[tuple[str, str, Callable[[], Any]]] = [
             ("forward", "torch", lambda: ref.forward(ctx)),
@@ -154,6 +166,10 @@ class Bench:
             if out is not None:
                 ours[name] = out
         self.references(case, ctx, ours, spacing, is3d)
+        if is3d and cfg.exact_3d:
+            from .exact import run_exact
+
+            run_exact(self, case, run_medxai, spacing, names)
 
     def references(self, case: BenchCase, ctx: ExplainContext, ours: dict[str, torch.Tensor],
                    spacing: tuple[float, ...], is3d: bool) -> None:
@@ -257,6 +273,22 @@ class Bench:
                 r["spearman_to_reference"] = round(spearman(mine, b), 6)
                 r["max_rel_diff_to_reference"] = float(f"{max_relative_difference(mine, b):.3g}")
 
+    # ---- the minutes-long methods on a smaller case -------------------------------------------------------------
+    def run_single(self, model: Model) -> None:
+        """The single-run methods (a counterfactual search, SEDC, PartitionSHAP) on a brain phantom of
+        ``single_run_shape_3d``, once each (``--quick``: one such search on the 128³ case takes minutes)."""
+        cfg = self.config
+        from ..explain import available_methods
+
+        case = brain_case(model, cfg.single_run_shape_3d, seed=cfg.seed, tag="3d-small")
+        self.log(f"[{case.label}] {case.note}; the single-run methods")
+        spacing = tuple(float(s) for s in model_grid_spacing(case.context().prepared.model_ijk_to_ras, 3))
+        for name in cfg.single_run_methods:
+            if name not in available_methods() or (cfg.methods is not None and name not in cfg.methods):
+                continue
+            params = cfg.method_params(name, case.tag, spacing)
+            self.time(case, name, "medxai", lambda n=name, p=params: run_medxai(case.context(), n, p), params)
+
     # ---- the full BraTS-size case -----------------------------------------------------------------------------
     def run_full(self, case: BenchCase) -> None:
         from ..errors import TargetError
@@ -312,10 +344,27 @@ def run_bench(config: BenchConfig, models: dict[str, Model], log: Log = print) -
         bench.run_case(case)
         del case
         gc.collect()
+        if config.single_run_shape_3d:
+            bench.run_single(models["3d"])
+            gc.collect()
     if "2d" in config.cases and "2d" in models:
-        bench.run_case(chest_case(models["2d"], config.size_2d, seed=config.seed))
+        bench.run_case(chest_case(models["2d"], config.size_2d, seed=config.seed, real=config.real_2d))
     if "scaling" in config.cases and "3d" in models:
         bench.run_scaling(models["3d"])
+    if "agreement" in config.cases:
+        from .cohort import run_agreement
+
+        run_agreement(bench, log)
+    if "bundles" in config.cases:
+        from pathlib import Path
+
+        from .bundles import run_bundles
+
+        def timer(label: str, shape: list[int], method: str, impl: str, fn: Callable[[], Any]
+                  ) -> tuple[dict[str, Any], Any]:
+            return bench.time_row(label, shape, method, impl, fn)
+
+        bench.rows.extend(run_bundles(timer, log, Path(config.bundle_zoo) if config.bundle_zoo else None))
     return {
         "config": config.as_dict(),
         "cases": bench.rows,
