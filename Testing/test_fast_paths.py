@@ -26,7 +26,7 @@ from helpers import tiny_classifier, tiny_unet_model
 from MedXAILib.explain.base import ExplainContext
 from MedXAILib.explain.shapley import MaskedScorer, kernel_shap, make_baseline
 from MedXAILib.speed import references as ref
-from MedXAILib.speed.report import max_relative_difference, spearman
+from MedXAILib.speed.measures import max_relative_difference, spearman
 from MedXAILib.speed.suite import run_medxai
 from MedXAILib.targets import resolve_target
 from MedXAILib.volume import Volume, make_ijk_to_ras

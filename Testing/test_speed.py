@@ -14,7 +14,8 @@ import torch
 from helpers import tiny_classifier, tiny_unet_model
 
 from MedXAILib.speed import BenchConfig, run_bench
-from MedXAILib.speed.report import evaluate_targets, max_relative_difference, ratio_table, spearman, targets_table
+from MedXAILib.speed.measures import max_relative_difference, spearman
+from MedXAILib.speed.report import evaluate_targets, ratio_table, targets_table
 from MedXAILib.speed.timing import time_call
 
 

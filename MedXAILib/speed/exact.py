@@ -24,7 +24,7 @@ import torch
 
 from ..models import Model
 from .cases import BenchCase
-from .report import spearman
+from .measures import spearman
 
 PERTURBATION_METHODS = ("occlusion", "kernelshap", "lime")
 

@@ -25,7 +25,7 @@ from ..models import Model
 from . import references as ref
 from .cases import BenchCase, brain_case
 from .config import LONG_METHODS, BenchConfig
-from .report import max_relative_difference, spearman
+from .measures import max_relative_difference, spearman
 from .timing import Timing, time_call, time_interleaved
 
 Log = Callable[[str], None]
