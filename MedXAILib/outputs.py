@@ -484,6 +484,22 @@ def command_outputs(staged: bool = True) -> Iterator[_Transaction]:
         _ACTIVE.reset(token)
 
 
+@contextlib.contextmanager
+def scratch_folder(prefix: str = "medxai-scratch-") -> Iterator[Path]:
+    """A private temporary folder for a command's working files (not outputs), removed when the block ends.
+
+    Files written inside the block through :func:`atomic_path` are outside the command's declared outputs: the
+    command's transaction is set aside for the block (they go into place at once and are removed with the folder).
+    Only for data the command itself makes and throws away, e.g. the map store the ``speed`` suite times.
+    """
+    token = _ACTIVE.set(None)
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp)
+    finally:
+        _ACTIVE.reset(token)
+
+
 def commit_staged() -> None:
     """Move the outputs staged so far into place now (for a command that lists what it wrote before it returns)."""
     tx = _ACTIVE.get()

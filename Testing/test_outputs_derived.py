@@ -26,6 +26,7 @@ from MedXAILib.outputs import (
     atomic_path,
     check_command_outputs,
     command_outputs,
+    scratch_folder,
     staged_folder,
 )
 
@@ -93,6 +94,26 @@ def test_a_set_written_inside_a_resumable_command_is_still_checked_against_its_p
             with atomic_path(tmp_path / "run" / "extra.csv") as tmp:
                 tmp.write_text("x")
     assert snapshot(tmp_path) == {}
+
+
+def test_working_files_in_a_scratch_folder_are_not_outputs_and_are_removed(tmp_path):
+    """speed's agreement case writes a map store of its own (through atomic_path) inside the command: a scratch
+    folder sets the command's plan aside for the block, removes everything at the end, and the plan holds again
+    after it."""
+    args = argparse.Namespace(output=str(tmp_path / "speed.json"))
+    spec = {"output": OutputSpec()}
+    with command_outputs():
+        check_command_outputs(args, spec)
+        with scratch_folder() as work:
+            with atomic_path(work / "maps" / "case000__gradcam.npz") as tmp:
+                tmp.write_text("x")
+            assert (work / "maps" / "case000__gradcam.npz").read_text() == "x"  # in place at once, not staged
+        assert not work.exists()
+        with pytest.raises(UndeclaredOutputError, match="stray.json"), atomic_path(tmp_path / "stray.json") as tmp:
+            tmp.write_text("{}")
+        with atomic_path(tmp_path / "speed.json") as tmp:
+            tmp.write_text("{}")
+    assert sorted(snapshot(tmp_path)) == ["speed.json"]
 
 
 def test_a_folder_built_as_one_unit_is_checked_as_its_final_files(tmp_path):

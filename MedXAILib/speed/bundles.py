@@ -33,11 +33,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from ..outputs import scratch_folder
 
 BUNDLES = ("spleen_ct_segmentation", "brats_mri_segmentation")
 MEMORY_METHODS = {"lrp": {}, "ig": {"steps": "2"}}
@@ -97,7 +98,7 @@ def run_bundles(timer: Timer, log: Callable[[str], None], zoo: Path | None = Non
     timer) and make the child-process memory rows of the BraTS bundle; returns the memory rows."""
     zoo = zoo or default_zoo()
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="medxai-speed-") as tmp:
+    with scratch_folder(prefix="medxai-speed-") as tmp:
         for name in BUNDLES:
             if not (zoo / name / "configs").is_dir():
                 log(f"[bundle {name}] skipped: {zoo / name} not found (--bundle-zoo)")

@@ -12,11 +12,12 @@ SSIM and top-k IoU of every pair of every case, and their means — and checks o
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from ..outputs import scratch_folder
 
 
 def _maps(shape: tuple[int, ...], methods: tuple[str, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -71,7 +72,7 @@ def run_agreement(bench: Any, log: Callable[[str], None]) -> None:
     units = cfg.agreement_cases * len(methods)
     log(f"[agreement] {units} units ({cfg.agreement_cases} cases × {len(methods)} methods) of "
         f"{'×'.join(map(str, shape))} voxels; writing the store")
-    with tempfile.TemporaryDirectory(prefix="medxai-agreement-") as tmp:
+    with scratch_folder(prefix="medxai-agreement-") as tmp:
         store, records = write_store(Path(tmp), cfg.agreement_cases, methods, shape, cfg.seed)
         label = f"agreement:{units}-units"
         row, out = bench.time_row(label, [units, *shape], "agreement", "medxai",
