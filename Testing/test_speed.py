@@ -214,3 +214,41 @@ def test_interleaved_timing_adds_runs_for_millisecond_calls() -> None:
     assert [t.result for t in out] == ["a", "b"]
     plain = time_interleaved([fn("a")], runs=3, warmup=1)
     assert len(plain[0].times) == 3
+
+
+def test_bundle_rows_build_seeded_weights_from_the_checked_network_and_refuse_code(tmp_path) -> None:
+    """``speed --bundles`` on a zoo folder without weights: the network is built from the checked ``network_def``
+    (no code runs), seeded, saved for ``weights_only`` loading, and the folder loads as a model; a config whose
+    network names code is refused with the flag named."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from monai.networks.nets import UNet
+
+    from MedXAILib.errors import ModelError
+    from MedXAILib.models import load_model
+    from MedXAILib.speed.bundles import bundle_with_weights
+
+    zoo = Path(os.environ.get("MEDXAI_TEST_DATA", "")) / "monai-model-zoo"
+    if not (zoo / "spleen_ct_segmentation" / "configs").is_dir():
+        pytest.skip("MEDXAI_TEST_DATA/monai-model-zoo/spleen_ct_segmentation not found")
+    folder, weights = bundle_with_weights(zoo, "spleen_ct_segmentation", tmp_path / "work")
+    assert weights.startswith("seeded random") and folder.parent == tmp_path / "work"
+    state = torch.load(folder / "models" / "model.pt", weights_only=True)
+    net = json.loads((folder / "configs" / "inference.json").read_text())["network_def"]
+    torch.manual_seed(0)  # the same network built by MONAI directly from the config's arguments
+    args = {k: v for k, v in net.items() if not k.startswith("_")}
+    reference = UNet(**args).state_dict()
+    assert state.keys() == reference.keys()
+    assert all(torch.equal(state[k], reference[k]) for k in state)
+    assert load_model(folder).task == "segmentation"
+
+    bad = tmp_path / "zoo" / "spleen_ct_segmentation"
+    shutil.copytree(zoo / "spleen_ct_segmentation" / "configs", bad / "configs")
+    config = json.loads((bad / "configs" / "inference.json").read_text())
+    config["network_def"]["act"] = "$__import__('os').system('touch " + str(tmp_path / "ran") + "')"
+    (bad / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="trust-model-code"):
+        bundle_with_weights(tmp_path / "zoo", "spleen_ct_segmentation", tmp_path / "work2")
+    assert not (tmp_path / "ran").exists()
