@@ -160,3 +160,43 @@ def resize(tensor: torch.Tensor, shape: Sequence[int], mode: str = "linear") -> 
         return F.interpolate(tensor, size=shape, mode="nearest-exact")
     interp = {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
     return F.interpolate(tensor, size=shape, mode=interp, align_corners=False)
+
+
+def axis_moves(to_input: np.ndarray, tol: float = 1e-6) -> list[tuple[int, int, int]] | None:
+    """Whether a model-grid → input-grid voxel map only permutes, flips and shifts axes by whole voxels.
+
+    Args:
+        to_input: 4×4 (or 3×4) affine from model voxel indices ``(a, b, c)`` to input voxel indices ``(i, j, k)``.
+
+    Returns:
+        For each input axis ``d`` (i, j, k): ``(model axis, sign ±1, offset)`` with ``index_d = sign · model index +
+        offset``; None when the map is anything else (a resampling is needed).
+    """
+    rot, shift = np.asarray(to_input, dtype=float)[:3, :3], np.asarray(to_input, dtype=float)[:3, 3]
+    r_int, t_int = np.rint(rot), np.rint(shift)
+    if not (np.abs(rot - r_int).max() <= tol and np.abs(shift - t_int).max() <= tol):
+        return None
+    if not ((np.abs(r_int).sum(0) == 1).all() and (np.abs(r_int).sum(1) == 1).all()):
+        return None
+    return [(int(np.flatnonzero(r_int[d])[0]), int(r_int[d][np.flatnonzero(r_int[d])[0]]), int(t_int[d]))
+            for d in range(3)]
+
+
+def take_by_axis_moves(masks: np.ndarray, moves: list[tuple[int, int, int]], grid: Sequence[int]) -> np.ndarray:
+    """Input-grid masks ``(M, K, J, I)`` read on the model grid ``(M, *grid)`` (float32) by :func:`axis_moves`'s
+    voxel map: each model voxel takes the input voxel it lands on, or 0 outside the input (as nearest sampling with
+    zero padding does, exactly, without interpolation)."""
+    m = np.asarray(masks)
+    n_in = m.shape[1:][::-1]  # (I, J, K)
+    index, valid = [], []
+    for d, (axis, sign, offset) in enumerate(moves):  # d: i, j, k
+        idx = sign * np.arange(int(grid[axis])) + offset
+        ok = (idx >= 0) & (idx < n_in[d])
+        index.append(np.clip(idx, 0, n_in[d] - 1))
+        valid.append(ok)
+    # gather in input axis order (k, j, i), each along the model axis it comes from, then put model axes in order
+    taken = m[np.ix_(np.arange(m.shape[0]), index[2], index[1], index[0])].astype(np.float32)
+    keep = valid[2][:, None, None] & valid[1][None, :, None] & valid[0][None, None, :]
+    taken *= keep[None]
+    order = [moves[2][0], moves[1][0], moves[0][0]]  # the model axis of each gathered axis (k, j, i)
+    return np.ascontiguousarray(taken.transpose(0, *[1 + order.index(a) for a in range(3)]))

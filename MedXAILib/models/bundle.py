@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from ..preprocessing import GridChange
+from ..preprocessing import GridChange, axis_moves, take_by_axis_moves
 from ..volume import Volume
 from . import bundle_config as bc
 from .bundle_metadata import bundle_card, bundle_io, read_metadata
@@ -173,10 +173,13 @@ class BundleModel(Model):
 
     def mask_to_model_grid(self, masks: np.ndarray, prepared: PreparedInput) -> torch.Tensor:
         """Input-grid masks onto MONAI's model grid by the two affines (nearest; tiny regions kept by linear > 0)."""
-        m = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))[None]  # (1, M, K, J, I)
         grid = prepared.model_shape
         model_aff = np.asarray(prepared.state["model_ijk_to_ras"], dtype=float)
         to_input = np.linalg.inv(prepared.volume.ijk_to_ras) @ model_aff  # model (a, b, c) → input (i, j, k)
+        moved = axis_moves(to_input)
+        if moved is not None:  # the same voxels, axes permuted and flipped (BraTS): indexing, not resampling
+            return torch.from_numpy(take_by_axis_moves(masks, moved, grid)).to(self.device)
+        m = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))[None]  # (1, M, K, J, I)
         axes = [torch.arange(n, dtype=torch.float64) for n in grid]
         abc = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
         ijk = abc @ torch.from_numpy(to_input[:3, :3]).T + torch.from_numpy(to_input[:3, 3])

@@ -95,9 +95,10 @@ Timer = Callable[..., tuple[dict[str, Any], Any]]
 
 
 def run_bundles(timer: Timer, log: Callable[[str], None], zoo: Path | None = None,
-                memory: bool = True) -> list[dict[str, Any]]:
+                memory: bool = True, methods: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Time the rows of every bundle with ``timer(label, input_shape, method, implementation, fn)`` (the suite's
-    timer) and make the child-process memory rows of the BraTS bundle; returns the memory rows."""
+    timer) and make the child-process memory rows of the BraTS bundle (those of ``methods`` when given, as
+    ``speed --methods`` selects); returns the memory rows."""
     zoo = zoo or default_zoo()
     rows: list[dict[str, Any]] = []
     with scratch_folder(prefix="medxai-speed-") as tmp:
@@ -109,6 +110,8 @@ def run_bundles(timer: Timer, log: Callable[[str], None], zoo: Path | None = Non
             shape = _timed_rows(timer, log, folder, name, weights)
             if memory and name == "brats_mri_segmentation":
                 for method, params in MEMORY_METHODS.items():
+                    if methods is not None and method not in methods:
+                        continue
                     log(f"[bundle:{name}] {method} in a child process (peak memory), params {params}")
                     rows.append(memory_row(folder, name, method, params, shape))
     return rows

@@ -364,7 +364,8 @@ def run_bench(config: BenchConfig, models: dict[str, Model], log: Log = print) -
                   ) -> tuple[dict[str, Any], Any]:
             return bench.time_row(label, shape, method, impl, fn)
 
-        bench.rows.extend(run_bundles(timer, log, Path(config.bundle_zoo) if config.bundle_zoo else None))
+        bench.rows.extend(run_bundles(timer, log, Path(config.bundle_zoo) if config.bundle_zoo else None,
+                                      methods=tuple(config.methods) if config.methods is not None else None))
     return {
         "config": config.as_dict(),
         "cases": bench.rows,
