@@ -92,7 +92,10 @@ def test_targets_read_the_rows_as_the_issue_states() -> None:
     assert issue21["cohort agreement of 30 BraTS-size units < 2 min"] is False
     text = targets_table(evaluate_targets(rows))
     assert "PASS" in text and "FAIL" in text
-    assert "speed-up" in ratio_table(rows)
+    table = ratio_table(rows)
+    assert "speed-up" in table
+    assert all(line.rstrip().endswith("brats_mri_segmentation") for line in table.splitlines()
+               if line.startswith("bundle"))  # each bundle row names its bundle
 
 
 def tiny_config() -> BenchConfig:

@@ -71,7 +71,9 @@ class WindowCache:
         references: ``(1, C, *grid)`` inputs whose window outputs are reused where a scored input's window equals
             theirs (e.g. the input and the baseline).
         kind: ``logit`` or ``probability``. exact: explain the model function (False: one whole-grid pass).
-        batch_size: window passes per network call.
+        batch_size: window passes per network call on a GPU. On the CPU windows run one per call, as the model
+            function runs them (``Model.infer``: MONAI's ``sw_batch_size=1``): four 64×96×96 windows of the demo U-Net
+            per call cost 84 ms a window against 64 ms one at a time (2 cores, oneDNN).
     """
 
     def __init__(self, model: Model, weights: torch.Tensor, references: Sequence[torch.Tensor] = (),
@@ -81,7 +83,7 @@ class WindowCache:
         self.model = model
         self.kind = kind
         self.exact = exact
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(1, int(batch_size)) if weights.device.type != "cpu" else 1
         self.weights = weights.detach().as_subclass(torch.Tensor)
         self.refs = [r.detach().as_subclass(torch.Tensor) for r in references]
         grid = tuple(int(s) for s in self.weights.shape[2:])

@@ -189,6 +189,11 @@ def ratio_table(rows: list[dict[str, Any]]) -> str:
             why = r.get("skipped") or r.get("error") or ""
             lines.append(f"{tag:<5} {r['method']:<16} {r['implementation']:<16} {'—':>9}  {why[:90]}")
             continue
+        if tag == "bundle":  # one row per bundle: name it (its note column is free)
+            peak = "—" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
+            lines.append(f"{tag:<5} {r['method']:<16} {r['implementation']:<16} {r['median_s']:>9.3f} {peak:>8} "
+                         f"{'—':>7} {'—':>7} {'—':>9}  {r['model'].split(':', 1)[1]}")
+            continue
         fwd, fb = _one(rows, tag, "forward", "torch"), _one(rows, tag, "forward_backward", "torch")
         x_fwd = f"{r['median_s'] / fwd['median_s']:.2f}" if fwd else "—"
         x_fb = f"{r['median_s'] / fb['median_s']:.2f}" if fb else "—"
