@@ -74,9 +74,11 @@ def _up(m: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 def monai_reference(run_inferer: Callable[[torch.Tensor], torch.Tensor], network: torch.nn.Module,
                     layer: torch.nn.Module, x: torch.Tensor, weights: torch.Tensor, roi: tuple[int, ...],
-                    overlap: float, combine: Callable[..., torch.Tensor]) -> torch.Tensor:
+                    overlap: float, combine: Callable[..., torch.Tensor], padding_mode: str = "constant"
+                    ) -> torch.Tensor:
     """The CAM ``(1, *grid)`` of a MONAI sliding-window function ``run_inferer(x)`` (MONAI pads symmetrically up to
-    ``roi``; windows from ``dense_patch_slices`` in MONAI's order, batched calls split in order)."""
+    ``roi``; windows from ``dense_patch_slices`` in MONAI's order, batched calls split in order). The maps on the
+    padded grid are mapped back by the adjoint of torch's own padding (``padding_mode``; a crop when constant)."""
     from monai.data.utils import dense_patch_slices
     from monai.inferers.utils import _get_scan_interval
 
@@ -94,6 +96,11 @@ def monai_reference(run_inferer: Callable[[torch.Tensor], torch.Tensor], network
     out = torch.zeros((1,) + padded)
     for n, sl in enumerate(slices):
         out[(slice(None),) + tuple(sl)] += _up(combine(acts[n:n + 1], grad[n:n + 1]), roi)[0]
+    if padding_mode != "constant":
+        flat = [p for d in reversed(diff) for p in (d // 2, d - d // 2)]
+        x0 = torch.zeros((1, 1) + grid, requires_grad=True)
+        with torch.enable_grad():
+            return torch.autograd.grad((F.pad(x0, flat, mode=padding_mode) * out[None]).sum(), x0)[0][0]
     crop = tuple(slice(d // 2, d // 2 + g) for g, d in zip(grid, diff))
     return out[(slice(None),) + crop]
 

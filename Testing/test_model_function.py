@@ -87,6 +87,37 @@ def test_windowed_cams_equal_autograd_through_monai_sliding_window(method):
         assert abs(e.details["function"]["score"] - float((monai(prepared.tensor) * weights).sum())) < 1e-4
 
 
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate"])
+def test_windowed_cam_with_reflect_padding_equals_autograd_through_monai(padding_mode):
+    """A sliding window that pads by reflection (a bundle's ``SlidingWindowInferer(padding_mode=...)``): the maps of
+    the windows over the padding fold back onto the voxels the padding copied, as autograd through MONAI's
+    ``sliding_window_inference`` and torch's padding gives them (the grid, 12 on the first axis, is padded to 16)."""
+    from cam_reference import COMBINE, monai_reference
+    from monai.inferers import sliding_window_inference
+
+    from MedXAILib.models.function import make_window_plan
+
+    model = tiny_unet_model()
+    roi = (16, 8, 8)
+
+    def monai(x):
+        return sliding_window_inference(x, roi, 1, model.network, overlap=0.25, mode="gaussian", sigma_scale=0.125,
+                                        padding_mode=padding_mode)
+
+    model.infer = monai  # the function, and the plan it follows, of such a bundle
+    model.window_plan = lambda grid: make_window_plan(grid, roi, 0.25, "gaussian", 0.125, padding_mode)
+    vol = oblique_volume(shape=(12, 20, 18))
+    region = np.zeros(vol.shape, bool)
+    region[:3, 2:9, 3:10] = True  # beside the padded border
+    e = explain(model, vol, "hirescam", label="l1", region=region)
+    assert e.details["shares"] == "window plan"
+    prepared = model.prepare(vol)
+    ref = monai_reference(monai, model.network, model.layer(None), prepared.tensor,
+                          e.target.weights(model, prepared), roi, 0.25, COMBINE["hirescam"], padding_mode)
+    expected = model.to_input_grid(ref, prepared)[0]
+    np.testing.assert_allclose(e.heatmap.array[0], expected, rtol=0, atol=2e-5 * float(np.abs(expected).max()))
+
+
 def test_window_plan_shares_equal_autograd_through_the_function():
     """The two ways to each call's share of the score agree: from the window plan (W·g/N at each window) and by
     autograd through MONAI's blend with the network replaced by zeros; so do the CAMs they place."""

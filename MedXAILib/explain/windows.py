@@ -155,8 +155,15 @@ class CallWindows:
             acc[(slice(None),) + self.plan.slices[w]] += self._from_call(m[b:b + 1].float(), axes)[0]
 
     def crop(self, acc: torch.Tensor) -> torch.Tensor:
-        """``(1, *padded)`` → ``(1, *grid)``: the inferer's padding cropped."""
-        return acc[(slice(None),) + tuple(slice(a, a + g) for g, (a, _) in zip(self.plan.grid, self.plan.pad))]
+        """``(1, *padded)`` → ``(1, *grid)``: the adjoint of the inferer's padding — a crop for constant padding;
+        reflect / replicate padding folds the border's maps back onto the grid voxels it copied."""
+        plan = self.plan
+        if plan.padding_mode in ("constant", "zeros") or not any(a or b for a, b in plan.pad):
+            return acc[(slice(None),) + tuple(slice(a, a + g) for g, (a, _) in zip(plan.grid, plan.pad))]
+        x0 = torch.zeros((1, 1) + tuple(plan.grid), dtype=acc.dtype, device=acc.device, requires_grad=True)
+        with torch.enable_grad():
+            (folded,) = torch.autograd.grad(pad_for_plan(x0, plan), x0, acc[None])
+        return folded[0]
 
 
 def match_calls(plan: WindowPlan, passes: list[tuple[int, ...]], folds: int, x: torch.Tensor,
