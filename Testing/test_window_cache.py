@@ -110,3 +110,27 @@ def test_exact_scorecam_masks_score_as_the_plain_loop_through_monai() -> None:
         ours = method.run(_case(seed=3), {**method.params, "weighting": "increase", "batch_size": 3}).maps
     assert ours.shape == ref.shape == (1, 12, 6, 14)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_cached_scores_with_reflect_padding_equal_monai() -> None:
+    """A sliding window that pads by reflection or replication (a bundle's ``SlidingWindowInferer``): windows over
+    the padded axis see the copied border, not the inferer's constant, as in MONAI's ``sliding_window_inference``."""
+    from monai.inferers import sliding_window_inference
+
+    from MedXAILib.models.function import make_window_plan
+
+    ctx = _case(seed=4)
+    x = ctx.x
+    border = x.clone()
+    border[:, :, :, :2, :] = 0.0  # at the padded border of the short axis (6 < 8)
+    batch = torch.cat([x, border, torch.zeros_like(x)])
+    for mode in ("reflect", "replicate"):
+        ctx.model.window_plan = lambda grid, mode=mode: make_window_plan(grid, (8, 8, 8), 0.25, "gaussian",
+                                                                        0.125, mode)
+        cache = WindowCache(ctx.model, ctx.weights, [x], "logit", exact=True)
+        with torch.no_grad():
+            logits = sliding_window_inference(batch, roi_size=[8, 8, 8], sw_batch_size=1,
+                                              predictor=ctx.model.network, overlap=0.25, mode="gaussian",
+                                              padding_mode=mode)
+        ref = (logits * ctx.weights).flatten(1).sum(1).double()
+        torch.testing.assert_close(cache(batch), ref, rtol=1e-5, atol=1e-7 * float(ref.abs().max()))

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 
 from ..models import Model
+from ..models.function import pad_for_plan
 from .function_gradients import sliding_window_function
 
 KINDS = ("logit", "probability")
@@ -131,12 +132,10 @@ class WindowCache:
         self.stats.details["active_windows"] = len(self.windows)
 
     def _window_input(self, x: torch.Tensor, win: _Window) -> torch.Tensor:
-        """``(B, C, *roi)``: the window of the padded input (the inferer's constant outside the grid)."""
-        plan = self.plan
-        out = torch.full((x.shape[0], x.shape[1]) + tuple(plan.roi), float(plan.cval), dtype=x.dtype,
-                         device=x.device)
-        out[(slice(None), slice(None)) + win.dst] = x[(slice(None), slice(None)) + win.src]
-        return out
+        """``(B, C, *roi)``: the window of the padded input, padded as the inferer pads (its constant, or reflect /
+        replicate). An axis is padded only where the grid is shorter than the window, and there the one window spans
+        the whole axis, so padding the window's part of the grid gives the window."""
+        return pad_for_plan(x[(slice(None), slice(None)) + win.src], self.plan)
 
     def _run(self, inputs: torch.Tensor, win: _Window) -> list[Any]:
         """Each window input's value: its share of the logit score, or its network output ``(N, *roi)``."""
