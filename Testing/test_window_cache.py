@@ -97,6 +97,37 @@ def test_kernelshap_coalitions_score_as_monai_does() -> None:
     np.testing.assert_allclose(ours, masked(z), rtol=1e-5)
 
 
+def test_windows_keyed_by_their_restricted_coalition_score_as_monai_does() -> None:
+    """A window's input is fixed by the coalition on the supervoxels it overlaps: coalitions that agree there reuse
+    that window's share (within a batch and across calls), and every score still equals MONAI's sliding window on the
+    masked input. Here the four blocks split the grid at K = 6 and I = 7; each 8³ window sees two or four of them."""
+    from MedXAILib.explain.shapley import MaskedScorer, feature_index, make_baseline
+    from MedXAILib.explain.window_cache import ContextScorer
+
+    ctx = _case(seed=4)
+    labels = np.zeros((12, 6, 14), np.int64)
+    labels[6:, :, :] = 1
+    labels[:, :, 7:] += 2
+    index = feature_index(labels, 2, False, ctx.x.device)
+    base = make_baseline(ctx.x, "mean")
+    rng = np.random.default_rng(0)
+    z = (rng.random((24, 4)) < 0.5).astype(np.float32)
+    keyed = ContextScorer(ctx, [ctx.x, base], 4)
+    keyed.use_features(index)
+    plain = ContextScorer(ctx, [ctx.x, base], 4)
+    ours = MaskedScorer(keyed, ctx.x, base, index, 4)(z)
+    np.testing.assert_allclose(ours, MaskedScorer(plain, ctx.x, base, index, 4)(z), rtol=1e-6)
+    reference = MaskedScorer(lambda b: _monai_scores(ctx, b, "logit"), ctx.x, base, index, 8)(z)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5)
+    k, p = keyed.describe(), plain.describe()
+    assert k["window_passes"] < p["window_passes"]
+    # at most one pass per window and distinct restricted coalition (2^4 for a window over all four blocks)
+    assert k["window_passes"] <= k["active_windows"] * 16 + 2 * k["active_windows"]
+    before = k["window_passes"]
+    MaskedScorer(keyed, ctx.x, base, index, 4)(z[::-1].copy())
+    assert keyed.describe()["window_passes"] == before
+
+
 def test_exact_scorecam_masks_score_as_the_plain_loop_through_monai() -> None:
     """Batched Score-CAM through the window cache equals the one-channel loop, whose masked scores are MONAI's
     ``sliding_window_inference`` (``Model.infer``) of each masked input."""

@@ -142,7 +142,10 @@ class MaskedScorer:
         with torch.inference_mode():
             for start in range(0, zt.shape[0], self.batch_size):
                 chunk = zt[start : start + self.batch_size]
-                out[start : start + chunk.shape[0]] = self.score_fn(self.masked_inputs(chunk)).double().cpu().numpy()
+                inputs = self.masked_inputs(chunk)
+                scores = (self.score_fn(inputs, coalitions=chunk) if getattr(self.score_fn, "takes_coalitions", False)
+                          else self.score_fn(inputs))
+                out[start : start + chunk.shape[0]] = scores.double().cpu().numpy()
                 if progress is not None:
                     progress(min(1.0, (start + chunk.shape[0]) / zt.shape[0]))
         self.n_evaluated += int(zt.shape[0])
@@ -502,6 +505,8 @@ class _SupervoxelMethod(Method):
         coarse = CoarseScorer(ctx, float(params["score_scale"]))
         # exact scoring reuses the windows a coalition leaves equal to the input's or the baseline's (window_cache)
         cached = ContextScorer(ctx, [ctx.x, base], int(params["batch_size"])) if coarse.low is None else None
+        if cached is not None:  # a window's input is fixed by the coalition on the supervoxels it overlaps
+            cached.use_features(feats.index)
         score_fn = cached if cached is not None else coarse
         scorer = MaskedScorer(score_fn, ctx.x, base, feats.index, int(params["batch_size"]))
         phi, details = self.attribute(scorer, feats, params, ctx)

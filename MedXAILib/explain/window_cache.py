@@ -9,7 +9,11 @@ sliding window (:func:`~MedXAILib.explain.function_gradients.sliding_window_func
 - the windows whose share of the target ``W_w = (W g / N)[w]`` is not zero (*active* windows) — the others are never
   run;
 - per active window, the network output ``f(x[w])``, which depends on the window's input only: a window whose input
-  equals a reference's (compared voxel by voxel, padding included) takes the reference's output, computed once.
+  equals a reference's (compared voxel by voxel, padding included) takes the reference's output, computed once;
+- for coalition methods (KernelSHAP, LIME: inputs ``b + z[labels] ⊙ (x − b)``, :meth:`WindowCache.use_features`),
+  a window's input is fixed by the coalition's values on the features that have voxels in that window; a window
+  whose restricted coalition was scored before takes that window's logit share again (each window sees only the few
+  supervoxels it overlaps, so its restricted coalitions repeat).
 
 Scores (``kind``):
 
@@ -92,6 +96,8 @@ class WindowCache:
         self.stats = CacheStats()
         self.windows: list[_Window] = []
         self._cache: dict[tuple[int, int], Any] = {}
+        self._features: dict[int, torch.Tensor] | None = None  # window index -> feature ids with voxels in it
+        self._seen: dict[tuple[int, bytes], float] = {}  # (window, restricted coalition) -> its logit share
         self._channels_last = self._channels_last_copy() if self.plan is None else None
         if self.plan is not None:
             self._prepare()
@@ -152,9 +158,19 @@ class WindowCache:
                 out.extend(y.unbind(0))
         return out
 
+    def use_features(self, index: torch.Tensor) -> None:
+        """Key window outputs by coalition: ``index`` ``(R, *grid)`` (or ``(R, G)`` flattened) holds the feature id
+        of every voxel (R = 1, or one row per input channel) of the inputs ``b + z[index] ⊙ (x − b)`` that
+        :meth:`__call__` will be given with their coalitions ``z``."""
+        if self.plan is None or self.kind != "logit":
+            return
+        rows = index.reshape((index.shape[0],) + tuple(self.plan.grid))
+        self._features = {win.index: torch.unique(rows[(slice(None),) + win.src]).cpu() for win in self.windows}
+
     # ---- scoring
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Scores ``(B,)`` float64 of a batch ``(B, C, *grid)`` (one function evaluation each)."""
+    def __call__(self, batch: torch.Tensor, coalitions: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``(B,)`` float64 of a batch ``(B, C, *grid)`` (one function evaluation each); ``coalitions``
+        ``(B, M)``: the coalition each input was made from, after :meth:`use_features`."""
         x = batch.detach().as_subclass(torch.Tensor)
         b = int(x.shape[0])
         self.stats.evaluations += b
@@ -176,12 +192,34 @@ class WindowCache:
                 else:
                     values[i][k] = self._reference_value(ref, win)
                     self.stats.reused += 1
-            if todo:
+            if todo and coalitions is not None and self._features is not None:
+                todo = self._from_coalitions(x, coalitions, todo, win, values, k)
+            elif todo:
                 for i, v in zip(todo, self._run(self._window_input(x[todo], win), win)):
                     values[i][k] = v
         if self.kind == "logit":
             return torch.tensor([sum(v) for v in values], dtype=torch.float64)
         return torch.stack([self._probability(v) for v in values])
+
+    def _from_coalitions(self, x: torch.Tensor, coalitions: torch.Tensor, todo: list[int], win: _Window,
+                         values: list[list[Any]], k: int) -> list[int]:
+        """Fill ``values[i][k]`` of ``todo`` from restricted coalitions scored before (or twice in this batch: run
+        once); return ``todo``."""
+        assert self._features is not None
+        feats = self._features[win.index].to(coalitions.device)
+        keys = [(win.index, (coalitions[i].index_select(0, feats) != 0).cpu().numpy().tobytes()) for i in todo]
+        first: dict[tuple[int, bytes], int] = {}
+        for i, key in zip(todo, keys):
+            if key not in self._seen and key not in first:
+                first[key] = i
+        if first:
+            run = list(first.values())
+            for i, v in zip(run, self._run(self._window_input(x[run], win), win)):
+                self._seen[keys[todo.index(i)]] = v
+        self.stats.reused += len(todo) - len(first)
+        for i, key in zip(todo, keys):
+            values[i][k] = self._seen[key]
+        return todo
 
     def _matching_reference(self, xi: torch.Tensor, win: _Window) -> int | None:
         index = (slice(None), slice(None)) + win.src
@@ -225,9 +263,14 @@ class ContextScorer:
         self.ctx = ctx
         self.cache = WindowCache(ctx.model, ctx.weights, references, "logit", bool(ctx.exact), batch_size)
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    takes_coalitions = True  # MaskedScorer passes each input's coalition (see WindowCache.use_features)
+
+    def use_features(self, index: torch.Tensor) -> None:
+        self.cache.use_features(index)
+
+    def __call__(self, batch: torch.Tensor, coalitions: torch.Tensor | None = None) -> torch.Tensor:
         self.ctx.forward_passes += int(batch.shape[0])
-        return self.cache(batch)
+        return self.cache(batch, coalitions)
 
     def describe(self) -> dict[str, Any]:
         return self.cache.stats.describe()
