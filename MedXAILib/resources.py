@@ -21,9 +21,15 @@ def _read_status_kb(key: str) -> int | None:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def resident_bytes() -> int:
+    """The process's resident set size now (Linux ``VmRSS``), in bytes; 0 where unknown."""
+    kb = _read_status_kb("VmRSS")
+    return kb * 1024 if kb is not None else 0
 
 
 def reset_peak_rss() -> bool:

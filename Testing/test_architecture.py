@@ -37,6 +37,15 @@ def _module_names() -> dict[str, Path]:
     return {_dotted(p): p for p in _modules()}
 
 
+def _absolute_module(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from … import`` names, relative levels resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _edges(path: Path, known: dict[str, Path]) -> set[str]:
     """The MedXAILib modules ``path`` imports (see the module docstring for what is counted)."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -46,12 +55,7 @@ def _edges(path: Path, known: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name in known}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = _absolute_module(node, package)
             subs = {f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in known}
             out |= subs
             if mod in known and len(subs) < len(node.names):
@@ -116,12 +120,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = _absolute_module(node, package)
             found.append((node.lineno, mod))
             found += [(node.lineno, f"{mod}.{a.name}") for a in node.names]
     return found

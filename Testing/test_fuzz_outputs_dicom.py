@@ -36,7 +36,7 @@ import SimpleITK as sitk
 from bad_inputs import make_world, snapshot
 from helpers import save_model, tiny_classifier
 from helpers_dicom import CHEST_DICOM, CT_SERIES, data_path, tiny_model_folder
-from test_dicom_damaged import small_cr, small_ct_series
+from test_dicom_damaged import edit, small_cr, small_ct_series
 
 from MedXAILib.cli import main
 
@@ -172,16 +172,6 @@ def output_case(i: int, w: dict) -> Case:
 
 
 # ---- damaged DICOM -------------------------------------------------------------------------------------------------
-def _edit(path: Path, **values) -> None:
-    ds = pydicom.dcmread(path)
-    for key, value in values.items():
-        if value is None:
-            delattr(ds, key)
-        else:
-            setattr(ds, key, value)
-    ds.save_as(path)
-
-
 def _patch(path: Path, old: bytes, new: bytes) -> None:
     data = path.read_bytes()
     path.write_bytes(data.replace(old, new, 1))
@@ -228,27 +218,27 @@ def _damage(f: Path, kind: str, rng: np.random.Generator) -> None:
         data = f.read_bytes()
         f.write_bytes(data[: int(rng.integers(0, len(data) - 1))])
     elif kind == "rows":
-        _edit(f, Rows=int(rng.choice([1, ds.Rows - 1, ds.Rows + 1, ds.Rows * 2])))
+        edit(f, Rows=int(rng.choice([1, ds.Rows - 1, ds.Rows + 1, ds.Rows * 2])))
     elif kind == "bits":
-        _edit(f, BitsAllocated=int(rng.choice([1, 32] if ds.BitsAllocated == 16 else [16, 32])))
+        edit(f, BitsAllocated=int(rng.choice([1, 32] if ds.BitsAllocated == 16 else [16, 32])))
     elif kind == "samples":
-        _edit(f, SamplesPerPixel=3)
+        edit(f, SamplesPerPixel=3)
     elif kind == "frames":
-        _edit(f, NumberOfFrames=int(rng.integers(2, 5)))
+        edit(f, NumberOfFrames=int(rng.integers(2, 5)))
     elif kind in ("no-ipp", "no-iop"):
-        _edit(f, **{"ImagePositionPatient" if kind == "no-ipp" else "ImageOrientationPatient": None})
+        edit(f, **{"ImagePositionPatient" if kind == "no-ipp" else "ImageOrientationPatient": None})
     elif kind == "ipp-nan":
-        _edit(f, ImagePositionPatient=["1.11111", "2", "3"])
+        edit(f, ImagePositionPatient=["1.11111", "2", "3"])
         _patch(f, b"1.11111", rng.choice([b"nan    ", b"inf    ", b"-inf   "]))
     elif kind == "iop-zero":
-        _edit(f, ImageOrientationPatient=[0, 0, 0, 0, 0, 0] if rng.random() < 0.5 else [1, 0, 0, 1, 0, 0])
+        edit(f, ImageOrientationPatient=[0, 0, 0, 0, 0, 0] if rng.random() < 0.5 else [1, 0, 0, 1, 0, 0])
     elif kind in ("mono1-one", "mono1-all"):
-        _edit(f, PhotometricInterpretation="MONOCHROME1")
+        edit(f, PhotometricInterpretation="MONOCHROME1")
     elif kind == "slope-text":
-        _edit(f, RescaleSlope="7.77777")
+        edit(f, RescaleSlope="7.77777")
         _patch(f, b"7.77777", rng.choice([b"abc.xyz", b"1,5    ", b"nan    "]))
     elif kind == "own-rescale":
-        _edit(f, RescaleSlope=float(rng.choice([0.5, 2.0])), RescaleIntercept=float(rng.integers(-2000, 0)))
+        edit(f, RescaleSlope=float(rng.choice([0.5, 2.0])), RescaleIntercept=float(rng.integers(-2000, 0)))
     elif kind == "harmless":
         ds.SeriesDescription = "fuzz " + "".join(rng.choice(list("abc xyz")) for _ in range(8))
         ds.add_new(0x00091010, "LO", "private value")

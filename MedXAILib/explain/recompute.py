@@ -36,7 +36,6 @@ import copy
 import os
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -44,6 +43,8 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
+
+from ..resources import resident_bytes
 
 #: The process peak an explanation plans for when ``MEDXAI_MEMORY_LIMIT`` is not set (bytes): a full-size case on a
 #: 24 GiB, 2-core machine shared with other work. Half of the machine's available memory when that is less.
@@ -124,17 +125,6 @@ def simulate(fn: Callable[[], Any]) -> int:
     with TensorMemory() as mem:
         fn()
     return int(mem.peak)
-
-
-def resident_bytes() -> int:
-    """The process's resident set size now (bytes; 0 where unknown)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def memory_budget() -> int:
