@@ -193,7 +193,7 @@ class WindowCache:
                     values[i][k] = self._reference_value(ref, win)
                     self.stats.reused += 1
             if todo and coalitions is not None and self._features is not None:
-                todo = self._from_coalitions(x, coalitions, todo, win, values, k)
+                self._from_coalitions(x, coalitions, todo, win, values, k)
             elif todo:
                 for i, v in zip(todo, self._run(self._window_input(x[todo], win), win)):
                     values[i][k] = v
@@ -202,24 +202,23 @@ class WindowCache:
         return torch.stack([self._probability(v) for v in values])
 
     def _from_coalitions(self, x: torch.Tensor, coalitions: torch.Tensor, todo: list[int], win: _Window,
-                         values: list[list[Any]], k: int) -> list[int]:
+                         values: list[list[Any]], k: int) -> None:
         """Fill ``values[i][k]`` of ``todo`` from restricted coalitions scored before (or twice in this batch: run
-        once); return ``todo``."""
+        once)."""
         assert self._features is not None
         feats = self._features[win.index].to(coalitions.device)
         keys = [(win.index, (coalitions[i].index_select(0, feats) != 0).cpu().numpy().tobytes()) for i in todo]
-        first: dict[tuple[int, bytes], int] = {}
+        first: dict[tuple[int, bytes], int] = {}  # restricted coalition not scored yet -> the sample that runs it
         for i, key in zip(todo, keys):
             if key not in self._seen and key not in first:
                 first[key] = i
         if first:
             run = list(first.values())
-            for i, v in zip(run, self._run(self._window_input(x[run], win), win)):
-                self._seen[keys[todo.index(i)]] = v
+            for key, v in zip(first, self._run(self._window_input(x[run], win), win)):
+                self._seen[key] = v
         self.stats.reused += len(todo) - len(first)
         for i, key in zip(todo, keys):
             values[i][k] = self._seen[key]
-        return todo
 
     def _matching_reference(self, xi: torch.Tensor, win: _Window) -> int | None:
         index = (slice(None), slice(None)) + win.src
